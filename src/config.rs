@@ -1,0 +1,321 @@
+//! The agent's TOML configuration.
+//!
+//! Parsing is strict (`deny_unknown_fields`) so a misspelt key is an error, not a silently
+//! ignored setting. Every error names the key; parse errors also carry the line the parser
+//! found them on, and semantic errors say what a valid value looks like.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::device::FactSources;
+
+/// Where the daemon looks for its config when `--config` is not given.
+pub const DEFAULT_PATH: &str = "/etc/camagent/camagent.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML parser's message names the key and, where it knows it, the line and column.
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config file {path}: `{key}` {problem}; {fix}")]
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        problem: String,
+        fix: &'static str,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub broker: BrokerConfig,
+    #[serde(default)]
+    pub agent: AgentConfig,
+    #[serde(default)]
+    pub outbox: OutboxConfig,
+    #[serde(default)]
+    pub device: FactSources,
+}
+
+/// The MQTT broker and the TLS identity used to reach it. There is no plaintext mode.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Host name or address; it is also the name the broker's certificate must carry.
+    pub host: String,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// PEM bundle of the CA certificates that may sign the broker's certificate.
+    pub ca_file: PathBuf,
+    /// PEM certificate chain presented to the broker (mutual TLS).
+    pub cert_file: PathBuf,
+    /// PEM private key of `cert_file`; must not be readable by group or others.
+    pub key_file: PathBuf,
+    #[serde(default = "default_topic_prefix")]
+    pub topic_prefix: String,
+    #[serde(default = "default_keep_alive", deserialize_with = "duration")]
+    pub keep_alive: Duration,
+    #[serde(default = "default_reconnect_min", deserialize_with = "duration")]
+    pub reconnect_min: Duration,
+    #[serde(default = "default_reconnect_max", deserialize_with = "duration")]
+    pub reconnect_max: Duration,
+    /// Publishes handed to the MQTT client and not yet acknowledged, at most.
+    #[serde(default = "default_inflight")]
+    pub max_inflight: u16,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Durable state: outbox, pseudonym key, sequence counter.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    #[serde(default = "default_policy_file")]
+    pub policy_file: PathBuf,
+    /// How often device facts are reported after the one at start-up.
+    #[serde(default = "default_facts_interval", deserialize_with = "duration")]
+    pub facts_interval: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxConfig {
+    /// Bytes the outbox may occupy on disk; records beyond it are refused, never dropped later.
+    #[serde(default = "default_outbox_max_bytes")]
+    pub max_bytes: u64,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            state_dir: default_state_dir(),
+            policy_file: default_policy_file(),
+            facts_interval: default_facts_interval(),
+        }
+    }
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: default_outbox_max_bytes(),
+        }
+    }
+}
+
+fn default_port() -> u16 {
+    8883
+}
+fn default_topic_prefix() -> String {
+    "camagent".into()
+}
+fn default_keep_alive() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_reconnect_min() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_reconnect_max() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_inflight() -> u16 {
+    32
+}
+fn default_state_dir() -> PathBuf {
+    "/var/lib/camagent".into()
+}
+fn default_policy_file() -> PathBuf {
+    "/etc/camagent/policy.toml".into()
+}
+fn default_facts_interval() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_outbox_max_bytes() -> u64 {
+    8 * 1024 * 1024
+}
+
+/// Durations are written for people: `"30s"`, `"500ms"`, `"1h 30m"`.
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "invalid duration {text:?} ({e}); write it like \"30s\", \"500ms\" or \"1h\""
+        ))
+    })
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates `text`; `path` is only used in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key, problem: String, fix| ConfigError::Invalid {
+            path: path.to_owned(),
+            key,
+            problem,
+            fix,
+        };
+        let b = &self.broker;
+        if b.host.trim().is_empty() {
+            return Err(invalid(
+                "broker.host",
+                "is empty".into(),
+                "set it to the broker's DNS name as written in its certificate",
+            ));
+        }
+        if b.port == 0 {
+            return Err(invalid(
+                "broker.port",
+                "is 0".into(),
+                "use the broker's TLS port, usually 8883",
+            ));
+        }
+        crate::uplink::topic::check_prefix(&b.topic_prefix).map_err(|problem| {
+            invalid(
+                "broker.topic_prefix",
+                problem,
+                "use one or two levels of letters, digits, '-' or '_', e.g. \"acme/cams\"",
+            )
+        })?;
+        if b.keep_alive < Duration::from_secs(5) {
+            return Err(invalid(
+                "broker.keep_alive",
+                format!("is {}", humantime::format_duration(b.keep_alive)),
+                "use at least \"5s\" (rumqttc's minimum)",
+            ));
+        }
+        if b.reconnect_min.is_zero() || b.reconnect_min > b.reconnect_max {
+            return Err(invalid(
+                "broker.reconnect_min",
+                "must be above zero and not above broker.reconnect_max".into(),
+                "e.g. reconnect_min = \"500ms\", reconnect_max = \"60s\"",
+            ));
+        }
+        if b.max_inflight == 0 {
+            return Err(invalid(
+                "broker.max_inflight",
+                "is 0".into(),
+                "use a value from 1 to 100; 32 is a good default",
+            ));
+        }
+        if self.agent.facts_interval < Duration::from_millis(100) {
+            return Err(invalid(
+                "agent.facts_interval",
+                "is below 100ms".into(),
+                "use a duration such as \"1h\"",
+            ));
+        }
+        if self.outbox.max_bytes < 64 * 1024 {
+            return Err(invalid(
+                "outbox.max_bytes",
+                format!("is {} bytes", self.outbox.max_bytes),
+                "give the outbox at least 65536 bytes",
+            ));
+        }
+        if self.device.interface.is_empty() || self.device.interface.contains('/') {
+            return Err(invalid(
+                "device.interface",
+                format!(
+                    "{:?} is not a network interface name",
+                    self.device.interface
+                ),
+                "name the interface whose MAC identifies the board, e.g. \"eth0\"",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[broker]
+host = "localhost"
+ca_file = "ca.pem"
+cert_file = "device.crt"
+key_file = "device.key"
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.broker.port, 8883);
+        assert_eq!(c.broker.topic_prefix, "camagent");
+        assert_eq!(c.agent.facts_interval, Duration::from_secs(3600));
+        assert_eq!(c.device.interface, "eth0");
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let err = parse(&format!("{MINIMAL}colour = \"red\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("colour"), "{err}");
+        assert!(err.contains("line 7"), "{err}");
+    }
+
+    #[test]
+    fn bad_duration_says_how_to_write_one() {
+        let err = parse(&format!("{MINIMAL}keep_alive = \"soon\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("keep_alive") || err.contains("line 7"),
+            "{err}"
+        );
+        assert!(err.contains("\"30s\""), "{err}");
+    }
+
+    #[test]
+    fn semantic_error_names_key_and_fix() {
+        let err = parse(&MINIMAL.replace("[broker]", "[broker]\nport = 0"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`broker.port`"), "{err}");
+        assert!(err.contains("8883"), "{err}");
+    }
+
+    #[test]
+    fn wildcard_in_topic_prefix_is_refused() {
+        let err = parse(&MINIMAL.replace("[broker]", "[broker]\ntopic_prefix = \"a/+\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`broker.topic_prefix`"), "{err}");
+    }
+
+    #[test]
+    fn missing_section_is_named() {
+        let err = parse("[agent]\n").unwrap_err().to_string();
+        assert!(err.contains("broker"), "{err}");
+    }
+}

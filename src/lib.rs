@@ -1,0 +1,9 @@
+//! camagent: the camera agent's library. The binary (`src/main.rs`) is a thin command line
+//! over [`agent::run`] and the inspection commands.
+
+pub mod agent;
+pub mod config;
+pub mod device;
+pub mod policy;
+pub mod record;
+pub mod uplink;

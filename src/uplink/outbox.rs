@@ -1,0 +1,358 @@
+//! The durable outbox: records accepted for sending, kept on disk until the broker acks them.
+//!
+//! One file per record, named by its sequence number, so delivery order survives restarts.
+//! Writes are crash-safe (write a temp file, fsync, rename, fsync the directory) and each
+//! entry is framed with its length and CRC-32, so a torn or corrupt entry found at start is
+//! moved to `quarantine/` and reported, while the entries around it are still delivered.
+//! The size bound is enforced at [`Outbox::append`]: a record that does not fit is refused
+//! there, and a record once accepted is never dropped for space.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::record::Record;
+
+const MAGIC: &[u8; 8] = b"CAMOBX1\n";
+const HEADER: usize = MAGIC.len() + 8;
+const SUFFIX: &str = "rec";
+/// Sequence numbers are reserved on disk in blocks, so a restart never reuses one.
+const SEQ_BLOCK: u64 = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error("outbox {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("outbox is full ({used} of {max} bytes); record of {size} bytes refused")]
+    Full { used: u64, max: u64, size: u64 },
+    #[error("outbox entry {path} is corrupt: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("cannot encode record: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> OutboxError + '_ {
+    move |source| OutboxError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Frames a record: magic, body length, CRC-32 of the body, body (JSON).
+pub fn encode(record: &Record) -> Result<Vec<u8>, OutboxError> {
+    let body = serde_json::to_vec(record)?;
+    let mut out = Vec::with_capacity(HEADER + body.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Checks a frame and returns its record, or why it cannot be trusted.
+pub fn decode(bytes: &[u8]) -> Result<Record, String> {
+    if bytes.len() < HEADER || &bytes[..MAGIC.len()] != MAGIC {
+        return Err("missing header".into());
+    }
+    let word =
+        |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    let len = word(MAGIC.len()) as usize;
+    let crc = word(MAGIC.len() + 4);
+    let body = &bytes[HEADER..];
+    if body.len() != len {
+        return Err(format!("length {} where the header says {len}", body.len()));
+    }
+    if crc32fast::hash(body) != crc {
+        return Err("checksum mismatch".into());
+    }
+    serde_json::from_slice(body).map_err(|e| format!("undecodable record: {e}"))
+}
+
+/// An entry moved aside at start because it could not be read back.
+#[derive(Debug, Clone)]
+pub struct Quarantined {
+    pub file: PathBuf,
+    pub reason: String,
+}
+
+#[derive(Debug)]
+pub struct Outbox {
+    dir: PathBuf,
+    max_bytes: u64,
+    /// Sequence number → size on disk, in delivery order.
+    entries: BTreeMap<u64, u64>,
+    used: u64,
+    next_seq: u64,
+    /// First sequence number not yet reserved on disk.
+    reserved_until: u64,
+}
+
+impl Outbox {
+    /// Opens (creating if needed) the outbox in `dir`, quarantining unreadable entries.
+    pub fn open(dir: &Path, max_bytes: u64) -> Result<(Self, Vec<Quarantined>), OutboxError> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let mut entries = BTreeMap::new();
+        let mut quarantined = Vec::new();
+        for dirent in fs::read_dir(dir).map_err(io_err(dir))? {
+            let path = dirent.map_err(io_err(dir))?.path();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            if name.ends_with(".tmp") {
+                // A write that never reached its rename was never accepted.
+                fs::remove_file(&path).map_err(io_err(&path))?;
+                continue;
+            }
+            let Some(seq) = name
+                .strip_suffix(SUFFIX)
+                .and_then(|s| s.strip_suffix('.'))
+                .and_then(|s| s.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            let bytes = fs::read(&path).map_err(io_err(&path))?;
+            match decode(&bytes) {
+                Ok(_) => {
+                    entries.insert(seq, bytes.len() as u64);
+                }
+                Err(reason) => quarantined.push(quarantine(dir, &path, reason)?),
+            }
+        }
+        let used = entries.values().sum();
+        let reserved = read_reserved(&dir.join("seq"));
+        let next_seq = entries
+            .keys()
+            .next_back()
+            .map_or(0, |last| last + 1)
+            .max(reserved);
+        let outbox = Self {
+            dir: dir.to_owned(),
+            max_bytes,
+            entries,
+            used,
+            next_seq,
+            reserved_until: next_seq,
+        };
+        Ok((outbox, quarantined))
+    }
+
+    /// Durably stores `record` and returns its sequence number; on `Ok` it is accepted.
+    pub fn append(&mut self, record: &Record) -> Result<u64, OutboxError> {
+        let frame = encode(record)?;
+        let size = frame.len() as u64;
+        if self.used + size > self.max_bytes {
+            return Err(OutboxError::Full {
+                used: self.used,
+                max: self.max_bytes,
+                size,
+            });
+        }
+        let seq = self.next_seq;
+        if seq >= self.reserved_until {
+            self.reserved_until = seq + SEQ_BLOCK;
+            write_atomic(&self.dir, "seq", self.reserved_until.to_string().as_bytes())?;
+        }
+        write_atomic(&self.dir, &entry_name(seq), &frame)?;
+        self.next_seq += 1;
+        self.entries.insert(seq, size);
+        self.used += size;
+        Ok(seq)
+    }
+
+    /// Reads an entry back. A file that went bad since start is quarantined and reported.
+    pub fn get(&mut self, seq: u64) -> Result<Record, OutboxError> {
+        let path = self.dir.join(entry_name(seq));
+        let bytes = fs::read(&path).map_err(io_err(&path))?;
+        decode(&bytes).or_else(|reason| {
+            self.forget(seq);
+            let q = quarantine(&self.dir, &path, reason)?;
+            Err(OutboxError::Corrupt {
+                path: q.file,
+                reason: q.reason,
+            })
+        })
+    }
+
+    /// Deletes an entry once the broker has acknowledged it (or the gate refused it).
+    pub fn remove(&mut self, seq: u64) -> Result<(), OutboxError> {
+        let path = self.dir.join(entry_name(seq));
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&path)(e)),
+        }
+        self.forget(seq);
+        Ok(())
+    }
+
+    fn forget(&mut self, seq: u64) {
+        if let Some(size) = self.entries.remove(&seq) {
+            self.used -= size;
+        }
+    }
+
+    /// The first queued sequence number after `after` (or the oldest, given `None`).
+    pub fn next_after(&self, after: Option<u64>) -> Option<u64> {
+        let from = after.map_or(0, |s| s + 1);
+        self.entries.range(from..).next().map(|(seq, _)| *seq)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.used
+    }
+}
+
+fn entry_name(seq: u64) -> String {
+    format!("{seq:020}.{SUFFIX}")
+}
+
+fn read_reserved(path: &Path) -> u64 {
+    fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Moves a bad entry to `quarantine/` so it is kept for inspection but never sent.
+fn quarantine(dir: &Path, path: &Path, reason: String) -> Result<Quarantined, OutboxError> {
+    let qdir = dir.join("quarantine");
+    fs::create_dir_all(&qdir).map_err(io_err(&qdir))?;
+    let target = qdir.join(path.file_name().unwrap_or_default());
+    fs::rename(path, &target).map_err(io_err(path))?;
+    Ok(Quarantined {
+        file: target,
+        reason,
+    })
+}
+
+/// Write to a temp file, fsync it, rename it over `name`, fsync the directory.
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), OutboxError> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let target = dir.join(name);
+    let mut file = File::create(&tmp).map_err(io_err(&tmp))?;
+    file.write_all(bytes).map_err(io_err(&tmp))?;
+    file.sync_all().map_err(io_err(&tmp))?;
+    fs::rename(&tmp, &target).map_err(io_err(&target))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Field;
+    use crate::record::Value;
+    use std::collections::BTreeMap;
+
+    fn record(n: u64) -> Record {
+        Record::facts(BTreeMap::from([(Field::Uptime, Value::Count(n))]))
+    }
+
+    fn uptime(r: &Record) -> u64 {
+        match r.fields[&Field::Uptime] {
+            Value::Count(n) => n,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn survives_reopen_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut ob, _) = Outbox::open(dir.path(), 1 << 20).unwrap();
+        let seqs: Vec<u64> = (0..5).map(|n| ob.append(&record(n)).unwrap()).collect();
+        ob.remove(seqs[0]).unwrap();
+        drop(ob);
+        let (mut ob, q) = Outbox::open(dir.path(), 1 << 20).unwrap();
+        assert!(q.is_empty());
+        let mut order = Vec::new();
+        let mut cur = None;
+        while let Some(seq) = ob.next_after(cur) {
+            order.push(uptime(&ob.get(seq).unwrap()));
+            cur = Some(seq);
+        }
+        assert_eq!(order, vec![1, 2, 3, 4]);
+        // New entries go after the old ones, never reusing a number.
+        assert!(ob.append(&record(9)).unwrap() > seqs[4]);
+    }
+
+    #[test]
+    fn sequence_never_repeats_after_delivery_and_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut ob, _) = Outbox::open(dir.path(), 1 << 20).unwrap();
+        let first = ob.append(&record(1)).unwrap();
+        ob.remove(first).unwrap();
+        drop(ob);
+        let (mut ob, _) = Outbox::open(dir.path(), 1 << 20).unwrap();
+        assert!(ob.append(&record(2)).unwrap() > first);
+    }
+
+    #[test]
+    fn full_outbox_refuses_new_and_keeps_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let size = encode(&record(1)).unwrap().len() as u64;
+        let (mut ob, _) = Outbox::open(dir.path(), size * 2).unwrap();
+        ob.append(&record(1)).unwrap();
+        ob.append(&record(2)).unwrap();
+        assert!(matches!(
+            ob.append(&record(3)),
+            Err(OutboxError::Full { .. })
+        ));
+        assert_eq!(ob.len(), 2);
+    }
+
+    #[test]
+    fn corrupt_and_torn_entries_are_quarantined_rest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut ob, _) = Outbox::open(dir.path(), 1 << 20).unwrap();
+        let seqs: Vec<u64> = (0..4).map(|n| ob.append(&record(n)).unwrap()).collect();
+        drop(ob);
+        let flip = dir.path().join(entry_name(seqs[1]));
+        let mut bytes = fs::read(&flip).unwrap();
+        let last = bytes.len() - 2;
+        bytes[last] ^= 0x55;
+        fs::write(&flip, bytes).unwrap();
+        let torn = dir.path().join(entry_name(seqs[2]));
+        let bytes = fs::read(&torn).unwrap();
+        fs::write(&torn, &bytes[..bytes.len() / 2]).unwrap();
+        fs::write(dir.path().join(".x.rec.tmp"), b"half").unwrap();
+
+        let (ob, q) = Outbox::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(q.len(), 2);
+        assert_eq!(ob.len(), 2);
+        assert_eq!(ob.next_after(None), Some(seqs[0]));
+        assert_eq!(ob.next_after(Some(seqs[0])), Some(seqs[3]));
+        assert!(dir
+            .path()
+            .join("quarantine")
+            .join(entry_name(seqs[1]))
+            .exists());
+        assert!(!dir.path().join(".x.rec.tmp").exists());
+    }
+
+    #[test]
+    fn decode_rejects_garbage_without_panicking() {
+        for bytes in [
+            &b""[..],
+            b"CAMOBX1\n",
+            b"CAMOBX1\n\xff\xff\xff\xff\0\0\0\0",
+            b"nonsense",
+        ] {
+            assert!(decode(bytes).is_err());
+        }
+    }
+}
