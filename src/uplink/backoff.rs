@@ -30,7 +30,7 @@ impl Backoff {
         step / 2 + step.mul_f64(unit.clamp(0.0, 1.0) / 2.0)
     }
 
-    pub fn next(&mut self) -> Duration {
+    pub fn next_delay(&mut self) -> Duration {
         self.next_with(fastrand::f64())
     }
 
@@ -57,7 +57,7 @@ mod tests {
     fn jitter_stays_within_the_upper_half() {
         let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(60));
         for _ in 0..40 {
-            let d = b.next();
+            let d = b.next_delay();
             assert!(d <= Duration::from_secs(60) && d >= Duration::from_millis(50));
         }
     }

@@ -67,7 +67,7 @@ pub async fn drive(
                     return;
                 }
                 eventloop.clean();
-                tokio::time::sleep(backoff.next()).await;
+                tokio::time::sleep(backoff.next_delay()).await;
                 continue;
             }
         };
@@ -80,23 +80,24 @@ pub async fn drive(
 /// A connection error in words, with the likely fix where one is known.
 pub fn describe(e: &ConnectionError, host: &str) -> String {
     let text = e.to_string();
-    let hint = if text.contains("UnknownIssuer") {
+    let lower = text.to_ascii_lowercase();
+    let hint = if lower.contains("unknownissuer") {
         Some("the broker's certificate is not signed by a CA in broker.ca_file".to_owned())
-    } else if text.contains("NotValidForName") {
+    } else if lower.contains("notvalidforname") || lower.contains("not valid for name") {
         Some(format!(
             "the broker's certificate does not name {host:?}; set broker.host to a name in that certificate"
         ))
-    } else if text.contains("Expired") || text.contains("NotValidYet") {
+    } else if lower.contains("expired") || lower.contains("notvalidyet") {
         Some("a certificate is outside its validity period; check the device clock".to_owned())
-    } else if text.contains("CertificateRequired")
-        || text.contains("BadCertificate")
-        || text.contains("UnknownCA")
+    } else if ["certificaterequired", "badcertificate", "unknownca"]
+        .iter()
+        .any(|alert| lower.contains(alert))
     {
         Some(
             "the broker refused the device certificate (broker.cert_file, broker.key_file)"
                 .to_owned(),
         )
-    } else if text.contains("Connection refused") {
+    } else if lower.contains("connection refused") {
         Some("nothing accepts connections at broker.host:broker.port".to_owned())
     } else {
         None
@@ -352,7 +353,7 @@ mod tests {
         assert!(describe(&e, "h").contains("broker.ca_file"));
         let e = ConnectionError::Io(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            "invalid peer certificate: NotValidForName",
+            "invalid peer certificate: certificate not valid for name \"10.0.0.1\"",
         ));
         assert!(describe(&e, "10.0.0.1").contains("\"10.0.0.1\""));
     }

@@ -1,0 +1,606 @@
+//! Test support: a throwaway PKI, a real mosquitto with a mutual-TLS listener, a TCP link the
+//! tests can cut, a subscriber playing the cloud, and the agent as a real child process.
+//!
+//! Shared by the integration tests and by `examples/demo.rs`.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
+
+/// Generous upper bound for things that should happen; not a timing assertion.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Polls `check` until it returns `Some` or `limit` passes.
+pub fn wait_for<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn write_private(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// A CA and the certificates issued by it, as PEM files in `dir`.
+pub struct Pki {
+    pub dir: PathBuf,
+    ca_cert: rcgen::Certificate,
+    ca_key: KeyPair,
+}
+
+pub struct Identity {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Pki {
+    pub fn new(dir: &Path, name: &str) -> Self {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("{name} test CA"));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca_cert = params.self_signed(&ca_key).unwrap();
+        std::fs::write(dir.join(format!("{name}-ca.pem")), ca_cert.pem()).unwrap();
+        Self {
+            dir: dir.to_owned(),
+            ca_cert,
+            ca_key,
+        }
+    }
+
+    pub fn ca_file(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}-ca.pem"))
+    }
+
+    /// A leaf certificate: a server one for `names`, or a client one with common name `cn`.
+    pub fn issue(&self, cn: &str, names: &[&str], server: bool) -> Identity {
+        let key = KeyPair::generate().unwrap();
+        let mut params =
+            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.extended_key_usages = vec![if server {
+            ExtendedKeyUsagePurpose::ServerAuth
+        } else {
+            ExtendedKeyUsagePurpose::ClientAuth
+        }];
+        let cert = params.signed_by(&key, &self.ca_cert, &self.ca_key).unwrap();
+        let id = Identity {
+            cert: self.dir.join(format!("{cn}.crt")),
+            key: self.dir.join(format!("{cn}.key")),
+        };
+        std::fs::write(&id.cert, cert.pem()).unwrap();
+        write_private(&id.key, &key.serialize_pem());
+        id
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn mosquitto_path() -> PathBuf {
+    [
+        "/usr/sbin/mosquitto",
+        "/usr/local/sbin/mosquitto",
+        "/usr/bin/mosquitto",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+    .unwrap_or_else(|| "mosquitto".into())
+}
+
+/// A real mosquitto on a loopback port, requiring client certificates.
+pub struct Broker {
+    pub port: u16,
+    pub dir: PathBuf,
+    child: Option<Child>,
+    conf: PathBuf,
+}
+
+/// The test's world: a PKI with a server, a device and a "cloud" identity.
+pub struct World {
+    pub tmp: tempfile::TempDir,
+    pub pki: Pki,
+    pub server: Identity,
+    pub device: Identity,
+    pub cloud: Identity,
+}
+
+impl World {
+    pub fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        // mosquitto started as root drops to its own user: let it reach the files it needs.
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let pki = Pki::new(tmp.path(), "main");
+        let server = pki.issue("broker", &["localhost"], true);
+        let device = pki.issue("device", &[], false);
+        let cloud = pki.issue("cloud", &[], false);
+        Self {
+            tmp,
+            pki,
+            server,
+            device,
+            cloud,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    pub fn broker(&self, persistent: bool) -> Broker {
+        Broker::start(self, free_port(), persistent)
+    }
+}
+
+impl Broker {
+    fn start(world: &World, port: u16, persistent: bool) -> Self {
+        let dir = world.path().join(format!("broker-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        // The throwaway server key must be readable by the `mosquitto` user (see DESIGN.md).
+        std::fs::set_permissions(&world.server.key, std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        let conf = dir.join("mosquitto.conf");
+        let mut text = format!(
+            "per_listener_settings false\n\
+             listener {port} 127.0.0.1\n\
+             cafile {ca}\ncertfile {cert}\nkeyfile {key}\n\
+             require_certificate true\nuse_identity_as_username true\n\
+             log_dest file {log}\nlog_type error\nlog_type warning\nlog_type notice\n\
+             max_queued_messages 10000\n",
+            ca = world.pki.ca_file("main").display(),
+            cert = world.server.cert.display(),
+            key = world.server.key.display(),
+            log = dir.join("mosquitto.log").display(),
+        );
+        if persistent {
+            text += &format!(
+                "persistence true\npersistence_location {}/\n",
+                dir.display()
+            );
+        } else {
+            text += "persistence false\n";
+        }
+        std::fs::write(&conf, text).unwrap();
+        let mut broker = Self {
+            port,
+            dir,
+            child: None,
+            conf,
+        };
+        broker.restart();
+        broker
+    }
+
+    /// Starts (again) on the same port; returns once it accepts connections.
+    pub fn restart(&mut self) {
+        self.stop();
+        let child = Command::new(mosquitto_path())
+            .arg("-c")
+            .arg(&self.conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto must be installed (scripts/install-deps)");
+        self.child = Some(child);
+        let port = self.port;
+        wait_for(PATIENCE, || TcpStream::connect(("127.0.0.1", port)).ok())
+            .unwrap_or_else(|| panic!("mosquitto did not listen on {port}: {}", self.log()));
+    }
+
+    /// Stops the broker the way an operator does (SIGTERM; it saves persistent state).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(child.id(), "TERM");
+            let _ = child.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("mosquitto.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{name} {pid} failed");
+}
+
+/// A TCP link between the agent and the broker that the test can cut and restore, like a
+/// network outage: while cut, live connections are severed and new ones closed at once.
+pub struct Link {
+    pub port: u16,
+    up: Arc<AtomicBool>,
+    streams: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Link {
+    pub fn new(target_port: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(AtomicBool::new(true));
+        let streams: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (up2, streams2) = (up.clone(), streams.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(client) = conn else { return };
+                if !up2.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target_port)) else {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                };
+                let mut list = streams2.lock().unwrap();
+                list.push(client.try_clone().unwrap());
+                list.push(server.try_clone().unwrap());
+                pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
+                pipe(server, client);
+            }
+        });
+        Self { port, up, streams }
+    }
+
+    pub fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for s in self.streams.lock().unwrap().drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
+    pub fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if to.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = to.shutdown(Shutdown::Both);
+    });
+}
+
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub retain: bool,
+}
+
+impl Message {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.payload).unwrap_or_else(|e| {
+            panic!(
+                "payload on {} is not JSON ({e}): {:?}",
+                self.topic,
+                String::from_utf8_lossy(&self.payload)
+            )
+        })
+    }
+}
+
+/// The cloud side: a real MQTT client on its own certificate, subscribed to everything.
+pub struct Subscriber {
+    pub messages: Arc<Mutex<Vec<Message>>>,
+    pub subacks: Arc<Mutex<u32>>,
+    client: rumqttc::Client,
+}
+
+impl Subscriber {
+    pub fn connect(world: &World, port: u16, client_id: &str, persistent: bool) -> Self {
+        use rumqttc::{Event, MqttOptions, Packet, QoS, Transport};
+        let mut options = MqttOptions::new(client_id, "localhost", port);
+        options
+            .set_keep_alive(Duration::from_secs(5))
+            .set_clean_session(!persistent)
+            .set_transport(Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(tls_config(world)),
+            ));
+        let (client, mut connection) = rumqttc::Client::new(options, 100);
+        let messages: Arc<Mutex<Vec<Message>>> = Arc::default();
+        let subacks: Arc<Mutex<u32>> = Arc::default();
+        let (m, s, c) = (messages.clone(), subacks.clone(), client.clone());
+        std::thread::spawn(move || {
+            for event in connection.iter() {
+                match event {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        let _ = c.try_subscribe("#", QoS::AtLeastOnce);
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => *s.lock().unwrap() += 1,
+                    Ok(Event::Incoming(Packet::Publish(p))) => m.lock().unwrap().push(Message {
+                        topic: p.topic.clone(),
+                        payload: p.payload.to_vec(),
+                        retain: p.retain,
+                    }),
+                    Ok(_) => {}
+                    Err(rumqttc::ConnectionError::RequestsDone) => return,
+                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        });
+        let sub = Self {
+            messages,
+            subacks,
+            client,
+        };
+        sub.wait_subscribed(0);
+        sub
+    }
+
+    /// Waits until more than `seen` subscriptions have been acknowledged.
+    pub fn wait_subscribed(&self, seen: u32) {
+        wait_for(PATIENCE, || {
+            (*self.subacks.lock().unwrap() > seen).then_some(())
+        })
+        .expect("subscriber never got its SUBACK");
+    }
+
+    pub fn suback_count(&self) -> u32 {
+        *self.subacks.lock().unwrap()
+    }
+
+    pub fn snapshot(&self) -> Vec<Message> {
+        self.messages.lock().unwrap().clone()
+    }
+
+    pub fn on(&self, suffix: &str) -> Vec<Message> {
+        self.snapshot()
+            .into_iter()
+            .filter(|m| m.topic.ends_with(suffix))
+            .collect()
+    }
+
+    /// Waits for a message whose topic ends in `suffix` and that satisfies `pred`.
+    pub fn wait_message(&self, suffix: &str, pred: impl Fn(&Message) -> bool) -> Message {
+        wait_for(PATIENCE, || self.on(suffix).into_iter().find(&pred)).unwrap_or_else(|| {
+            panic!(
+                "no matching message on *{suffix}; got {:?}",
+                self.snapshot()
+                    .iter()
+                    .map(|m| (&m.topic, String::from_utf8_lossy(&m.payload)))
+                    .collect::<Vec<_>>()
+            )
+        })
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.client.disconnect();
+    }
+}
+
+fn tls_config(world: &World) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(world.pki.ca_file("main")).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let chain = CertificateDer::pem_file_iter(&world.cloud.cert)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(&world.cloud.key).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .unwrap();
+    Arc::new(config)
+}
+
+/// A fake board: device facts in files, so tests know every value that could leak.
+pub struct Board {
+    pub dir: PathBuf,
+}
+
+pub const SERIAL: &str = "CAMSN0042";
+pub const MAC: &str = "02:00:5e:10:20:30";
+pub const MODEL: &str = "Acme IPC-7";
+pub const FIRMWARE: &str = "4.2.0-test";
+pub const TIMEZONE: &str = "Europe/Berlin";
+
+impl Board {
+    pub fn new(root: &Path) -> Self {
+        let dir = root.join("board");
+        std::fs::create_dir_all(dir.join("net/eth0")).unwrap();
+        std::fs::write(dir.join("net/eth0/address"), format!("{MAC}\n")).unwrap();
+        std::fs::write(dir.join("serial-number"), format!("{SERIAL}\0")).unwrap();
+        std::fs::write(dir.join("model"), format!("{MODEL}\0")).unwrap();
+        std::fs::write(
+            dir.join("os-release"),
+            format!("NAME=\"CamOS\"\nVERSION_ID=\"{FIRMWARE}\"\n"),
+        )
+        .unwrap();
+        std::fs::write(dir.join("timezone"), format!("{TIMEZONE}\n")).unwrap();
+        Self { dir }
+    }
+
+    pub fn device_section(&self) -> String {
+        let d = self.dir.display();
+        format!(
+            "[device]\ninterface = \"eth0\"\nnet_class_dir = \"{d}/net\"\n\
+             serial_number = {{ file = \"{d}/serial-number\" }}\n\
+             model = {{ file = \"{d}/model\" }}\n\
+             firmware_version = {{ file = \"{d}/os-release\", key = \"VERSION_ID\" }}\n\
+             timezone = {{ file = \"{d}/timezone\" }}\n"
+        )
+    }
+}
+
+/// Writes a policy with the given fields for `device_activation` (and status for status).
+pub fn write_policy(path: &Path, activation_fields: &[&str], status_fields: &[&str]) {
+    let list = |f: &[&str]| {
+        f.iter()
+            .map(|s| format!("\"{s}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    std::fs::write(
+        path,
+        format!(
+            "schema = 1\nname = \"test policy\"\nversion = \"1\"\n\n\
+             [[purpose]]\nid = \"device_activation\"\nfields = [{}]\n\n\
+             [[purpose]]\nid = \"device_status\"\nfields = [{}]\n",
+            list(activation_fields),
+            list(status_fields)
+        ),
+    )
+    .unwrap();
+}
+
+/// Options for the agent's config file.
+pub struct AgentSetup {
+    pub host: String,
+    pub port: u16,
+    pub ca_file: PathBuf,
+    pub facts_interval: &'static str,
+    pub reconnect_min: &'static str,
+    pub reconnect_max: &'static str,
+}
+
+impl AgentSetup {
+    pub fn new(world: &World, port: u16) -> Self {
+        Self {
+            host: "localhost".into(),
+            port,
+            ca_file: world.pki.ca_file("main"),
+            facts_interval: "1h",
+            reconnect_min: "100ms",
+            reconnect_max: "1s",
+        }
+    }
+
+    /// Writes config, policy and board under `dir`; returns the config path.
+    pub fn write(&self, world: &World, dir: &Path, policy: &Path) -> PathBuf {
+        std::fs::create_dir_all(dir).unwrap();
+        let board = Board::new(dir);
+        let config = dir.join("camagent.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[broker]\nhost = \"{host}\"\nport = {port}\n\
+                 ca_file = \"{ca}\"\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\n\
+                 topic_prefix = \"test/cams\"\nkeep_alive = \"5s\"\n\
+                 reconnect_min = \"{rmin}\"\nreconnect_max = \"{rmax}\"\n\n\
+                 [agent]\nstate_dir = \"{state}\"\npolicy_file = \"{policy}\"\n\
+                 facts_interval = \"{interval}\"\n\n{device}",
+                host = self.host,
+                port = self.port,
+                ca = self.ca_file.display(),
+                cert = world.device.cert.display(),
+                key = world.device.key.display(),
+                rmin = self.reconnect_min,
+                rmax = self.reconnect_max,
+                state = dir.join("state").display(),
+                policy = policy.display(),
+                interval = self.facts_interval,
+                device = board.device_section(),
+            ),
+        )
+        .unwrap();
+        config
+    }
+}
+
+/// The agent binary as a child process, its log captured to a file.
+pub struct Agent {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Agent {
+    pub fn start(bin: &str, config: &Path) -> Self {
+        let log = config.with_extension("log");
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(bin)
+            .arg("--config")
+            .arg(config)
+            .arg("run")
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        Self { child, log }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn wait_log(&self, needle: &str) {
+        wait_for(PATIENCE, || self.log().contains(needle).then_some(()))
+            .unwrap_or_else(|| panic!("agent never logged {needle:?}; log:\n{}", self.log()));
+    }
+
+    /// SIGTERM and wait: the clean shutdown path.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        signal(self.child.id(), "TERM");
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

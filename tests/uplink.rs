@@ -1,0 +1,414 @@
+//! The walking skeleton end to end: the agent binary, a real mosquitto with mutual TLS, and a
+//! subscriber on its own certificate playing the cloud.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+use std::time::Duration;
+
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_camagent");
+
+fn seqs(messages: &[Message]) -> Vec<u64> {
+    messages
+        .iter()
+        .map(|m| m.json()["seq"].as_u64().expect("facts carry seq"))
+        .collect()
+}
+
+/// Each value the fake board holds for a field not in `permitted` must appear nowhere.
+fn assert_no_forbidden_values(messages: &[Message], permitted: &[&str]) {
+    let all = [
+        ("serial_number", SERIAL),
+        ("mac_address", MAC),
+        ("model", MODEL),
+        ("firmware_version", FIRMWARE),
+        ("timezone", TIMEZONE),
+    ];
+    for m in messages {
+        let text = String::from_utf8_lossy(&m.payload);
+        for (field, value) in all.iter().filter(|(f, _)| !permitted.contains(f)) {
+            assert!(
+                !text.contains(value) && !m.topic.contains(value),
+                "{field} value {value:?} leaked on {}: {text}",
+                m.topic
+            );
+        }
+    }
+}
+
+#[test]
+fn facts_arrive_with_exactly_the_permitted_fields() {
+    let world = World::new();
+    let broker = world.broker(false);
+    let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
+    let policy = world.path().join("policy.toml");
+    let permitted = ["serial_number", "model", "firmware_version"];
+    write_policy(&policy, &permitted, &["serial_number", "online_status"]);
+    let config =
+        AgentSetup::new(&world, broker.port).write(&world, &world.path().join("a"), &policy);
+    let mut agent = Agent::start(BIN, &config);
+
+    let facts = cloud.wait_message("/facts", |_| true);
+    assert_eq!(facts.topic, format!("test/cams/{SERIAL}/facts"));
+    let body = facts.json();
+    let fields: BTreeSet<&str> = body["fields"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(fields, BTreeSet::from(permitted));
+    assert_eq!(body["fields"]["serial_number"], SERIAL);
+    assert_eq!(body["fields"]["model"], MODEL);
+    assert_eq!(body["fields"]["firmware_version"], FIRMWARE);
+    assert_eq!(body["purpose"], "device_activation");
+    assert_eq!(body["schema"], 1);
+    assert!(!facts.retain);
+
+    let online = cloud.wait_message("/status", |m| {
+        m.json()["fields"]["online_status"] == "online"
+    });
+    assert_eq!(online.topic, format!("test/cams/{SERIAL}/status"));
+    // Retained: a subscriber that comes later is told at once (with the retain flag set).
+    let late = Subscriber::connect(&world, broker.port, "late", false);
+    let kept = late.wait_message("/status", |_| true);
+    assert!(kept.retain && kept.json()["fields"]["online_status"] == "online");
+
+    assert!(agent.stop().success());
+    let offline = cloud.wait_message("/status", |m| {
+        m.json()["fields"]["online_status"] == "offline"
+    });
+    assert_eq!(offline.topic, online.topic);
+    assert_no_forbidden_values(&cloud.snapshot(), &permitted);
+}
+
+#[test]
+fn without_serial_permission_topics_carry_a_pseudonym() {
+    let world = World::new();
+    let broker = world.broker(false);
+    let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
+    let policy = world.path().join("policy.toml");
+    write_policy(&policy, &["model"], &["online_status"]);
+    let dir = world.path().join("a");
+    let config = AgentSetup::new(&world, broker.port).write(&world, &dir, &policy);
+    let _agent = Agent::start(BIN, &config);
+
+    let facts = cloud.wait_message("/facts", |_| true);
+    cloud.wait_message("/status", |_| true);
+    let levels: Vec<&str> = facts.topic.split('/').collect();
+    assert_eq!(levels.len(), 4, "{}", facts.topic);
+    assert_eq!(levels[2].len(), 24, "pseudonym expected: {}", facts.topic);
+    assert!(levels[2].bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(facts.json()["fields"], serde_json::json!({"model": MODEL}));
+    assert_no_forbidden_values(&cloud.snapshot(), &["model"]);
+
+    let key = dir.join("state/keys/pseudonym.key");
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+fn assert_tls_refused(setup: AgentSetup, world: &World, broker_port: u16, hint: &str) {
+    let cloud = Subscriber::connect(world, broker_port, "cloud", false);
+    let policy = world.path().join("policy.toml");
+    write_policy(
+        &policy,
+        &["serial_number"],
+        &["serial_number", "online_status"],
+    );
+    let config = setup.write(world, &world.path().join("a"), &policy);
+    let agent = Agent::start(BIN, &config);
+    agent.wait_log(hint);
+    // Two more failed attempts, then check nothing arrived.
+    let attempts = |log: String| log.matches("cannot connect to broker").count();
+    let first = attempts(agent.log());
+    wait_for(PATIENCE, || {
+        (attempts(agent.log()) >= first + 2).then_some(())
+    })
+    .expect("agent should keep retrying with backoff");
+    assert!(cloud.snapshot().is_empty(), "{:?}", cloud.snapshot());
+}
+
+#[test]
+fn wrong_ca_fails_clearly_and_sends_nothing() {
+    let world = World::new();
+    let broker = world.broker(false);
+    let other = Pki::new(world.path(), "other");
+    let mut setup = AgentSetup::new(&world, broker.port);
+    setup.ca_file = other.ca_file("other");
+    assert_tls_refused(
+        setup,
+        &world,
+        broker.port,
+        "not signed by a CA in broker.ca_file",
+    );
+}
+
+#[test]
+fn wrong_server_name_fails_clearly_and_sends_nothing() {
+    let world = World::new();
+    let broker = world.broker(false);
+    let mut setup = AgentSetup::new(&world, broker.port);
+    // The broker's certificate names only "localhost".
+    setup.host = "127.0.0.1".into();
+    assert_tls_refused(setup, &world, broker.port, "does not name \"127.0.0.1\"");
+}
+
+/// Cuts the link, restarts the broker while facts keep coming, restores the link and checks
+/// that every record arrives, in order. `persistent` decides whether the broker keeps the
+/// agent's session across the restart (resume path) or forgets it (re-send path).
+fn broker_restart_loses_nothing(persistent: bool) {
+    let world = World::new();
+    let mut broker = world.broker(persistent);
+    let link = Link::new(broker.port);
+    let cloud = Subscriber::connect(&world, broker.port, "cloud", persistent);
+    let policy = world.path().join("policy.toml");
+    write_policy(
+        &policy,
+        &["serial_number", "uptime"],
+        &["serial_number", "online_status"],
+    );
+    let dir = world.path().join("a");
+    let mut setup = AgentSetup::new(&world, link.port);
+    setup.facts_interval = "150ms";
+    let config = setup.write(&world, &dir, &policy);
+    let mut agent = Agent::start(BIN, &config);
+
+    wait_for(PATIENCE, || (cloud.on("/facts").len() >= 5).then_some(()))
+        .expect("facts flowing before the outage");
+    link.cut();
+    let subacks = cloud.suback_count();
+    broker.stop();
+    agent.wait_log("broker connection lost");
+    std::thread::sleep(Duration::from_millis(1500)); // records pile up in the outbox
+    broker.restart();
+    if !persistent {
+        cloud.wait_subscribed(subacks);
+    } else {
+        wait_for(PATIENCE, || (cloud.suback_count() > subacks).then_some(()));
+    }
+    let before = agent.log().matches("connected to broker").count();
+    link.restore();
+    wait_for(PATIENCE, || {
+        (agent.log().matches("connected to broker").count() > before).then_some(())
+    })
+    .expect("agent reconnects");
+    let resumed = format!("session_present={persistent}");
+    assert!(
+        agent.log().contains(&resumed),
+        "expected {resumed}:\n{}",
+        agent.log()
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(agent.stop().success());
+
+    // Everything accepted was delivered: the outbox is empty...
+    let left = std::fs::read_dir(dir.join("state/outbox"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "rec")
+        })
+        .count();
+    assert_eq!(left, 0, "undelivered records left in the outbox");
+    // ...and the cloud saw every sequence number, first appearances in order.
+    let got = seqs(&cloud.on("/facts"));
+    let mut first_seen = Vec::new();
+    for s in &got {
+        if !first_seen.contains(s) {
+            first_seen.push(*s);
+        }
+    }
+    let expected: Vec<u64> = (0..=*first_seen.iter().max().unwrap()).collect();
+    assert_eq!(first_seen, expected, "lost or reordered records: {got:?}");
+    assert!(
+        expected.len() >= 10,
+        "too few records to mean anything: {got:?}"
+    );
+}
+
+#[test]
+fn broker_restart_that_forgets_the_session_loses_nothing() {
+    broker_restart_loses_nothing(false);
+}
+
+#[test]
+fn broker_restart_that_keeps_the_session_loses_nothing() {
+    broker_restart_loses_nothing(true);
+}
+
+#[test]
+fn records_queued_offline_survive_an_agent_kill() {
+    let world = World::new();
+    let broker = world.broker(false);
+    let link = Link::new(broker.port);
+    link.cut();
+    let policy = world.path().join("policy.toml");
+    write_policy(&policy, &["uptime"], &["online_status"]);
+    let dir = world.path().join("a");
+    let mut setup = AgentSetup::new(&world, link.port);
+    setup.facts_interval = "100ms";
+    let config = setup.write(&world, &dir, &policy);
+
+    let mut agent = Agent::start(BIN, &config);
+    let outbox = dir.join("state/outbox");
+    let queued = || {
+        std::fs::read_dir(&outbox)
+            .map(|d| {
+                d.filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .path()
+                        .extension()
+                        .is_some_and(|x| x == "rec")
+                })
+                .count()
+            })
+            .unwrap_or(0)
+    };
+    wait_for(PATIENCE, || (queued() >= 5).then_some(())).expect("records queue while offline");
+    agent.child.kill().unwrap();
+    agent.child.wait().unwrap();
+    let kept = queued();
+
+    let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
+    link.restore();
+    let _agent = Agent::start(BIN, &config);
+    wait_for(PATIENCE, || (cloud.on("/facts").len() > kept).then_some(()))
+        .expect("queued records delivered after restart");
+    let got = seqs(&cloud.on("/facts"));
+    let expected: Vec<u64> = (0..got.len() as u64).collect();
+    assert_eq!(
+        got[..kept],
+        expected[..kept],
+        "queued records lost or reordered"
+    );
+}
+
+#[test]
+fn sigkill_leaves_the_retained_offline_status() {
+    let world = World::new();
+    let broker = world.broker(false);
+    let policy = world.path().join("policy.toml");
+    write_policy(
+        &policy,
+        &["serial_number"],
+        &["serial_number", "online_status"],
+    );
+    let config =
+        AgentSetup::new(&world, broker.port).write(&world, &world.path().join("a"), &policy);
+    let mut agent = Agent::start(BIN, &config);
+    {
+        let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
+        cloud.wait_message("/status", |m| {
+            m.json()["fields"]["online_status"] == "online"
+        });
+    }
+    agent.child.kill().unwrap();
+    agent.child.wait().unwrap();
+
+    // A subscriber that arrives later learns the device is offline from the retained will.
+    let status_is = |want: &'static str| {
+        move || {
+            let late = Subscriber::connect(&world, broker.port, "late", false);
+            let m = late.wait_message("/status", |_| true);
+            (m.retain && m.json()["fields"]["online_status"] == want).then_some(m)
+        }
+    };
+    let m = wait_for(PATIENCE, status_is("offline")).expect("retained offline status");
+    assert_eq!(m.topic, format!("test/cams/{SERIAL}/status"));
+}
+
+#[test]
+fn bad_config_exits_nonzero_naming_the_key() {
+    let world = World::new();
+    let path = world.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[broker]\nhost = \"localhost\"\nport = \"eighty\"\nca_file = \"a\"\ncert_file = \"b\"\nkey_file = \"c\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["--config", path.to_str().unwrap(), "run"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("port") && err.contains("line 3"), "{err}");
+
+    std::fs::write(&path, "[broker]\nhost = \"localhost\"\nca_file = \"a\"\ncert_file = \"b\"\nkey_file = \"c\"\nkeep_alive = \"1s\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["--config", path.to_str().unwrap(), "run"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("`broker.keep_alive`") && err.contains("\"5s\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn key_readable_by_others_is_refused_with_the_fix() {
+    let world = World::new();
+    let broker = world.broker(false);
+    let policy = world.path().join("policy.toml");
+    write_policy(&policy, &["model"], &["online_status"]);
+    let config =
+        AgentSetup::new(&world, broker.port).write(&world, &world.path().join("a"), &policy);
+    std::fs::set_permissions(&world.device.key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new(BIN)
+        .args(["--config", config.to_str().unwrap(), "run"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("chmod 600"), "{err}");
+}
+
+#[test]
+fn facts_command_marks_what_may_leave() {
+    let world = World::new();
+    let policy = world.path().join("policy.toml");
+    write_policy(&policy, &["model"], &["online_status"]);
+    let config = AgentSetup::new(&world, 8883).write(&world, &world.path().join("a"), &policy);
+    let out = Command::new(BIN)
+        .args(["--config", config.to_str().unwrap(), "facts"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = |field: &str| {
+        text.lines()
+            .find(|l| l.starts_with(field))
+            .unwrap()
+            .to_owned()
+    };
+    assert!(
+        line("model").contains(MODEL) && line("model").ends_with("device_activation"),
+        "{text}"
+    );
+    assert!(
+        line("serial_number").contains(SERIAL) && line("serial_number").contains("never"),
+        "{text}"
+    );
+    assert!(line("mac_address").contains(MAC), "{text}");
+}
+
+#[test]
+fn version_is_printed() {
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
