@@ -267,6 +267,12 @@ key_file = "device.key"
     }
 
     #[test]
+    fn shipped_example_is_valid() {
+        let c = parse(include_str!("../etc/camagent.toml")).unwrap();
+        assert_eq!(c.broker.host, "mqtt.example.com");
+    }
+
+    #[test]
     fn minimal_config_gets_defaults() {
         let c = parse(MINIMAL).unwrap();
         assert_eq!(c.broker.port, 8883);

@@ -9,7 +9,6 @@ use tracing::error;
 
 use camagent::config::{self, Config};
 use camagent::policy::Policy;
-use camagent::record::Value;
 
 #[derive(Parser)]
 #[command(
@@ -78,18 +77,13 @@ fn facts(config: &Config) -> anyhow::Result<()> {
     let facts = config.device.read();
     println!("{:<17} {:<34} leaves for", "field", "value");
     for (field, value) in &facts {
-        let shown = match value {
-            Value::Text(s) => s.clone(),
-            Value::Count(n) => n.to_string(),
-            Value::Unavailable(reason) => format!("(unavailable: {reason})"),
-        };
         let purposes = policy.purposes_for(*field);
         let leaves = if purposes.is_empty() {
             "never (stays on the device)".to_owned()
         } else {
             purposes.join(", ")
         };
-        println!("{:<17} {:<34} {leaves}", field.name(), shown);
+        println!("{:<17} {:<34} {leaves}", field.name(), value.to_string());
     }
     Ok(())
 }

@@ -20,6 +20,16 @@ pub enum Value {
     Unavailable(String),
 }
 
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Text(s) => f.write_str(s),
+            Value::Count(n) => write!(f, "{n}"),
+            Value::Unavailable(reason) => write!(f, "(unavailable: {reason})"),
+        }
+    }
+}
+
 /// What a record is about; it names the topic's last level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

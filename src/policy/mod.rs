@@ -165,6 +165,13 @@ mod tests {
     const HEAD: &str = "schema = 1\nname = \"t\"\nversion = \"1\"\n";
 
     #[test]
+    fn shipped_default_policy_is_valid() {
+        let p = parse(include_str!("../../etc/policy.toml")).unwrap();
+        assert!(p.permits(DEVICE_STATUS, Field::OnlineStatus));
+        assert!(!p.permits(DEVICE_ACTIVATION, Field::MacAddress));
+    }
+
+    #[test]
     fn permits_only_listed_fields_of_listed_purposes() {
         let p = parse(&format!(
             "{HEAD}[[purpose]]\nid = \"device_activation\"\nfields = [\"model\"]\n"
