@@ -1,22 +1,37 @@
-//! Wires the agent together: facts → gate → outbox → MQTT session, and shuts it down cleanly.
+//! Wires the agent together: producers → gate → outbox → MQTT session, and shuts it down
+//! cleanly.
 
+use std::collections::BTreeMap;
+use std::fs::File;
 use std::future::Future;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, MqttOptions, Transport};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use crate::command::ReplayGuard;
 use crate::config::Config;
-use crate::policy::{Gate, Policy, PolicyError, PseudonymKey, PseudonymKeyError};
+use crate::device::FactSources;
+use crate::policy::consent::LedgerFile;
+use crate::policy::disclosure::DisclosureLog;
+use crate::policy::{Field, Flow, Gate, Policy, PolicyError, PseudonymKey, PseudonymKeyError};
 use crate::record::{Record, Value};
 use crate::uplink::backoff::Backoff;
 use crate::uplink::outbox::{Outbox, OutboxError};
-use crate::uplink::session::{self, Session};
+use crate::uplink::session::{self, Session, Stores};
 use crate::uplink::tls::{self, TlsError};
 
 /// How long a clean shutdown waits for the broker to acknowledge the offline status.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// How often consent changes from the command line and retention are looked at.
+const TICK: Duration = Duration::from_millis(250);
+/// The pseudonym key, relative to the state directory.
+pub const KEY_FILE: &str = "keys/pseudonym.key";
+const LOCK_FILE: &str = "agent.lock";
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -28,63 +43,90 @@ pub enum AgentError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Outbox(#[from] OutboxError),
-    #[error("no status can be published: the policy does not permit `online_status` for purpose `device_status`, so the broker could not mark the device offline")]
-    NoStatus,
+    #[error("state directory {path}: {source}")]
+    State {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("another camagent is running with state directory {0}")]
+    AlreadyRunning(std::path::PathBuf),
 }
 
-/// The pieces built from config before anything connects; errors here are fatal and clear.
-pub struct Prepared {
-    pub gate: Gate,
-    pub outbox: Outbox,
+/// Holds the state directory for this process; `camagent erase` refuses while it is held.
+pub fn lock_state(state_dir: &Path) -> Result<File, AgentError> {
+    let state = |source| AgentError::State {
+        path: state_dir.to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(state_dir).map_err(state)?;
+    let file = File::create(state_dir.join(LOCK_FILE)).map_err(state)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(AgentError::AlreadyRunning(state_dir.to_owned()))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(state(e)),
+    }
 }
 
-/// Loads the policy, the pseudonym key and the outbox, and reads the device facts.
-pub fn prepare(config: &Config) -> Result<Prepared, AgentError> {
+/// The gate as the daemon builds it: policy, pseudonym key, consent and the board's serial.
+pub fn build_gate(config: &Config) -> Result<Gate, AgentError> {
     let policy = Policy::load(&config.agent.policy_file)?;
-    let key = PseudonymKey::load_or_create(&config.agent.state_dir.join("keys/pseudonym.key"))?;
-    let serial = match config
-        .device
-        .read()
-        .remove(&crate::policy::Field::SerialNumber)
-    {
-        Some(Value::Text(serial)) => Some(serial),
+    let key = PseudonymKey::load_or_create(&config.agent.state_dir.join(KEY_FILE))?;
+    let serial = match config.device.read_one(Field::SerialNumber) {
+        Value::Text(serial) => Some(serial),
         _ => None,
     };
-    let gate = Gate::new(policy, key, &config.broker.topic_prefix, serial);
-    let (outbox, quarantined) = Outbox::open(
-        &config.agent.state_dir.join("outbox"),
-        config.outbox.max_bytes,
-    )?;
-    for q in &quarantined {
-        warn!(file = %q.file.display(), "outbox entry quarantined: {}", q.reason);
-    }
-    Ok(Prepared { gate, outbox })
+    Ok(Gate::new(policy, key, &config.broker.topic_prefix, serial))
 }
 
 /// Runs the agent until `shutdown` completes.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
-    let Prepared { gate, outbox } = prepare(&config)?;
+    let state_dir = config.agent.state_dir.clone();
+    let _lock = lock_state(&state_dir)?;
+    let gate = build_gate(&config)?;
+    let (outbox, quarantined) = Outbox::open(&state_dir.join("outbox"), config.outbox.max_bytes)?;
+    for q in &quarantined {
+        warn!(file = %q.file.display(), "outbox entry quarantined: {}", q.reason);
+    }
     let tls = tls::client_config(&config.broker)?;
-    let will = session::last_will(&gate).ok_or(AgentError::NoStatus)?;
+    let stores = Stores {
+        ledger: LedgerFile::new(&state_dir),
+        disclosures: DisclosureLog::new(&state_dir, config.agent.disclosure_log_max_bytes),
+        replay: ReplayGuard::new(&state_dir),
+        verify_key: config.commands.key_bytes(),
+        state_dir,
+    };
 
     let b = &config.broker;
-    let client_id = format!("camagent-{}", gate.device_id(crate::policy::DEVICE_STATUS));
-    let mut options = MqttOptions::new(client_id, b.host.clone(), b.port);
+    let mut options = MqttOptions::new(
+        format!("camagent-{}", gate.anchor_id()),
+        b.host.clone(),
+        b.port,
+    );
     options
         .set_keep_alive(b.keep_alive)
         .set_clean_session(false)
         .set_inflight(b.max_inflight + 2)
-        .set_last_will(will)
         .set_transport(Transport::tls_with_config(
             rumqttc::TlsConfiguration::Rustls(tls),
         ));
-    let (client, eventloop) = AsyncClient::new(options, usize::from(b.max_inflight) + 4);
+    match session::last_will(&gate, &stores.disclosures) {
+        Some(will) => {
+            options.set_last_will(will);
+        }
+        None => warn!("the policy sends no status: the broker cannot mark this device offline"),
+    }
+    let (client, eventloop) = AsyncClient::new(options, usize::from(b.max_inflight) + 8);
 
+    let discard = Arc::new(AtomicBool::new(false));
     let (net_tx, mut net_rx) = mpsc::unbounded_channel();
     let driver = tokio::spawn(session::drive(
         eventloop,
         net_tx,
         Backoff::new(b.reconnect_min, b.reconnect_max),
+        discard.clone(),
     ));
     let (record_tx, mut record_rx) = mpsc::channel(64);
     let reporter = tokio::spawn(report_facts(
@@ -93,19 +135,28 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         record_tx,
     ));
 
-    let mut session = Session::new(gate, outbox, client, b.max_inflight);
+    let mut session = Session::new(gate, outbox, client, stores, b.max_inflight, discard);
     info!(
         broker = %format!("{}:{}", b.host, b.port),
-        device_id = %session.gate().device_id(crate::policy::DEVICE_STATUS),
+        device_id = %session.gate().anchor_id(),
         policy = %session.gate().policy().name,
         "camagent started"
     );
 
+    let mut tick = tokio::time::interval(TICK);
+    let mut telemetry = tokio::time::interval(config.agent.telemetry_interval);
+    telemetry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             Some(event) = net_rx.recv() => session.on_net(event),
             Some(record) = record_rx.recv() => session.accept(record),
+            _ = tick.tick() => session.tick(),
+            _ = telemetry.tick() => {
+                session.accept(telemetry_record(&config.device));
+                let usage = session.usage();
+                session.accept(usage);
+            }
             () = &mut shutdown => break,
         }
     }
@@ -138,17 +189,32 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     Ok(())
 }
 
+/// Health: uptime, firmware and that the agent runs.
+fn telemetry_record(sources: &FactSources) -> Record {
+    Record::new(
+        Flow::Telemetry,
+        BTreeMap::from([
+            (Field::Uptime, sources.read_one(Field::Uptime)),
+            (
+                Field::FirmwareVersion,
+                sources.read_one(Field::FirmwareVersion),
+            ),
+            (Field::OnlineStatus, Value::Text("online".into())),
+        ]),
+    )
+}
+
 /// Reports the device facts at start and then every `interval`.
-async fn report_facts(
-    sources: crate::device::FactSources,
-    interval: Duration,
-    records: mpsc::Sender<Record>,
-) {
+async fn report_facts(sources: FactSources, interval: Duration, records: mpsc::Sender<Record>) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        if records.send(Record::facts(sources.read())).await.is_err() {
+        if records
+            .send(Record::new(Flow::Activation, sources.read()))
+            .await
+            .is_err()
+        {
             return;
         }
     }

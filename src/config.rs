@@ -44,6 +44,24 @@ pub struct Config {
     pub outbox: OutboxConfig,
     #[serde(default)]
     pub device: FactSources,
+    #[serde(default)]
+    pub commands: CommandsConfig,
+}
+
+/// Signed cloud commands (consent, erase). Without a key, every command is refused.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandsConfig {
+    /// The cloud's Ed25519 public key, 64 hex digits.
+    pub verify_key: Option<String>,
+}
+
+impl CommandsConfig {
+    pub fn key_bytes(&self) -> Option<Vec<u8>> {
+        self.verify_key
+            .as_deref()
+            .and_then(crate::command::hex_decode)
+    }
 }
 
 /// The MQTT broker and the TLS identity used to reach it. There is no plaintext mode.
@@ -84,6 +102,12 @@ pub struct AgentConfig {
     /// How often device facts are reported after the one at start-up.
     #[serde(default = "default_facts_interval", deserialize_with = "duration")]
     pub facts_interval: Duration,
+    /// How often telemetry and usage statistics are reported.
+    #[serde(default = "default_telemetry_interval", deserialize_with = "duration")]
+    pub telemetry_interval: Duration,
+    /// Bytes of disclosure log kept before it is rotated (up to twice this is kept).
+    #[serde(default = "default_disclosure_log_max_bytes")]
+    pub disclosure_log_max_bytes: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -100,6 +124,8 @@ impl Default for AgentConfig {
             state_dir: default_state_dir(),
             policy_file: default_policy_file(),
             facts_interval: default_facts_interval(),
+            telemetry_interval: default_telemetry_interval(),
+            disclosure_log_max_bytes: default_disclosure_log_max_bytes(),
         }
     }
 }
@@ -138,6 +164,12 @@ fn default_policy_file() -> PathBuf {
 }
 fn default_facts_interval() -> Duration {
     Duration::from_secs(3600)
+}
+fn default_telemetry_interval() -> Duration {
+    Duration::from_secs(900)
+}
+fn default_disclosure_log_max_bytes() -> u64 {
+    256 * 1024
 }
 fn default_outbox_max_bytes() -> u64 {
     8 * 1024 * 1024
@@ -228,6 +260,29 @@ impl Config {
                 "is below 100ms".into(),
                 "use a duration such as \"1h\"",
             ));
+        }
+        if self.agent.telemetry_interval < Duration::from_millis(100) {
+            return Err(invalid(
+                "agent.telemetry_interval",
+                "is below 100ms".into(),
+                "use a duration such as \"15m\"",
+            ));
+        }
+        if self.agent.disclosure_log_max_bytes < 4096 {
+            return Err(invalid(
+                "agent.disclosure_log_max_bytes",
+                format!("is {} bytes", self.agent.disclosure_log_max_bytes),
+                "keep at least 4096 bytes of disclosure log",
+            ));
+        }
+        if let Some(key) = &self.commands.verify_key {
+            if key.len() != 64 || self.commands.key_bytes().is_none() {
+                return Err(invalid(
+                    "commands.verify_key",
+                    "is not 64 hex digits".into(),
+                    "give the cloud's raw Ed25519 public key (32 bytes) in hex, or remove the key to refuse all commands",
+                ));
+            }
         }
         if self.outbox.max_bytes < 64 * 1024 {
             return Err(invalid(

@@ -22,7 +22,8 @@ pub struct Source {
     pub value: Option<String>,
 }
 
-/// `[device]`: the network interface whose MAC identifies the board and optional overrides.
+/// `[device]`: the network interface whose MAC identifies the board, and where each fact
+/// comes from when the defaults do not fit (`[device.sources]`, keyed by field name).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FactSources {
@@ -30,12 +31,10 @@ pub struct FactSources {
     pub interface: String,
     #[serde(default = "default_net_class_dir")]
     pub net_class_dir: PathBuf,
-    pub serial_number: Option<Source>,
-    pub model: Option<Source>,
-    pub firmware_version: Option<Source>,
-    pub timezone: Option<Source>,
     #[serde(default = "default_uptime_file")]
     pub uptime_file: PathBuf,
+    #[serde(default)]
+    pub sources: BTreeMap<Field, Source>,
 }
 
 impl Default for FactSources {
@@ -43,11 +42,8 @@ impl Default for FactSources {
         Self {
             interface: default_interface(),
             net_class_dir: default_net_class_dir(),
-            serial_number: None,
-            model: None,
-            firmware_version: None,
-            timezone: None,
             uptime_file: default_uptime_file(),
+            sources: BTreeMap::new(),
         }
     }
 }
@@ -93,52 +89,48 @@ fn default_sources(field: Field) -> Vec<Source> {
             keyed("/etc/os-release", "VERSION_ID"),
             keyed("/etc/os-release", "PRETTY_NAME"),
         ],
-        Field::Timezone => vec![file("/etc/timezone")],
         _ => Vec::new(),
     }
 }
+
+/// Facts read without configuration; any other fact is read only from a configured source.
+const DEFAULT_FACTS: [Field; 6] = [
+    Field::SerialNumber,
+    Field::Model,
+    Field::FirmwareVersion,
+    Field::Timezone,
+    Field::Dst,
+    Field::MacAddress,
+];
 
 impl FactSources {
     /// Reads every fact now. Cheap: a handful of small files.
     pub fn read(&self) -> BTreeMap<Field, Value> {
         let mut facts = BTreeMap::new();
-        for field in [Field::SerialNumber, Field::Model, Field::FirmwareVersion] {
-            facts.insert(field, self.read_configured(field));
+        for field in DEFAULT_FACTS.iter().chain(self.sources.keys()) {
+            facts.entry(*field).or_insert_with(|| self.read_one(*field));
         }
-        facts.insert(Field::Timezone, self.read_timezone());
-        facts.insert(Field::MacAddress, self.read_mac());
         facts.insert(Field::Uptime, read_uptime(&self.uptime_file));
         facts
     }
 
-    fn configured(&self, field: Field) -> Option<&Source> {
+    /// Reads one fact: from its configured source alone if there is one, else the defaults.
+    pub fn read_one(&self, field: Field) -> Value {
+        if let Some(source) = self.sources.get(&field) {
+            return match (field, read_source(source)) {
+                (Field::Timezone, Value::Text(name)) => zone(name),
+                (_, value) => value,
+            };
+        }
         match field {
-            Field::SerialNumber => self.serial_number.as_ref(),
-            Field::Model => self.model.as_ref(),
-            Field::FirmwareVersion => self.firmware_version.as_ref(),
-            Field::Timezone => self.timezone.as_ref(),
-            _ => None,
-        }
-    }
-
-    /// The configured source alone if there is one, else the first default that reads.
-    fn read_configured(&self, field: Field) -> Value {
-        match self.configured(field) {
-            Some(source) => read_source(source),
-            None => first_readable(&default_sources(field)),
-        }
-    }
-
-    fn read_timezone(&self) -> Value {
-        if self.timezone.is_some() {
-            return self.read_configured(Field::Timezone);
-        }
-        match first_readable(&default_sources(Field::Timezone)) {
-            Value::Unavailable(reason) => zone_from_localtime_link(Path::new("/etc/localtime"))
-                .unwrap_or_else(|| {
-                    Value::Unavailable(format!("{reason}; /etc/localtime is not a zoneinfo link"))
-                }),
-            known => known,
+            Field::MacAddress => self.read_mac(),
+            Field::Timezone => read_timezone(),
+            Field::Dst => local_time().map_or_else(
+                || Value::Unavailable("the system clock has no local time".into()),
+                |(_, dst)| Value::Text(if dst { "on" } else { "off" }.into()),
+            ),
+            Field::Uptime => read_uptime(&self.uptime_file),
+            field => first_readable(&default_sources(field)),
         }
     }
 
@@ -155,6 +147,39 @@ impl FactSources {
             }
             Err(e) => Value::Unavailable(format!("{}: {e}", path.display())),
         }
+    }
+}
+
+fn read_timezone() -> Value {
+    match first_readable(&[file("/etc/timezone")]) {
+        Value::Text(name) => zone(name),
+        Value::Unavailable(reason) => zone_from_localtime_link(Path::new("/etc/localtime"))
+            .map(zone)
+            .unwrap_or_else(|| {
+                Value::Unavailable(format!("{reason}; /etc/localtime is not a zoneinfo link"))
+            }),
+        other => other,
+    }
+}
+
+/// A zone name with the system clock's current UTC offset.
+fn zone(name: String) -> Value {
+    Value::Zone {
+        name,
+        utc_offset_secs: local_time().map_or(0, |(offset, _)| offset),
+    }
+}
+
+/// The local UTC offset in seconds and whether DST is in effect, from the C library.
+fn local_time() -> Option<(i32, bool)> {
+    // SAFETY: `time` and `localtime_r` only write to the locals passed by pointer.
+    unsafe {
+        let now = libc::time(std::ptr::null_mut());
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&now, &mut tm).is_null() {
+            return None;
+        }
+        Some((tm.tm_gmtoff as i32, tm.tm_isdst > 0))
     }
 }
 
@@ -208,11 +233,11 @@ fn lookup_key(text: &str, key: &str) -> Option<String> {
     })
 }
 
-fn zone_from_localtime_link(link: &Path) -> Option<Value> {
+fn zone_from_localtime_link(link: &Path) -> Option<String> {
     let target = std::fs::read_link(link).ok()?;
     let target = target.to_string_lossy();
     let (_, zone) = target.split_once("zoneinfo/")?;
-    (!zone.is_empty()).then(|| Value::Text(zone.to_owned()))
+    (!zone.is_empty()).then(|| zone.to_owned())
 }
 
 fn read_uptime(path: &Path) -> Value {
@@ -253,17 +278,25 @@ mod tests {
         )
         .unwrap();
         std::fs::write(p.join("uptime"), "4242.17 8000.00\n").unwrap();
-        let src = |name: &str| Some(file(p.join(name).to_str().unwrap()));
+        let src = |name: &str| file(p.join(name).to_str().unwrap());
         let sources = FactSources {
             net_class_dir: p.join("net"),
-            serial_number: src("serial-number"),
-            model: Some(Source {
-                value: Some("Cam-1".into()),
-                ..Source::default()
-            }),
-            firmware_version: Some(keyed(p.join("os-release").to_str().unwrap(), "VERSION_ID")),
-            timezone: src("timezone"),
             uptime_file: p.join("uptime"),
+            sources: BTreeMap::from([
+                (Field::SerialNumber, src("serial-number")),
+                (
+                    Field::Model,
+                    Source {
+                        value: Some("Cam-1".into()),
+                        ..Source::default()
+                    },
+                ),
+                (
+                    Field::FirmwareVersion,
+                    keyed(p.join("os-release").to_str().unwrap(), "VERSION_ID"),
+                ),
+                (Field::Timezone, src("timezone")),
+            ]),
             ..FactSources::default()
         };
         (dir, sources)
@@ -291,6 +324,25 @@ mod tests {
             Value::Unavailable(reason) => assert!(reason.contains("timezone"), "{reason}"),
             other => panic!("invented a timezone: {other:?}"),
         }
+    }
+
+    #[test]
+    fn configured_zone_carries_an_offset() {
+        let (dir, mut sources) = board();
+        std::fs::write(dir.path().join("timezone"), "Europe/Berlin\n").unwrap();
+        sources.sources.insert(
+            Field::Location,
+            Source {
+                value: Some("1,2".into()),
+                ..Source::default()
+            },
+        );
+        let facts = sources.read();
+        assert!(
+            matches!(&facts[&Field::Timezone], Value::Zone { name, .. } if name == "Europe/Berlin")
+        );
+        assert_eq!(facts[&Field::Location], Value::Text("1,2".into()));
+        assert!(!facts.contains_key(&Field::WifiSsid));
     }
 
     #[test]

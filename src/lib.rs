@@ -2,8 +2,10 @@
 //! over [`agent::run`] and the inspection commands.
 
 pub mod agent;
+pub mod command;
 pub mod config;
 pub mod device;
+pub mod erase;
 pub mod policy;
 pub mod record;
 pub mod uplink;

@@ -3,12 +3,15 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use tracing::error;
 
 use camagent::config::{self, Config};
-use camagent::policy::Policy;
+use camagent::policy::consent::{self, Choice, LedgerFile, Via};
+use camagent::policy::disclosure::DisclosureLog;
+use camagent::policy::{explain, Policy};
+use camagent::record::rfc3339;
 
 #[derive(Parser)]
 #[command(
@@ -28,8 +31,55 @@ struct Cli {
 enum Command {
     /// Run the agent (the daemon's job).
     Run,
-    /// Print the device facts as read now, and which of them the policy lets leave.
+    /// Print the device facts as read now, and which purposes may carry them.
     Facts,
+    /// Check a policy file, or explain what this device sends.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Show, grant or withdraw the owner's consent (withdraw also objects to a
+    /// legitimate-interest purpose).
+    #[command(subcommand)]
+    Consent(ConsentCommand),
+    /// Show what the device has sent: time, purpose, legal basis, topic, field names, size.
+    Disclosures {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Erase the owner's data on the device: queued records, clips, snapshots, consent ledger,
+    /// disclosure log, pseudonym keys. The agent must be stopped; it confirms to the cloud at
+    /// its next start.
+    Erase {
+        /// Confirm that the data should be erased.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate a policy file; every error names its line.
+    Check { file: PathBuf },
+    /// The device's privacy label: what it sends, for what, on which basis, what never leaves.
+    Explain {
+        /// Explain this policy file instead of the configured one.
+        file: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConsentCommand {
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+    Grant {
+        purpose: String,
+    },
+    Withdraw {
+        purpose: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -46,11 +96,160 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Policy(PolicyCommand::Check { file }) = &cli.command {
+        let policy = Policy::load(file)?;
+        println!(
+            "{}: valid — policy {:?} version {}, {} purposes",
+            file.display(),
+            policy.name,
+            policy.version,
+            policy.purposes.len()
+        );
+        return Ok(());
+    }
+    if let Command::Policy(PolicyCommand::Explain {
+        file: Some(file),
+        json,
+    }) = &cli.command
+    {
+        return print_label(&Policy::load(file)?, None, *json);
+    }
     let config = Config::load(&cli.config)?;
+    let state = &config.agent.state_dir;
     match cli.command {
         Command::Run => run(config),
         Command::Facts => facts(&config),
+        Command::Policy(_) => {
+            let policy = Policy::load(&config.agent.policy_file)?;
+            let ledger = LedgerFile::new(state).load()?;
+            let json = matches!(
+                cli.command,
+                Command::Policy(PolicyCommand::Explain { json: true, .. })
+            );
+            print_label(&policy, Some(&ledger), json)
+        }
+        Command::Consent(c) => consent_command(&config, c),
+        Command::Disclosures { json } => {
+            let log = DisclosureLog::new(state, config.agent.disclosure_log_max_bytes);
+            let entries = log.read().context("cannot read the disclosure log")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&entries)?);
+            } else {
+                println!(
+                    "{:<24} {:<22} {:<19} {:>6}  {:<40} fields",
+                    "time", "purpose", "legal basis", "bytes", "topic"
+                );
+                for d in entries {
+                    println!(
+                        "{:<24} {:<22} {:<19} {:>6}  {:<40} {}",
+                        rfc3339(d.time_ms),
+                        d.purpose,
+                        d.legal_basis,
+                        d.bytes,
+                        d.topic,
+                        d.fields.join(",")
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Erase { yes } => {
+            if !yes {
+                bail!("erase removes the owner's data on this device for good; run `camagent erase --yes` to confirm");
+            }
+            let _lock = camagent::agent::lock_state(state).context(
+                "stop the agent first (systemctl stop camagent), or send the signed erase command",
+            )?;
+            let erased = camagent::erase::wipe(state)?;
+            // The next start publishes the confirmation, under the device's new pseudonyms.
+            let gate = camagent::agent::build_gate(&config)?;
+            let (mut outbox, _) = camagent::uplink::outbox::Outbox::open(
+                &state.join("outbox"),
+                config.outbox.max_bytes,
+            )?;
+            let confirmation = serde_json::json!({ "erased": erased, "via": "device command line", "device_id": gate.anchor_id() });
+            outbox.append(&camagent::record::Record::json(
+                camagent::policy::Flow::ErasureConfirmation,
+                camagent::policy::Field::ErasureRecord,
+                confirmation,
+            ))?;
+            if erased.is_empty() {
+                println!("nothing to erase; a confirmation is queued for the cloud");
+            } else {
+                println!(
+                    "erased: {}; a confirmation is queued for the cloud",
+                    erased.join(", ")
+                );
+            }
+            Ok(())
+        }
     }
+}
+
+fn print_label(
+    policy: &Policy,
+    ledger: Option<&consent::Ledger>,
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&explain::json(policy, ledger))?
+        );
+    } else {
+        print!("{}", explain::text(policy, ledger));
+    }
+    Ok(())
+}
+
+fn consent_command(config: &Config, command: ConsentCommand) -> anyhow::Result<()> {
+    let policy = Policy::load(&config.agent.policy_file)?;
+    let ledger = LedgerFile::new(&config.agent.state_dir);
+    let choice = match command {
+        ConsentCommand::Show { json } => {
+            let current = ledger.load()?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&explain::json(&policy, Some(&current))["sends"])?
+                );
+                return Ok(());
+            }
+            println!(
+                "{:<24} {:<20} {:<16} state",
+                "purpose", "legal basis", "needs consent"
+            );
+            for p in &policy.purposes {
+                let state = match (current.choice(&p.id), current.permits(p)) {
+                    (Some(Choice::Given), _) => "given",
+                    (Some(Choice::Withdrawn), _) => "withdrawn / objected",
+                    (None, true) => "runs (no choice made)",
+                    (None, false) => "off until granted",
+                };
+                println!(
+                    "{:<24} {:<20} {:<16} {state}",
+                    p.id,
+                    p.legal_basis.name(),
+                    if p.needs_opt_in() { "yes" } else { "no" }
+                );
+            }
+            return Ok(());
+        }
+        ConsentCommand::Grant { purpose } => (purpose, Choice::Given),
+        ConsentCommand::Withdraw { purpose } => (purpose, Choice::Withdrawn),
+    };
+    let event =
+        ledger.update(|l| l.record(&policy, &choice.0, choice.1, Via::Local, consent::uuid()))?;
+    println!(
+        "consent {} for {} (receipt {}); the agent applies it before its next publish",
+        match event.choice {
+            Choice::Given => "given",
+            Choice::Withdrawn => "withdrawn",
+        },
+        event.purpose,
+        event.receipt_id
+    );
+    Ok(())
 }
 
 fn run(config: Config) -> anyhow::Result<()> {
@@ -74,16 +273,15 @@ fn run(config: Config) -> anyhow::Result<()> {
 
 fn facts(config: &Config) -> anyhow::Result<()> {
     let policy = Policy::load(&config.agent.policy_file)?;
-    let facts = config.device.read();
-    println!("{:<17} {:<34} leaves for", "field", "value");
-    for (field, value) in &facts {
+    println!("{:<24} {:<34} leaves for", "field", "value");
+    for (field, value) in &config.device.read() {
         let purposes = policy.purposes_for(*field);
-        let leaves = if purposes.is_empty() {
+        let leaves = if purposes.is_empty() || policy.never_leave.contains(field) {
             "never (stays on the device)".to_owned()
         } else {
             purposes.join(", ")
         };
-        println!("{:<17} {:<34} {leaves}", field.name(), value.to_string());
+        println!("{:<24} {:<34} {leaves}", field.name(), value.to_string());
     }
     Ok(())
 }

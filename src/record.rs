@@ -1,14 +1,15 @@
-//! Records: typed values with a purpose, the only thing producers hand to the uplink.
+//! Records: typed values of one flow, the only thing producers hand to the uplink.
 //!
 //! A record is not yet something that may be sent; the privacy gate
-//! ([`crate::policy::Gate`]) decides which of its fields leave, and how.
+//! ([`crate::policy::Gate`]) finds the purpose that governs its flow and decides which of its
+//! fields leave, and how.
 
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::Field;
+use crate::policy::{Field, Flow};
 
 /// One field's value as the device knows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -16,6 +17,13 @@ use crate::policy::Field;
 pub enum Value {
     Text(String),
     Count(u64),
+    /// An IANA zone and its UTC offset now, so the offset can leave without the zone.
+    Zone {
+        name: String,
+        utc_offset_secs: i32,
+    },
+    /// Structured values the agent makes itself (receipts, counters).
+    Json(serde_json::Value),
     /// The device could not read this fact; the reason stays on the device.
     Unavailable(String),
 }
@@ -25,65 +33,40 @@ impl std::fmt::Display for Value {
         match self {
             Value::Text(s) => f.write_str(s),
             Value::Count(n) => write!(f, "{n}"),
+            Value::Zone { name, .. } => f.write_str(name),
+            Value::Json(v) => write!(f, "{v}"),
             Value::Unavailable(reason) => write!(f, "(unavailable: {reason})"),
         }
     }
 }
 
-/// What a record is about; it names the topic's last level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    /// Device facts (serial, MAC, firmware, …).
-    Facts,
-    /// The retained online / offline marker.
-    Status,
-}
-
-impl Kind {
-    pub fn topic_level(self) -> &'static str {
-        match self {
-            Kind::Facts => "facts",
-            Kind::Status => "status",
-        }
-    }
-
-    /// Status is retained so a subscriber that comes later still learns it.
-    pub fn retained(self) -> bool {
-        matches!(self, Kind::Status)
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
-    pub kind: Kind,
-    /// A purpose id from the policy, e.g. `device_activation`.
-    pub purpose: String,
+    pub flow: Flow,
     /// Milliseconds since the Unix epoch when the record was made.
     pub created_ms: u64,
     pub fields: BTreeMap<Field, Value>,
 }
 
 impl Record {
-    pub fn new(kind: Kind, purpose: &str, fields: BTreeMap<Field, Value>) -> Self {
+    pub fn new(flow: Flow, fields: BTreeMap<Field, Value>) -> Self {
         Self {
-            kind,
-            purpose: purpose.to_owned(),
+            flow,
             created_ms: now_ms(),
             fields,
         }
     }
 
-    /// The device facts, for purpose `device_activation`.
-    pub fn facts(fields: BTreeMap<Field, Value>) -> Self {
-        Self::new(Kind::Facts, crate::policy::DEVICE_ACTIVATION, fields)
-    }
-
-    /// The online (`true`) or offline (`false`) marker, for purpose `device_status`.
+    /// The online (`true`) or offline (`false`) marker.
     pub fn status(online: bool) -> Self {
         let state = if online { "online" } else { "offline" };
         let fields = BTreeMap::from([(Field::OnlineStatus, Value::Text(state.into()))]);
-        Self::new(Kind::Status, crate::policy::DEVICE_STATUS, fields)
+        Self::new(Flow::Status, fields)
+    }
+
+    /// A record holding one structured value, for the agent's own flows.
+    pub fn json(flow: Flow, field: Field, value: serde_json::Value) -> Self {
+        Self::new(flow, BTreeMap::from([(field, Value::Json(value))]))
     }
 }
 
@@ -92,4 +75,8 @@ pub fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+pub fn rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
 }

@@ -52,8 +52,8 @@ fn facts_arrive_with_exactly_the_permitted_fields() {
         AgentSetup::new(&world, broker.port).write(&world, &world.path().join("a"), &policy);
     let mut agent = Agent::start(BIN, &config);
 
-    let facts = cloud.wait_message("/facts", |_| true);
-    assert_eq!(facts.topic, format!("test/cams/{SERIAL}/facts"));
+    let facts = cloud.wait_message("/activation", |_| true);
+    assert_eq!(facts.topic, format!("test/cams/{SERIAL}/activation"));
     let body = facts.json();
     let fields: BTreeSet<&str> = body["fields"]
         .as_object()
@@ -97,7 +97,7 @@ fn without_serial_permission_topics_carry_a_pseudonym() {
     let config = AgentSetup::new(&world, broker.port).write(&world, &dir, &policy);
     let _agent = Agent::start(BIN, &config);
 
-    let facts = cloud.wait_message("/facts", |_| true);
+    let facts = cloud.wait_message("/activation", |_| true);
     cloud.wait_message("/status", |_| true);
     let levels: Vec<&str> = facts.topic.split('/').collect();
     assert_eq!(levels.len(), 4, "{}", facts.topic);
@@ -177,8 +177,10 @@ fn broker_restart_loses_nothing(persistent: bool) {
     let config = setup.write(&world, &dir, &policy);
     let mut agent = Agent::start(BIN, &config);
 
-    wait_for(PATIENCE, || (cloud.on("/facts").len() >= 5).then_some(()))
-        .expect("facts flowing before the outage");
+    wait_for(PATIENCE, || {
+        (cloud.on("/activation").len() >= 5).then_some(())
+    })
+    .expect("facts flowing before the outage");
     link.cut();
     let subacks = cloud.suback_count();
     broker.stop();
@@ -218,7 +220,7 @@ fn broker_restart_loses_nothing(persistent: bool) {
         .count();
     assert_eq!(left, 0, "undelivered records left in the outbox");
     // ...and the cloud saw every sequence number, first appearances in order.
-    let got = seqs(&cloud.on("/facts"));
+    let got = seqs(&cloud.on("/activation"));
     let mut first_seen = Vec::new();
     for s in &got {
         if !first_seen.contains(s) {
@@ -280,9 +282,11 @@ fn records_queued_offline_survive_an_agent_kill() {
     let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
     link.restore();
     let _agent = Agent::start(BIN, &config);
-    wait_for(PATIENCE, || (cloud.on("/facts").len() > kept).then_some(()))
-        .expect("queued records delivered after restart");
-    let got = seqs(&cloud.on("/facts"));
+    wait_for(PATIENCE, || {
+        (cloud.on("/activation").len() > kept).then_some(())
+    })
+    .expect("queued records delivered after restart");
+    let got = seqs(&cloud.on("/activation"));
     let expected: Vec<u64> = (0..got.len() as u64).collect();
     assert_eq!(
         got[..kept],

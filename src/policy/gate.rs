@@ -3,10 +3,13 @@
 //! [`Admitted`] has private fields and no public constructor, so the uplink — which publishes
 //! nothing but `Admitted` values — cannot send bytes that did not pass [`Gate::admit`].
 
+use std::collections::BTreeSet;
+
 use serde_json::{json, Map};
 
-use super::{Field, Policy, PseudonymKey};
-use crate::record::{Record, Value};
+use super::consent::Ledger;
+use super::{transform, Field, Flow, KeyScope, LegalBasis, Policy, PseudonymKey};
+use crate::record::{rfc3339, Record, Value};
 use crate::uplink::topic::{self, TopicError};
 
 /// Scope of the pseudonym that replaces the serial number in topics.
@@ -17,8 +20,12 @@ pub const PAYLOAD_SCHEMA: u32 = 1;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
-    #[error("purpose `{0}` is not in the policy")]
-    UnknownPurpose(String),
+    #[error("no purpose in the policy claims flow `{0}`")]
+    NoPurpose(Flow),
+    #[error("purpose `{0}` needs the owner's consent, which is not given")]
+    NoConsent(String),
+    #[error("the owner withdrew consent to (or objected to) purpose `{0}`")]
+    Withdrawn(String),
     #[error("the policy permits none of this record's fields for purpose `{0}`")]
     NothingPermitted(String),
     #[error("cannot build topic: {0}")]
@@ -32,6 +39,7 @@ pub struct Admitted {
     payload: Vec<u8>,
     retain: bool,
     purpose: String,
+    legal_basis: &'static str,
     fields: Vec<Field>,
 }
 
@@ -48,18 +56,33 @@ impl Admitted {
     pub fn purpose(&self) -> &str {
         &self.purpose
     }
+    pub fn legal_basis(&self) -> &str {
+        self.legal_basis
+    }
     /// Names of the fields that left (values never appear here).
     pub fn fields(&self) -> &[Field] {
         &self.fields
     }
 }
 
+/// What governs a record once its flow is resolved: the policy's purpose, or a built-in one.
+struct Rule<'a> {
+    id: &'a str,
+    basis: LegalBasis,
+    fields: &'a BTreeSet<Field>,
+    transforms: Option<&'a std::collections::BTreeMap<Field, super::Transform>>,
+    key: KeyScope,
+}
+
 pub struct Gate {
     policy: Policy,
     key: PseudonymKey,
+    consent: Ledger,
     prefix: String,
     /// The board's serial, when known: the device id in topics where the policy permits it.
     serial: Option<String>,
+    built_in_consent: BTreeSet<Field>,
+    built_in_erasure: BTreeSet<Field>,
 }
 
 impl Gate {
@@ -67,8 +90,11 @@ impl Gate {
         Self {
             policy,
             key,
+            consent: Ledger::default(),
             prefix: prefix.to_owned(),
             serial,
+            built_in_consent: BTreeSet::from([Field::ConsentRecord]),
+            built_in_erasure: BTreeSet::from([Field::ErasureRecord]),
         }
     }
 
@@ -76,66 +102,163 @@ impl Gate {
         &self.policy
     }
 
-    /// The device id that topics of `purpose` carry: the serial number only where the policy
-    /// permits it for that purpose (and it is topic-safe), otherwise a keyed pseudonym.
-    pub fn device_id(&self, purpose: &str) -> String {
-        match &self.serial {
-            Some(serial)
-                if self.policy.permits(purpose, Field::SerialNumber)
-                    && topic::is_safe_level(serial) =>
-            {
-                serial.clone()
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn consent(&self) -> &Ledger {
+        &self.consent
+    }
+
+    /// Takes the owner's current choices; they apply from the next record admitted.
+    pub fn set_consent(&mut self, ledger: Ledger) {
+        self.consent = ledger;
+    }
+
+    /// Replaces the pseudonym key (after an erase): every pseudonym changes.
+    pub fn set_key(&mut self, key: PseudonymKey) {
+        self.key = key;
+    }
+
+    /// The device's own pseudonymous id: MQTT client id and command topic.
+    pub fn anchor_id(&self) -> String {
+        self.pseudonym_id(&self.key)
+    }
+
+    fn pseudonym_id(&self, key: &PseudonymKey) -> String {
+        key.pseudonym(
+            DEVICE_ID_SCOPE,
+            self.serial.as_deref().unwrap_or_default().as_bytes(),
+        )
+    }
+
+    fn key_for(&self, scope: KeyScope, purpose: &str) -> PseudonymKey {
+        match scope {
+            KeyScope::Device => self.key.clone(),
+            KeyScope::Purpose => self.key.derive(purpose),
+        }
+    }
+
+    /// Whether a flow may send now (a purpose claims it and the owner's consent allows it).
+    pub fn check_flow(&self, flow: Flow) -> Result<(), Refusal> {
+        self.rule(flow).map(|_| ())
+    }
+
+    fn rule(&self, flow: Flow) -> Result<Rule<'_>, Refusal> {
+        match flow {
+            Flow::ConsentReceipt => Ok(Rule {
+                id: "consent_management",
+                basis: LegalBasis::LegalObligation,
+                fields: &self.built_in_consent,
+                transforms: None,
+                key: KeyScope::Device,
+            }),
+            Flow::ErasureConfirmation => Ok(Rule {
+                id: "erasure_confirmation",
+                basis: LegalBasis::LegalObligation,
+                fields: &self.built_in_erasure,
+                transforms: None,
+                key: KeyScope::Device,
+            }),
+            flow => {
+                let p = self
+                    .policy
+                    .purpose_for_flow(flow)
+                    .ok_or(Refusal::NoPurpose(flow))?;
+                if !self.consent.permits(p) {
+                    return Err(if self.consent.choice(&p.id).is_some() {
+                        Refusal::Withdrawn(p.id.clone())
+                    } else {
+                        Refusal::NoConsent(p.id.clone())
+                    });
+                }
+                Ok(Rule {
+                    id: &p.id,
+                    basis: p.legal_basis,
+                    fields: &p.fields,
+                    transforms: Some(&p.transforms),
+                    key: p.pseudonym_key,
+                })
             }
-            serial => self.key.pseudonym(
-                DEVICE_ID_SCOPE,
-                serial.as_deref().unwrap_or_default().as_bytes(),
-            ),
+        }
+    }
+
+    /// The purpose id that governs `flow`, if any.
+    pub fn purpose_of(&self, flow: Flow) -> Option<String> {
+        match flow {
+            Flow::ConsentReceipt => Some("consent_management".into()),
+            Flow::ErasureConfirmation => Some("erasure_confirmation".into()),
+            flow => self.policy.purpose_for_flow(flow).map(|p| p.id.clone()),
+        }
+    }
+
+    /// The device id in topics of `flow`: the serial number only where its purpose carries
+    /// the serial untransformed (and it is topic-safe), otherwise a keyed pseudonym.
+    pub fn device_id(&self, flow: Flow) -> String {
+        let Ok(rule) = self.rule(flow) else {
+            return self.anchor_id();
+        };
+        let serial_in_clear = rule.fields.contains(&Field::SerialNumber)
+            && !self.policy.never_leave.contains(&Field::SerialNumber)
+            && rule
+                .transforms
+                .is_none_or(|t| !t.contains_key(&Field::SerialNumber));
+        match &self.serial {
+            Some(serial) if serial_in_clear && topic::is_safe_level(serial) => serial.clone(),
+            _ => self.pseudonym_id(&self.key_for(rule.key, rule.id)),
         }
     }
 
     /// Applies the policy to `record`. `seq` is the outbox sequence number, if queued.
     pub fn admit(&self, record: &Record, seq: Option<u64>) -> Result<Admitted, Refusal> {
-        let purpose = self
-            .policy
-            .purpose(&record.purpose)
-            .ok_or_else(|| Refusal::UnknownPurpose(record.purpose.clone()))?;
+        let rule = self.rule(record.flow)?;
+        let key = self.key_for(rule.key, rule.id);
 
         let mut values = Map::new();
         let mut unavailable = Vec::new();
         let mut fields = Vec::new();
         for (field, value) in &record.fields {
-            if !purpose.fields.contains(field) {
+            if !rule.fields.contains(field) || self.policy.never_leave.contains(field) {
                 continue;
             }
+            let value = match rule.transforms.and_then(|t| t.get(field)) {
+                Some(t) => transform::apply(*t, value, &key, field.name()),
+                None => Some(value.clone()),
+            };
             fields.push(*field);
             match value {
-                Value::Text(s) => {
+                Some(Value::Text(s)) => {
                     values.insert(field.name().into(), json!(s));
                 }
-                Value::Count(n) => {
+                Some(Value::Count(n)) => {
                     values.insert(field.name().into(), json!(n));
                 }
+                Some(Value::Zone { name, .. }) => {
+                    values.insert(field.name().into(), json!(name));
+                }
+                Some(Value::Json(v)) => {
+                    values.insert(field.name().into(), v);
+                }
                 // The reason may name local paths; only the fact that it is missing leaves.
-                Value::Unavailable(_) => unavailable.push(field.name()),
+                // A value its transform cannot handle safely does not leave either.
+                Some(Value::Unavailable(_)) | None => unavailable.push(field.name()),
             }
         }
         if fields.is_empty() {
-            return Err(Refusal::NothingPermitted(record.purpose.clone()));
+            return Err(Refusal::NothingPermitted(rule.id.to_owned()));
         }
 
         let topic = topic::build(
             &self.prefix,
-            &self.device_id(&record.purpose),
-            record.kind.topic_level(),
+            &self.device_id(record.flow),
+            record.flow.name(),
         )?;
         let mut payload = json!({
             "schema": PAYLOAD_SCHEMA,
-            "kind": record.kind,
-            "purpose": record.purpose,
-            "time": humantime::format_rfc3339_millis(
-                std::time::UNIX_EPOCH + std::time::Duration::from_millis(record.created_ms),
-            )
-            .to_string(),
+            "flow": record.flow,
+            "purpose": rule.id,
+            "legal_basis": rule.basis.dpv(),
+            "time": rfc3339(record.created_ms),
             "fields": values,
         });
         if let Some(seq) = seq {
@@ -147,8 +270,9 @@ impl Gate {
         Ok(Admitted {
             topic,
             payload: payload.to_string().into_bytes(),
-            retain: record.kind.retained(),
-            purpose: record.purpose.clone(),
+            retain: record.flow.retained(),
+            purpose: rule.id.to_owned(),
+            legal_basis: rule.basis.name(),
             fields,
         })
     }
@@ -157,13 +281,14 @@ impl Gate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::DEVICE_ACTIVATION;
+    use crate::policy::consent::{uuid, Choice, Via};
     use std::collections::BTreeMap;
     use std::path::Path;
 
-    fn gate(fields: &str) -> Gate {
+    fn gate_with(extra: &str, fields: &str) -> Gate {
         let text = format!(
-            "schema = 1\nname = \"t\"\nversion = \"1\"\n[[purpose]]\nid = \"device_activation\"\nfields = [{fields}]\n"
+            "schema = 1\nname = \"t\"\nversion = \"1\"\n[[purpose]]\nid = \"bind\"\nflow = \"activation\"\nlegal_basis = \"contract\"\nfields = [{fields}]\n{extra}\n\
+             [[purpose]]\nid = \"ux\"\nflow = \"usage_statistics\"\nlegal_basis = \"consent\"\nfields = [\"usage_statistics\"]\n"
         );
         let policy = Policy::parse(&text, Path::new("t")).unwrap();
         Gate::new(
@@ -174,16 +299,31 @@ mod tests {
         )
     }
 
+    fn gate(fields: &str) -> Gate {
+        gate_with("", fields)
+    }
+
     fn facts() -> Record {
-        Record::facts(BTreeMap::from([
-            (Field::SerialNumber, Value::Text("SN-777".into())),
-            (Field::MacAddress, Value::Text("aa:bb:cc:dd:ee:ff".into())),
-            (Field::Model, Value::Text("Cam-1".into())),
-            (
-                Field::Timezone,
-                Value::Unavailable("/etc/timezone: gone".into()),
-            ),
-        ]))
+        Record::new(
+            Flow::Activation,
+            BTreeMap::from([
+                (Field::SerialNumber, Value::Text("SN-777".into())),
+                (Field::MacAddress, Value::Text("aa:bb:cc:dd:ee:ff".into())),
+                (Field::Model, Value::Text("Cam-1".into())),
+                (Field::IpAddress, Value::Text("192.168.7.42".into())),
+                (
+                    Field::Timezone,
+                    Value::Zone {
+                        name: "Europe/Berlin".into(),
+                        utc_offset_secs: 3600,
+                    },
+                ),
+                (
+                    Field::Country,
+                    Value::Unavailable("/etc/country: gone".into()),
+                ),
+            ]),
+        )
     }
 
     fn json(a: &Admitted) -> serde_json::Value {
@@ -192,50 +332,109 @@ mod tests {
 
     #[test]
     fn only_permitted_fields_leave() {
-        let a = gate("\"model\", \"timezone\"")
+        let a = gate("\"model\", \"country\"")
             .admit(&facts(), Some(4))
             .unwrap();
         let body = json(&a);
         assert_eq!(body["fields"], json!({"model": "Cam-1"}));
-        assert_eq!(body["unavailable"], json!(["timezone"]));
+        assert_eq!(body["unavailable"], json!(["country"]));
         assert_eq!(body["seq"], 4);
+        assert_eq!(body["legal_basis"], "dpv:Contract");
         let bytes = String::from_utf8(a.payload().to_vec()).unwrap();
-        for secret in ["SN-777", "aa:bb", "/etc/timezone"] {
+        for secret in ["SN-777", "aa:bb", "/etc/country", "192.168", "Berlin"] {
             assert!(
                 !bytes.contains(secret) && !a.topic().contains(secret),
                 "{secret} leaked"
             );
         }
-        assert_eq!(a.fields(), &[Field::Model, Field::Timezone]);
+        assert_eq!(a.fields(), &[Field::Model, Field::Country]);
     }
 
     #[test]
-    fn topic_carries_serial_only_where_permitted() {
-        let with = gate("\"serial_number\"").admit(&facts(), None).unwrap();
-        assert_eq!(with.topic(), "acme/SN-777/facts");
-        let without = gate("\"model\"").admit(&facts(), None).unwrap();
-        assert!(without.topic().starts_with("acme/"), "{}", without.topic());
-        assert!(!without.topic().contains("SN-777"));
-    }
-
-    #[test]
-    fn unknown_purpose_and_empty_result_are_refused() {
-        let g = gate("\"model\"");
-        let mut r = facts();
-        r.purpose = "marketing".into();
-        assert_eq!(
-            g.admit(&r, None),
-            Err(Refusal::UnknownPurpose("marketing".into()))
+    fn transforms_change_values_before_they_leave() {
+        let g = gate_with(
+            "transforms = { ip_address = \"truncate_ip\", timezone = \"utc_offset\", mac_address = \"pseudonym\" }",
+            "\"ip_address\", \"timezone\", \"mac_address\"",
         );
-        let status = Record::status(true);
-        assert!(matches!(
-            g.admit(&status, None),
-            Err(Refusal::UnknownPurpose(_))
-        ));
+        let body = json(&g.admit(&facts(), None).unwrap());
+        assert_eq!(body["fields"]["ip_address"], "192.168.7.0");
+        assert_eq!(body["fields"]["timezone"], "+01:00");
+        let mac = body["fields"]["mac_address"].as_str().unwrap();
+        assert_eq!(mac.len(), 24);
+        assert!(!mac.contains("aa:bb"));
+    }
+
+    #[test]
+    fn topic_carries_serial_only_where_permitted_in_clear() {
+        let with = gate("\"serial_number\"").admit(&facts(), None).unwrap();
+        assert_eq!(with.topic(), "acme/SN-777/activation");
+        let without = gate("\"model\"").admit(&facts(), None).unwrap();
+        assert!(!without.topic().contains("SN-777"));
+        let hashed = gate_with(
+            "transforms = { serial_number = \"pseudonym\" }",
+            "\"serial_number\"",
+        )
+        .admit(&facts(), None)
+        .unwrap();
+        assert!(
+            !hashed.topic().contains("SN-777") && !json(&hashed).to_string().contains("SN-777")
+        );
+    }
+
+    #[test]
+    fn purpose_keys_make_unlinkable_device_ids() {
+        let shared = gate("\"model\"");
+        let separate = gate_with("pseudonym_key = \"purpose\"", "\"model\"");
+        assert_eq!(shared.device_id(Flow::Activation), shared.anchor_id());
+        assert_ne!(separate.device_id(Flow::Activation), separate.anchor_id());
+    }
+
+    #[test]
+    fn consent_gates_opt_in_purposes() {
+        let mut g = gate("\"model\"");
+        let usage = Record::json(
+            Flow::UsageStatistics,
+            Field::UsageStatistics,
+            json!({"n": 1}),
+        );
+        assert_eq!(g.admit(&usage, None), Err(Refusal::NoConsent("ux".into())));
+        let mut ledger = Ledger::default();
+        ledger
+            .record(g.policy(), "ux", Choice::Given, Via::Local, uuid())
+            .unwrap();
+        g.set_consent(ledger.clone());
+        assert!(g.admit(&usage, None).is_ok());
+        ledger
+            .record(g.policy(), "ux", Choice::Withdrawn, Via::Local, uuid())
+            .unwrap();
+        g.set_consent(ledger);
+        assert_eq!(g.admit(&usage, None), Err(Refusal::Withdrawn("ux".into())));
+    }
+
+    #[test]
+    fn unclaimed_flows_and_empty_results_are_refused() {
+        let g = gate("\"model\"");
+        assert_eq!(
+            g.admit(&Record::status(true), None),
+            Err(Refusal::NoPurpose(Flow::Status))
+        );
         let g = gate("\"uptime\"");
         assert_eq!(
             g.admit(&facts(), None),
-            Err(Refusal::NothingPermitted(DEVICE_ACTIVATION.into()))
+            Err(Refusal::NothingPermitted("bind".into()))
         );
+    }
+
+    #[test]
+    fn built_in_receipts_pass_without_a_policy_purpose() {
+        let g = gate("\"model\"");
+        let r = Record::json(
+            Flow::ConsentReceipt,
+            Field::ConsentRecord,
+            json!({"receipt_id": "x"}),
+        );
+        let a = g.admit(&r, None).unwrap();
+        assert_eq!(a.purpose(), "consent_management");
+        assert!(a.topic().ends_with("/consent_receipt"));
     }
 }

@@ -1,67 +1,30 @@
-//! The privacy policy: which fields may leave the device, for which purpose.
+//! The privacy policy: which fields may leave the device, for which purpose, on which legal
+//! basis, transformed how — and which never leave.
 //!
-//! Default deny: a purpose the policy does not list sends nothing, and a field a purpose does
-//! not list is dropped from its records. The policy is pure data; [`Gate`] applies it.
+//! Default deny: a flow no purpose claims sends nothing, and a field a purpose does not list is
+//! dropped from its records. The policy is pure data; [`Gate`] applies it.
 
+pub mod consent;
+pub mod disclosure;
+pub mod explain;
 mod gate;
 mod pseudonym;
+pub mod transform;
+pub mod vocabulary;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use toml::Spanned;
 
 pub use gate::{Admitted, Gate, Refusal};
 pub use pseudonym::{PseudonymKey, PseudonymKeyError};
+pub use vocabulary::{Field, Flow, LegalBasis, Transform};
 
-/// Purpose of the device-facts record.
-pub const DEVICE_ACTIVATION: &str = "device_activation";
-/// Purpose of the retained online / offline status and the last will.
-pub const DEVICE_STATUS: &str = "device_status";
-
-/// The closed vocabulary of device data fields. A policy naming anything else is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Field {
-    /// The board's serial number (device tree, cpuinfo or DMI).
-    SerialNumber,
-    /// MAC address of the configured network interface.
-    MacAddress,
-    /// Firmware / OS version (`/etc/os-release`).
-    FirmwareVersion,
-    /// Hardware model (device tree or DMI).
-    Model,
-    /// IANA time zone name (`/etc/timezone` or the `/etc/localtime` link).
-    Timezone,
-    /// Seconds since boot (`/proc/uptime`).
-    Uptime,
-    /// Whether the agent is connected: `online` or `offline`.
-    OnlineStatus,
-}
-
-impl Field {
-    pub const ALL: [Field; 7] = [
-        Field::SerialNumber,
-        Field::MacAddress,
-        Field::FirmwareVersion,
-        Field::Model,
-        Field::Timezone,
-        Field::Uptime,
-        Field::OnlineStatus,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Field::SerialNumber => "serial_number",
-            Field::MacAddress => "mac_address",
-            Field::FirmwareVersion => "firmware_version",
-            Field::Model => "model",
-            Field::Timezone => "timezone",
-            Field::Uptime => "uptime",
-            Field::OnlineStatus => "online_status",
-        }
-    }
-}
+/// The policy file format version this agent reads.
+pub const SCHEMA: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
@@ -71,36 +34,141 @@ pub enum PolicyError {
         #[source]
         source: std::io::Error,
     },
+    /// The TOML parser's message: unknown keys, fields, flows or bases, with line and column.
     #[error("policy file {path}: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("policy file {path}: purpose `{purpose}` is listed twice; merge its fields into one [[purpose]] table")]
-    DuplicatePurpose { path: PathBuf, purpose: String },
-    #[error(
-        "policy file {path}: schema {found} is not supported; this agent reads schema {SCHEMA}"
-    )]
-    Schema { path: PathBuf, found: u32 },
+    #[error("policy file {}:\n{}", path.display(), problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
 }
 
-/// The policy file format version this agent reads.
-pub const SCHEMA: u32 = 1;
+/// One semantic error, with the line it is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: usize,
+    pub message: String,
+}
 
-#[derive(Debug, Clone, Deserialize)]
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+/// Which key pseudonyms of a purpose are made with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyScope {
+    /// The device's one pseudonym key: the same pseudonym across purposes.
+    #[default]
+    Device,
+    /// A key of this purpose alone: its pseudonyms cannot be linked to other purposes'.
+    Purpose,
+}
+
+/// The published document a policy is written from.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
+pub struct SourceDocument {
+    pub document: String,
+    #[serde(default)]
+    pub date: String,
+    #[serde(default)]
+    pub file: String,
+}
+
+/// Where in the source document a purpose comes from.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Citation {
+    pub file: String,
+    pub passage: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
 pub struct Policy {
     pub schema: u32,
     pub name: String,
     pub version: String,
-    #[serde(default, rename = "purpose")]
+    pub source: Option<SourceDocument>,
+    /// Fields no purpose may carry, whatever else the file says.
+    pub never_leave: BTreeSet<Field>,
     pub purposes: Vec<Purpose>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Purpose {
     pub id: String,
-    #[serde(default)]
+    pub flow: Flow,
+    pub dpv: Option<String>,
+    pub legal_basis: LegalBasis,
+    /// False when the purpose needs the owner's opt-in before anything of it leaves.
+    pub runs_without_consent: bool,
     pub description: String,
     pub fields: BTreeSet<Field>,
+    pub transforms: BTreeMap<Field, Transform>,
+    pub pseudonym_key: KeyScope,
+    /// How long records of this purpose may wait on the device to be sent.
+    #[serde(serialize_with = "ser_duration")]
+    pub retention: Option<Duration>,
+    pub cite: Option<Citation>,
+}
+
+fn ser_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+        None => s.serialize_none(),
+    }
+}
+
+impl Purpose {
+    /// Whether the owner must opt in before this purpose sends anything.
+    pub fn needs_opt_in(&self) -> bool {
+        !self.runs_without_consent
+    }
+}
+
+/// Purpose ids the agent reserves for its built-in flows.
+pub const RESERVED_IDS: [&str; 2] = ["consent_management", "erasure_confirmation"];
+
+// The file as written, with spans for error lines.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    schema: Spanned<u32>,
+    name: String,
+    version: String,
+    #[serde(default)]
+    source: Option<SourceDocument>,
+    #[serde(default)]
+    never_leave: Vec<Spanned<Field>>,
+    #[serde(default, rename = "purpose")]
+    purposes: Vec<RawPurpose>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPurpose {
+    id: Spanned<String>,
+    flow: Spanned<Flow>,
+    #[serde(default)]
+    dpv: Option<Spanned<String>>,
+    legal_basis: Spanned<LegalBasis>,
+    #[serde(default)]
+    runs_without_consent: Option<Spanned<bool>>,
+    #[serde(default)]
+    description: String,
+    fields: Vec<Spanned<Field>>,
+    #[serde(default)]
+    transforms: BTreeMap<Field, Spanned<Transform>>,
+    #[serde(default)]
+    pseudonym_key: KeyScope,
+    #[serde(default)]
+    retention: Option<Spanned<String>>,
+    #[serde(default)]
+    cite: Option<Citation>,
 }
 
 impl Policy {
@@ -112,36 +180,140 @@ impl Policy {
         Self::parse(&text, path)
     }
 
+    /// Parses and validates; every semantic problem is reported with its line.
     pub fn parse(text: &str, path: &Path) -> Result<Self, PolicyError> {
-        let policy: Policy = toml::from_str(text).map_err(|e| PolicyError::Parse {
+        let raw: RawPolicy = toml::from_str(text).map_err(|e| PolicyError::Parse {
             path: path.to_owned(),
             message: e.to_string().trim_end().to_owned(),
         })?;
-        if policy.schema != SCHEMA {
-            return Err(PolicyError::Schema {
-                path: path.to_owned(),
-                found: policy.schema,
+        let line = |start: usize| text[..start.min(text.len())].matches('\n').count() + 1;
+        let mut problems = Vec::new();
+        let mut problem = |start: usize, message: String| {
+            problems.push(Problem {
+                line: line(start),
+                message,
+            })
+        };
+
+        if *raw.schema.get_ref() != SCHEMA {
+            problem(
+                raw.schema.span().start,
+                format!(
+                    "schema {} is not supported; this agent reads schema {SCHEMA}",
+                    raw.schema.get_ref()
+                ),
+            );
+        }
+        let never_leave: BTreeSet<Field> = raw.never_leave.iter().map(|f| *f.get_ref()).collect();
+        let mut ids = BTreeMap::new();
+        let mut flows = BTreeMap::new();
+        let mut purposes = Vec::new();
+        for p in raw.purposes {
+            let id = p.id.get_ref().clone();
+            let at = p.id.span().start;
+            if let Some(first) = ids.insert(id.clone(), line(at)) {
+                problem(at, format!("purpose `{id}` is listed twice (first on line {first}); merge the two [[purpose]] tables"));
+            }
+            if RESERVED_IDS.contains(&id.as_str()) {
+                problem(at, format!("purpose id `{id}` is reserved for the agent's built-in flow; choose another id"));
+            }
+            let flow = *p.flow.get_ref();
+            if flow.is_built_in() {
+                problem(p.flow.span().start, format!("flow `{flow}` is built in (the agent governs it itself); remove this purpose"));
+            } else if let Some(other) = flows.insert(flow, id.clone()) {
+                problem(p.flow.span().start, format!("flow `{flow}` is already claimed by purpose `{other}`; one purpose per flow"));
+            }
+            let basis = *p.legal_basis.get_ref();
+            let runs_without_consent = match &p.runs_without_consent {
+                Some(v) if *v.get_ref() && basis == LegalBasis::Consent => {
+                    problem(v.span().start, format!("purpose `{id}` is based on consent but says it runs without consent; set runs_without_consent = false or name another legal basis"));
+                    false
+                }
+                Some(v) => *v.get_ref(),
+                None => basis != LegalBasis::Consent,
+            };
+            if let Some(dpv) = &p.dpv {
+                if !dpv.get_ref().starts_with("dpv:") {
+                    problem(dpv.span().start, format!("`dpv` must be a DPV purpose such as \"dpv:ServiceProvision\", not {:?}", dpv.get_ref()));
+                }
+            }
+            let mut fields = BTreeSet::new();
+            for f in &p.fields {
+                let field = *f.get_ref();
+                if never_leave.contains(&field) {
+                    problem(f.span().start, format!("purpose `{id}` lists `{field}`, which never_leave forbids; remove one of the two"));
+                }
+                if !fields.insert(field) {
+                    problem(
+                        f.span().start,
+                        format!("purpose `{id}` lists `{field}` twice"),
+                    );
+                }
+            }
+            let mut transforms = BTreeMap::new();
+            for (field, t) in &p.transforms {
+                let transform = *t.get_ref();
+                if !fields.contains(field) {
+                    problem(t.span().start, format!("transform for `{field}`, which purpose `{id}` does not carry; add it to `fields` or remove the transform"));
+                } else if !transform.applies_to(*field) {
+                    problem(
+                        t.span().start,
+                        format!("transform `{transform}` does not apply to `{field}`"),
+                    );
+                }
+                transforms.insert(*field, transform);
+            }
+            let retention = p.retention.as_ref().and_then(|r| {
+                humantime::parse_duration(r.get_ref())
+                    .map_err(|e| {
+                        problem(
+                            r.span().start,
+                            format!(
+                                "retention {:?}: {e}; write it like \"7d\" or \"12h\"",
+                                r.get_ref()
+                            ),
+                        )
+                    })
+                    .ok()
+            });
+            purposes.push(Purpose {
+                id,
+                flow,
+                dpv: p.dpv.map(|d| d.into_inner()),
+                legal_basis: basis,
+                runs_without_consent,
+                description: p.description,
+                fields,
+                transforms,
+                pseudonym_key: p.pseudonym_key,
+                retention,
+                cite: p.cite,
             });
         }
-        let mut seen = BTreeSet::new();
-        for purpose in &policy.purposes {
-            if !seen.insert(purpose.id.as_str()) {
-                return Err(PolicyError::DuplicatePurpose {
-                    path: path.to_owned(),
-                    purpose: purpose.id.clone(),
-                });
-            }
+        if !problems.is_empty() {
+            problems.sort_by_key(|p| p.line);
+            return Err(PolicyError::Invalid {
+                path: path.to_owned(),
+                problems,
+            });
         }
-        Ok(policy)
+        Ok(Policy {
+            schema: SCHEMA,
+            name: raw.name,
+            version: raw.version,
+            source: raw.source,
+            never_leave,
+            purposes,
+        })
     }
 
     pub fn purpose(&self, id: &str) -> Option<&Purpose> {
         self.purposes.iter().find(|p| p.id == id)
     }
 
-    /// Whether `field` may leave the device for purpose `id`.
-    pub fn permits(&self, id: &str, field: Field) -> bool {
-        self.purpose(id).is_some_and(|p| p.fields.contains(&field))
+    /// The purpose that governs `flow`, if the policy lets it run at all.
+    pub fn purpose_for_flow(&self, flow: Flow) -> Option<&Purpose> {
+        self.purposes.iter().find(|p| p.flow == flow)
     }
 
     /// The purposes that may carry `field`, for people reading `camagent facts`.
@@ -164,46 +336,97 @@ mod tests {
 
     const HEAD: &str = "schema = 1\nname = \"t\"\nversion = \"1\"\n";
 
-    #[test]
-    fn shipped_default_policy_is_valid() {
-        let p = parse(include_str!("../../etc/policy.toml")).unwrap();
-        assert!(p.permits(DEVICE_STATUS, Field::OnlineStatus));
-        assert!(!p.permits(DEVICE_ACTIVATION, Field::MacAddress));
+    fn purpose(id: &str, flow: &str, basis: &str, fields: &str) -> String {
+        format!("\n[[purpose]]\nid = \"{id}\"\nflow = \"{flow}\"\nlegal_basis = \"{basis}\"\nfields = [{fields}]\n")
+    }
+
+    fn problems(text: &str) -> Vec<Problem> {
+        match parse(text) {
+            Err(PolicyError::Invalid { problems, .. }) => problems,
+            other => panic!("expected problems, got {other:?}"),
+        }
     }
 
     #[test]
-    fn permits_only_listed_fields_of_listed_purposes() {
-        let p = parse(&format!(
-            "{HEAD}[[purpose]]\nid = \"device_activation\"\nfields = [\"model\"]\n"
-        ))
-        .unwrap();
-        assert!(p.permits(DEVICE_ACTIVATION, Field::Model));
-        assert!(!p.permits(DEVICE_ACTIVATION, Field::SerialNumber));
-        assert!(!p.permits("marketing", Field::Model));
+    fn shipped_default_policy_is_valid() {
+        let p = parse(include_str!("../../etc/policy.toml")).unwrap();
+        let status = p.purpose_for_flow(Flow::Status).unwrap();
+        assert!(status.fields.contains(&Field::OnlineStatus));
+        assert!(!p
+            .purposes_for(Field::MacAddress)
+            .contains(&"device_activation"));
+    }
+
+    #[test]
+    fn flows_map_to_purposes_and_consent_defaults_to_opt_in() {
+        let text = format!(
+            "{HEAD}{}{}",
+            purpose("binding", "activation", "contract", "\"model\""),
+            purpose("ux", "usage_statistics", "dpv:Consent", "\"uptime\"")
+        );
+        let p = parse(&text).unwrap();
+        assert_eq!(p.purpose_for_flow(Flow::Activation).unwrap().id, "binding");
+        assert!(p.purpose("ux").unwrap().needs_opt_in());
+        assert!(!p.purpose("binding").unwrap().needs_opt_in());
+        assert!(p.purpose_for_flow(Flow::Alarm).is_none());
     }
 
     #[test]
     fn unknown_field_is_refused_with_line() {
-        let err = parse(&format!(
-            "{HEAD}[[purpose]]\nid = \"x\"\nfields = [\"shoe_size\"]\n"
-        ))
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("shoe_size") && err.contains("line 6"), "{err}");
+        let text = format!(
+            "{HEAD}{}",
+            purpose("x", "activation", "contract", "\"shoe_size\"")
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("shoe_size") && err.contains("line 9"), "{err}");
     }
 
     #[test]
-    fn duplicate_purpose_is_refused() {
-        let p = "[[purpose]]\nid = \"x\"\nfields = []\n";
-        let err = parse(&format!("{HEAD}{p}{p}")).unwrap_err().to_string();
-        assert!(err.contains("`x` is listed twice"), "{err}");
+    fn unknown_basis_is_refused_with_line() {
+        let text = format!("{HEAD}{}", purpose("x", "activation", "vibes", "\"model\""));
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("vibes") && err.contains("line 8"), "{err}");
     }
 
     #[test]
-    fn field_names_match_serde_names() {
-        for field in Field::ALL {
-            let json = serde_json::to_string(&field).unwrap();
-            assert_eq!(json, format!("\"{}\"", field.name()));
-        }
+    fn each_semantic_problem_is_named_with_its_line() {
+        let text = format!(
+            "{HEAD}never_leave = [\"wifi_ssid\"]\n{}{}{}runs_without_consent = true\n",
+            purpose("a", "activation", "contract", "\"wifi_ssid\""),
+            purpose("a", "telemetry", "contract", "\"uptime\""),
+            purpose("c", "usage_statistics", "consent", "\"uptime\"")
+        );
+        let found = problems(&text);
+        let lines: Vec<usize> = found.iter().map(|p| p.line).collect();
+        assert_eq!(lines, vec![10, 13, 23], "{found:?}");
+        assert!(found[0].message.contains("never_leave"));
+        assert!(found[1].message.contains("listed twice"));
+        assert!(found[2].message.contains("based on consent"));
+    }
+
+    #[test]
+    fn one_purpose_per_flow_and_no_built_in_flows() {
+        let text = format!(
+            "{HEAD}{}{}{}",
+            purpose("a", "activation", "contract", "\"model\""),
+            purpose("b", "activation", "contract", "\"model\""),
+            purpose("c", "consent_receipt", "contract", "")
+        );
+        let found = problems(&text);
+        assert!(
+            found[0].message.contains("already claimed by purpose `a`"),
+            "{found:?}"
+        );
+        assert!(found[1].message.contains("built in"), "{found:?}");
+    }
+
+    #[test]
+    fn transforms_must_fit_their_field() {
+        let text = format!(
+            "{HEAD}{}transforms = {{ model = \"truncate_ip\", uptime = \"redact\" }}\n",
+            purpose("a", "activation", "contract", "\"model\"")
+        );
+        let found = problems(&text);
+        assert_eq!(found.len(), 2, "{found:?}");
     }
 }

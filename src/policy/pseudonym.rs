@@ -28,6 +28,7 @@ pub enum PseudonymKeyError {
     Random,
 }
 
+#[derive(Clone)]
 pub struct PseudonymKey(hmac::Key);
 
 impl std::fmt::Debug for PseudonymKey {
@@ -84,6 +85,15 @@ impl PseudonymKey {
 
     pub fn from_bytes(bytes: &[u8]) -> Self {
         Self(hmac::Key::new(hmac::HMAC_SHA256, bytes))
+    }
+
+    /// A key of its own for `label` (a purpose id): pseudonyms made with it cannot be linked
+    /// to those of the device key or of other labels without the device key itself.
+    pub fn derive(&self, label: &str) -> Self {
+        let mut ctx = hmac::Context::with_key(&self.0);
+        ctx.update(b"camagent/purpose-key\0");
+        ctx.update(label.as_bytes());
+        Self::from_bytes(ctx.sign().as_ref())
     }
 
     /// A stable, topic-safe pseudonym of `input` within `scope` (24 hex digits, 96 bits).

@@ -12,6 +12,7 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::policy::Flow;
 use crate::record::Record;
 
 const MAGIC: &[u8; 8] = b"CAMOBX1\n";
@@ -80,12 +81,30 @@ pub struct Quarantined {
     pub reason: String,
 }
 
+/// What the outbox remembers of an entry without reading it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    pub size: u64,
+    pub flow: Flow,
+    pub created_ms: u64,
+}
+
+impl Meta {
+    fn of(record: &Record, size: u64) -> Self {
+        Self {
+            size,
+            flow: record.flow,
+            created_ms: record.created_ms,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Outbox {
     dir: PathBuf,
     max_bytes: u64,
-    /// Sequence number → size on disk, in delivery order.
-    entries: BTreeMap<u64, u64>,
+    /// Sequence number → what it holds, in delivery order.
+    entries: BTreeMap<u64, Meta>,
     used: u64,
     next_seq: u64,
     /// First sequence number not yet reserved on disk.
@@ -118,13 +137,13 @@ impl Outbox {
             };
             let bytes = fs::read(&path).map_err(io_err(&path))?;
             match decode(&bytes) {
-                Ok(_) => {
-                    entries.insert(seq, bytes.len() as u64);
+                Ok(record) => {
+                    entries.insert(seq, Meta::of(&record, bytes.len() as u64));
                 }
                 Err(reason) => quarantined.push(quarantine(dir, &path, reason)?),
             }
         }
-        let used = entries.values().sum();
+        let used = entries.values().map(|m| m.size).sum();
         let reserved = read_reserved(&dir.join("seq"));
         let next_seq = entries
             .keys()
@@ -160,7 +179,7 @@ impl Outbox {
         }
         write_atomic(&self.dir, &entry_name(seq), &frame)?;
         self.next_seq += 1;
-        self.entries.insert(seq, size);
+        self.entries.insert(seq, Meta::of(record, size));
         self.used += size;
         Ok(seq)
     }
@@ -192,9 +211,24 @@ impl Outbox {
     }
 
     fn forget(&mut self, seq: u64) {
-        if let Some(size) = self.entries.remove(&seq) {
-            self.used -= size;
+        if let Some(meta) = self.entries.remove(&seq) {
+            self.used -= meta.size;
         }
+    }
+
+    /// Deletes every entry `doomed` picks (consent withdrawn, retention expired, erase) and
+    /// returns their sequence numbers.
+    pub fn purge(&mut self, doomed: impl Fn(&Meta) -> bool) -> Result<Vec<u64>, OutboxError> {
+        let seqs: Vec<u64> = self
+            .entries
+            .iter()
+            .filter(|(_, m)| doomed(m))
+            .map(|(seq, _)| *seq)
+            .collect();
+        for seq in &seqs {
+            self.remove(*seq)?;
+        }
+        Ok(seqs)
     }
 
     /// The first queued sequence number after `after` (or the oldest, given `None`).
@@ -260,7 +294,10 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn record(n: u64) -> Record {
-        Record::facts(BTreeMap::from([(Field::Uptime, Value::Count(n))]))
+        Record::new(
+            Flow::Telemetry,
+            BTreeMap::from([(Field::Uptime, Value::Count(n))]),
+        )
     }
 
     fn uptime(r: &Record) -> u64 {
@@ -342,6 +379,21 @@ mod tests {
             .join(entry_name(seqs[1]))
             .exists());
         assert!(!dir.path().join(".x.rec.tmp").exists());
+    }
+
+    #[test]
+    fn purge_removes_only_what_it_picks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut ob, _) = Outbox::open(dir.path(), 1 << 20).unwrap();
+        ob.append(&record(1)).unwrap();
+        ob.append(&Record::status(true)).unwrap();
+        ob.append(&record(2)).unwrap();
+        let gone = ob.purge(|m| m.flow == Flow::Telemetry).unwrap();
+        assert_eq!(gone.len(), 2);
+        assert_eq!(ob.len(), 1);
+        drop(ob);
+        let (ob, _) = Outbox::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(ob.len(), 1);
     }
 
     #[test]

@@ -9,22 +9,40 @@
 //! restarted without persistence) discards it and this side re-sends from the oldest
 //! unacknowledged outbox entry. Either way the broker sees records in outbox order.
 
+//!
+//! Consent changes reach the gate before the next publish: the ledger file is checked on every
+//! pass, and records of a purpose that may no longer send are purged from the outbox. If that
+//! happens while offline, the event loop is told to discard its replay list on reconnect, so a
+//! withdrawn record handed over before the outage is not sent either.
+
 use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, LastWill, Outgoing, Packet, QoS};
+use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
 use super::backoff::Backoff;
 use super::outbox::{Outbox, OutboxError};
-use crate::policy::{Admitted, Gate};
-use crate::record::Record;
+use crate::command::{self, Action, ReplayGuard};
+use crate::policy::consent::{self, LedgerFile, Via};
+use crate::policy::disclosure::{Disclosure, DisclosureLog};
+use crate::policy::{Admitted, Field, Flow, Gate, PseudonymKey};
+use crate::record::{now_ms, Record};
 
 /// What the event loop task reports to the session.
 #[derive(Debug)]
 pub enum Net {
     Up {
         session_present: bool,
+    },
+    /// A message arrived on a subscribed topic.
+    Incoming {
+        topic: String,
+        payload: Vec<u8>,
     },
     /// A publish left with this packet id (first send or replay).
     Sent(u16),
@@ -37,20 +55,33 @@ pub enum Net {
 }
 
 /// Runs rumqttc's event loop: forwards what the session needs, reconnects with backoff.
+///
+/// `discard` set by the session means records handed over before the outage must not be
+/// replayed (consent was withdrawn or the owner's data erased meanwhile): the replay list is
+/// dropped at the next connect, which the session then treats as a lost session.
 pub async fn drive(
     mut eventloop: EventLoop,
     net: mpsc::UnboundedSender<Net>,
     mut backoff: Backoff,
+    discard: Arc<AtomicBool>,
 ) {
     let host = eventloop.mqtt_options.broker_address().0;
     loop {
         let report = match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff.reset();
+                let discarded = discard.swap(false, Ordering::SeqCst);
+                if discarded {
+                    eventloop.pending.clear();
+                }
                 Net::Up {
-                    session_present: ack.session_present,
+                    session_present: ack.session_present && !discarded,
                 }
             }
+            Ok(Event::Incoming(Packet::Publish(p))) => Net::Incoming {
+                topic: p.topic,
+                payload: p.payload.to_vec(),
+            },
             Ok(Event::Incoming(Packet::PubAck(ack))) => Net::Acked(ack.pkid),
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => Net::Sent(pkid),
             Ok(_) => continue,
@@ -108,9 +139,13 @@ pub fn describe(e: &ConnectionError, host: &str) -> String {
     }
 }
 
-/// The retained offline status the broker publishes if the agent vanishes.
-pub fn last_will(gate: &Gate) -> Option<LastWill> {
+/// The retained offline status the broker publishes if the agent vanishes. Registering it
+/// discloses it, so it is logged as sent.
+pub fn last_will(gate: &Gate, disclosures: &DisclosureLog) -> Option<LastWill> {
     let offline = gate.admit(&Record::status(false), None).ok()?;
+    if let Err(e) = disclosures.append(&Disclosure::of(&offline)) {
+        error!("disclosure log: {e}");
+    }
     Some(LastWill::new(
         offline.topic(),
         offline.payload(),
@@ -137,32 +172,61 @@ struct InFlight {
 pub struct Stats {
     pub delivered: u64,
     pub refused: u64,
+    pub reconnects: u64,
+}
+
+/// Where the session keeps what it needs beside the outbox.
+pub struct Stores {
+    pub state_dir: PathBuf,
+    pub ledger: LedgerFile,
+    pub disclosures: DisclosureLog,
+    pub replay: ReplayGuard,
+    /// The cloud's Ed25519 key; without it every command is refused.
+    pub verify_key: Option<Vec<u8>>,
 }
 
 pub struct Session {
     gate: Gate,
     outbox: Outbox,
     client: AsyncClient,
+    stores: Stores,
     connected: bool,
     in_flight: VecDeque<InFlight>,
     /// The newest outbox entry handed to the client.
     cursor: Option<u64>,
     max_in_flight: usize,
     stats: Stats,
+    discard: Arc<AtomicBool>,
+    ledger_stamp: Option<std::time::SystemTime>,
+    command_topic: String,
 }
 
 impl Session {
-    pub fn new(gate: Gate, outbox: Outbox, client: AsyncClient, max_in_flight: u16) -> Self {
-        Self {
+    pub fn new(
+        gate: Gate,
+        outbox: Outbox,
+        client: AsyncClient,
+        stores: Stores,
+        max_in_flight: u16,
+        discard: Arc<AtomicBool>,
+    ) -> Self {
+        let command_topic = command_topic(&gate);
+        let mut session = Self {
             gate,
             outbox,
             client,
+            stores,
             connected: false,
             in_flight: VecDeque::new(),
             cursor: None,
             max_in_flight: usize::from(max_in_flight),
             stats: Stats::default(),
-        }
+            discard,
+            ledger_stamp: None,
+            command_topic,
+        };
+        session.refresh_consent();
+        session
     }
 
     pub fn gate(&self) -> &Gate {
@@ -173,18 +237,44 @@ impl Session {
         self.stats
     }
 
-    /// Accepts a record: checks it against the policy, then stores it durably.
-    /// A record the policy refuses is never stored; one that does not fit is refused loudly.
+    /// Counters of the agent's own activity, for the usage-statistics flow.
+    pub fn usage(&self) -> Record {
+        Record::json(
+            Flow::UsageStatistics,
+            Field::UsageStatistics,
+            json!({
+                "records_delivered": self.stats.delivered,
+                "records_refused": self.stats.refused,
+                "reconnects": self.stats.reconnects,
+                "outbox_depth": self.outbox.len(),
+            }),
+        )
+    }
+
+    /// Accepts a record: checks it against the policy and consent, then stores it durably.
+    /// A record the gate refuses is never stored; one that does not fit is refused loudly.
     pub fn accept(&mut self, record: Record) {
+        self.refresh_consent();
+        self.enqueue(record);
+        self.pump();
+    }
+
+    fn enqueue(&mut self, record: Record) {
         if let Err(refusal) = self.gate.admit(&record, None) {
             self.stats.refused += 1;
-            warn!(purpose = %record.purpose, "record refused by the privacy gate: {refusal}");
+            debug!(flow = %record.flow, "record not sent: {refusal}");
             return;
         }
         match self.outbox.append(&record) {
             Ok(seq) => debug!(seq, depth = self.outbox.len(), "record queued"),
             Err(e) => error!("record not accepted: {e}"),
         }
+    }
+
+    /// Periodic upkeep: consent changes from `camagent consent`, retention, the send window.
+    pub fn tick(&mut self) {
+        self.refresh_consent();
+        self.expire();
         self.pump();
     }
 
@@ -192,8 +282,9 @@ impl Session {
         match event {
             Net::Up { session_present } => {
                 self.connected = true;
+                self.stats.reconnects += 1;
                 if !session_present {
-                    // The broker forgot the session and rumqttc dropped its replay list:
+                    // The broker forgot the session, or the replay list was discarded:
                     // everything not acknowledged goes again, from the oldest.
                     self.in_flight.clear();
                     self.cursor = None;
@@ -203,8 +294,21 @@ impl Session {
                     queued = self.outbox.len(),
                     "connected to broker"
                 );
+                if let Err(e) = self
+                    .client
+                    .try_subscribe(&self.command_topic, QoS::AtLeastOnce)
+                {
+                    warn!("cannot subscribe to commands: {e}");
+                }
                 self.publish_status(true);
-                self.pump();
+                self.tick();
+            }
+            Net::Incoming { topic, payload } => {
+                if topic == self.command_topic {
+                    self.on_command(&payload);
+                } else {
+                    debug!(%topic, "message on an unexpected topic ignored");
+                }
             }
             Net::Sent(pkid) => {
                 if !self.in_flight.iter().any(|f| f.pkid == Some(pkid)) {
@@ -265,6 +369,183 @@ impl Session {
         }
     }
 
+    /// Takes in the consent ledger if it changed, purges what may no longer leave, and queues
+    /// receipts for changes not yet acknowledged to the cloud.
+    fn refresh_consent(&mut self) {
+        let stamp = self.stores.ledger.stamp();
+        if stamp == self.ledger_stamp {
+            return;
+        }
+        self.ledger_stamp = stamp;
+        let ledger = match self.stores.ledger.load() {
+            Ok(ledger) => ledger,
+            Err(e) => {
+                error!("{e}; keeping the consent state already loaded");
+                return;
+            }
+        };
+        self.gate.set_consent(ledger.clone());
+        self.purge_refused();
+        let fresh: Vec<_> = ledger
+            .events
+            .iter()
+            .filter(|e| !e.receipted)
+            .cloned()
+            .collect();
+        for event in &fresh {
+            info!(purpose = %event.purpose, choice = ?event.choice, via = ?event.via, "consent changed");
+            let receipt = consent::receipt(self.gate.policy(), event);
+            self.enqueue(Record::json(
+                Flow::ConsentReceipt,
+                Field::ConsentRecord,
+                receipt,
+            ));
+        }
+        if !fresh.is_empty() {
+            let ids: Vec<String> = fresh.iter().map(|e| e.receipt_id.clone()).collect();
+            let marked = self.stores.ledger.update(|l| {
+                l.events
+                    .iter_mut()
+                    .filter(|e| ids.contains(&e.receipt_id))
+                    .for_each(|e| e.receipted = true);
+                Ok(())
+            });
+            match marked {
+                Ok(()) => self.ledger_stamp = self.stores.ledger.stamp(),
+                Err(e) => error!("receipts queued but not marked in the ledger: {e}"),
+            }
+        }
+    }
+
+    /// Deletes queued records whose flow may no longer send (consent withdrawn, objection).
+    fn purge_refused(&mut self) {
+        let gate = &self.gate;
+        match self.outbox.purge(|m| gate.check_flow(m.flow).is_err()) {
+            Ok(gone) if !gone.is_empty() => {
+                info!(
+                    count = gone.len(),
+                    "queued records purged: their purpose may no longer send"
+                );
+                self.forget_in_flight(&gone);
+            }
+            Ok(_) => {}
+            Err(e) => error!("cannot purge queued records: {e}"),
+        }
+    }
+
+    /// Deletes queued records older than their purpose's retention.
+    fn expire(&mut self) {
+        let now = now_ms();
+        let policy = self.gate.policy();
+        let expired = |m: &super::outbox::Meta| {
+            policy
+                .purpose_for_flow(m.flow)
+                .and_then(|p| p.retention)
+                .is_some_and(|r| m.created_ms.saturating_add(r.as_millis() as u64) < now)
+        };
+        match self.outbox.purge(expired) {
+            Ok(gone) if !gone.is_empty() => {
+                warn!(
+                    count = gone.len(),
+                    "queued records expired unsent (purpose retention)"
+                );
+                self.forget_in_flight(&gone);
+            }
+            Ok(_) => {}
+            Err(e) => error!("cannot expire queued records: {e}"),
+        }
+    }
+
+    /// Purged records may sit in the client's replay list: while offline, have it discarded.
+    fn forget_in_flight(&mut self, gone: &[u64]) {
+        let handed = self
+            .in_flight
+            .iter()
+            .any(|f| matches!(f.what, Sent::Record(seq) if gone.contains(&seq)));
+        if handed && !self.connected {
+            self.discard.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn on_command(&mut self, payload: &[u8]) {
+        let Some(key) = &self.stores.verify_key else {
+            warn!("command refused: no commands.verify_key is configured");
+            return;
+        };
+        let action = match command::verify(
+            payload,
+            key,
+            &self.gate.anchor_id(),
+            self.stores.replay.last(),
+        ) {
+            Ok(action) => action,
+            Err(e) => {
+                warn!("command refused: {e}");
+                return;
+            }
+        };
+        if let Err(e) = self.stores.replay.accept(action.issued_ms()) {
+            error!("command refused: cannot record it against replay: {e}");
+            return;
+        }
+        match action {
+            Action::Consent {
+                purpose, choice, ..
+            } => {
+                let policy = self.gate.policy().clone();
+                let recorded = self
+                    .stores
+                    .ledger
+                    .update(|l| l.record(&policy, &purpose, choice, Via::Cloud, consent::uuid()));
+                match recorded {
+                    Ok(_) => self.tick(),
+                    Err(e) => warn!("consent command refused: {e}"),
+                }
+            }
+            Action::Erase { issued_ms, .. } => self.erase(issued_ms),
+        }
+    }
+
+    /// Wipes the owner's data, starts new pseudonyms and queues the confirmation.
+    fn erase(&mut self, issued_ms: u64) {
+        let previous = self.gate.anchor_id();
+        match self.outbox.purge(|_| true) {
+            Ok(gone) => self.forget_in_flight(&gone),
+            Err(e) => error!("erase: cannot clear the outbox: {e}"),
+        }
+        let erased = match crate::erase::wipe(&self.stores.state_dir) {
+            Ok(erased) => erased,
+            Err(e) => {
+                error!("erase incomplete: {e}");
+                return;
+            }
+        };
+        match PseudonymKey::load_or_create(&self.stores.state_dir.join(crate::agent::KEY_FILE)) {
+            Ok(key) => self.gate.set_key(key),
+            Err(e) => error!("erase: cannot create a new pseudonym key: {e}"),
+        }
+        self.ledger_stamp = None;
+        self.refresh_consent();
+        let old_topic = std::mem::replace(&mut self.command_topic, command_topic(&self.gate));
+        let _ = self.client.try_unsubscribe(old_topic);
+        let _ = self
+            .client
+            .try_subscribe(&self.command_topic, QoS::AtLeastOnce);
+        warn!(?erased, "owner data erased on command");
+        let confirmation = json!({
+            "erased": erased,
+            "command_issued_ms": issued_ms,
+            "previous_device_id": previous,
+            "device_id": self.gate.anchor_id(),
+        });
+        self.enqueue(Record::json(
+            Flow::ErasureConfirmation,
+            Field::ErasureRecord,
+            confirmation,
+        ));
+        self.pump();
+    }
+
     fn publish_status(&mut self, online: bool) {
         match self.gate.admit(&Record::status(online), None) {
             Ok(admitted) => {
@@ -296,7 +577,7 @@ impl Session {
                     return;
                 }
             };
-            // The policy may have changed since the record was queued: it decides again now.
+            // The policy and consent may have changed since the record was queued.
             let admitted = match self.gate.admit(&record, Some(seq)) {
                 Ok(admitted) => admitted,
                 Err(refusal) => {
@@ -331,13 +612,23 @@ impl Session {
             admitted.retain(),
             admitted.payload(),
         ) {
-            Ok(()) => true,
+            Ok(()) => {
+                if let Err(e) = self.stores.disclosures.append(&Disclosure::of(admitted)) {
+                    error!("disclosure log: {e}");
+                }
+                true
+            }
             Err(e) => {
                 debug!("client queue full, will retry: {e}");
                 false
             }
         }
     }
+}
+
+/// Where signed commands for this device arrive.
+pub fn command_topic(gate: &Gate) -> String {
+    format!("{}/{}/cmd", gate.prefix(), gate.anchor_id())
 }
 
 #[cfg(test)]

@@ -473,19 +473,20 @@ impl Board {
         Self { dir }
     }
 
-    pub fn device_section(&self) -> String {
+    /// `[device]` pointing at the fake board, plus `extra` lines of `[device.sources]`.
+    pub fn device_section(&self, extra: &str) -> String {
         let d = self.dir.display();
         format!(
-            "[device]\ninterface = \"eth0\"\nnet_class_dir = \"{d}/net\"\n\
+            "[device]\ninterface = \"eth0\"\nnet_class_dir = \"{d}/net\"\n\n[device.sources]\n\
              serial_number = {{ file = \"{d}/serial-number\" }}\n\
              model = {{ file = \"{d}/model\" }}\n\
              firmware_version = {{ file = \"{d}/os-release\", key = \"VERSION_ID\" }}\n\
-             timezone = {{ file = \"{d}/timezone\" }}\n"
+             timezone = {{ file = \"{d}/timezone\" }}\n{extra}"
         )
     }
 }
 
-/// Writes a policy with the given fields for `device_activation` (and status for status).
+/// Writes a policy with the given fields for the activation and status flows (contract).
 pub fn write_policy(path: &Path, activation_fields: &[&str], status_fields: &[&str]) {
     let list = |f: &[&str]| {
         f.iter()
@@ -497,8 +498,8 @@ pub fn write_policy(path: &Path, activation_fields: &[&str], status_fields: &[&s
         path,
         format!(
             "schema = 1\nname = \"test policy\"\nversion = \"1\"\n\n\
-             [[purpose]]\nid = \"device_activation\"\nfields = [{}]\n\n\
-             [[purpose]]\nid = \"device_status\"\nfields = [{}]\n",
+             [[purpose]]\nid = \"device_activation\"\nflow = \"activation\"\nlegal_basis = \"contract\"\nfields = [{}]\n\n\
+             [[purpose]]\nid = \"device_status\"\nflow = \"status\"\nlegal_basis = \"contract\"\nfields = [{}]\n",
             list(activation_fields),
             list(status_fields)
         ),
@@ -512,6 +513,11 @@ pub struct AgentSetup {
     pub port: u16,
     pub ca_file: PathBuf,
     pub facts_interval: &'static str,
+    pub telemetry_interval: &'static str,
+    /// Extra `[device.sources]` lines.
+    pub sources: String,
+    /// Extra config sections, e.g. `[commands]`.
+    pub extra: String,
     pub reconnect_min: &'static str,
     pub reconnect_max: &'static str,
 }
@@ -523,6 +529,9 @@ impl AgentSetup {
             port,
             ca_file: world.pki.ca_file("main"),
             facts_interval: "1h",
+            telemetry_interval: "1h",
+            sources: String::new(),
+            extra: String::new(),
             reconnect_min: "100ms",
             reconnect_max: "1s",
         }
@@ -541,7 +550,7 @@ impl AgentSetup {
                  topic_prefix = \"test/cams\"\nkeep_alive = \"5s\"\n\
                  reconnect_min = \"{rmin}\"\nreconnect_max = \"{rmax}\"\n\n\
                  [agent]\nstate_dir = \"{state}\"\npolicy_file = \"{policy}\"\n\
-                 facts_interval = \"{interval}\"\n\n{device}",
+                 facts_interval = \"{interval}\"\ntelemetry_interval = \"{telemetry}\"\n\n{extra}\n{device}",
                 host = self.host,
                 port = self.port,
                 ca = self.ca_file.display(),
@@ -552,7 +561,9 @@ impl AgentSetup {
                 state = dir.join("state").display(),
                 policy = policy.display(),
                 interval = self.facts_interval,
-                device = board.device_section(),
+                telemetry = self.telemetry_interval,
+                extra = self.extra,
+                device = board.device_section(&self.sources),
             ),
         )
         .unwrap();

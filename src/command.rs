@@ -1,0 +1,246 @@
+//! Signed cloud commands: consent changes and erase, verified with Ed25519 before anything
+//! acts on them.
+//!
+//! Wire form (the command topic `<prefix>/<device-id>/cmd`):
+//! `{"body": "<JSON text>", "sig": "<hex Ed25519 signature of the body's bytes>"}` where the
+//! body is `{"type": "consent", "device": ID, "issued_ms": N, "purpose": P, "choice":
+//! "given"|"withdrawn"}` or `{"type": "erase", "device": ID, "issued_ms": N}`. `device` must be
+//! this device's id (so a command cannot be replayed to another device) and `issued_ms` must be
+//! above every command accepted before (so it cannot be replayed to this one).
+
+use std::path::{Path, PathBuf};
+
+use ring::signature::{UnparsedPublicKey, ED25519};
+use serde::{Deserialize, Serialize};
+
+use crate::policy::consent::Choice;
+
+/// Larger payloads are refused before parsing.
+pub const MAX_COMMAND_BYTES: usize = 4096;
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Action {
+    Consent {
+        device: String,
+        issued_ms: u64,
+        purpose: String,
+        choice: Choice,
+    },
+    Erase {
+        device: String,
+        issued_ms: u64,
+    },
+}
+
+impl Action {
+    fn device(&self) -> &str {
+        match self {
+            Action::Consent { device, .. } | Action::Erase { device, .. } => device,
+        }
+    }
+
+    pub fn issued_ms(&self) -> u64 {
+        match self {
+            Action::Consent { issued_ms, .. } | Action::Erase { issued_ms, .. } => *issued_ms,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("command of {0} bytes is over the {MAX_COMMAND_BYTES}-byte limit")]
+    TooLarge(usize),
+    #[error("malformed command: {0}")]
+    Malformed(String),
+    #[error("signature does not verify with commands.verify_key")]
+    BadSignature,
+    #[error("command is for device {0:?}, not this one")]
+    WrongDevice(String),
+    #[error("replayed or stale command: issued_ms {issued} is not after the last accepted {last}")]
+    Replayed { issued: u64, last: u64 },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope {
+    body: String,
+    sig: String,
+}
+
+pub fn hex_decode(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+pub fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Checks a command's signature, addressee and freshness. Pure: the caller persists
+/// `issued_ms` of each accepted command and passes the latest as `last_issued_ms`.
+pub fn verify(
+    bytes: &[u8],
+    public_key: &[u8],
+    device_id: &str,
+    last_issued_ms: u64,
+) -> Result<Action, CommandError> {
+    if bytes.len() > MAX_COMMAND_BYTES {
+        return Err(CommandError::TooLarge(bytes.len()));
+    }
+    let envelope: Envelope =
+        serde_json::from_slice(bytes).map_err(|e| CommandError::Malformed(e.to_string()))?;
+    let sig = hex_decode(&envelope.sig)
+        .ok_or_else(|| CommandError::Malformed("`sig` is not hex".into()))?;
+    UnparsedPublicKey::new(&ED25519, public_key)
+        .verify(envelope.body.as_bytes(), &sig)
+        .map_err(|_| CommandError::BadSignature)?;
+    let action: Action =
+        serde_json::from_str(&envelope.body).map_err(|e| CommandError::Malformed(e.to_string()))?;
+    if action.device() != device_id {
+        return Err(CommandError::WrongDevice(action.device().to_owned()));
+    }
+    if action.issued_ms() <= last_issued_ms {
+        return Err(CommandError::Replayed {
+            issued: action.issued_ms(),
+            last: last_issued_ms,
+        });
+    }
+    Ok(action)
+}
+
+/// The replay guard on disk: the newest `issued_ms` accepted. Erase keeps it (it holds no
+/// personal data), so an old erase or consent command cannot be replayed afterwards.
+#[derive(Debug, Clone)]
+pub struct ReplayGuard {
+    path: PathBuf,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+struct GuardState {
+    last_issued_ms: u64,
+}
+
+impl ReplayGuard {
+    pub fn new(state_dir: &Path) -> Self {
+        Self {
+            path: state_dir.join("commands.json"),
+        }
+    }
+
+    pub fn last(&self) -> u64 {
+        std::fs::read(&self.path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<GuardState>(&b).ok())
+            .map_or(0, |s| s.last_issued_ms)
+    }
+
+    pub fn accept(&self, issued_ms: u64) -> std::io::Result<()> {
+        let tmp = self.path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec(&GuardState {
+            last_issued_ms: issued_ms,
+        })?;
+        std::fs::write(&tmp, bytes)?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, &self.path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ring::signature::{Ed25519KeyPair, KeyPair};
+
+    fn keypair() -> Ed25519KeyPair {
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap()
+    }
+
+    fn signed(key: &Ed25519KeyPair, body: &str) -> Vec<u8> {
+        serde_json::json!({"body": body, "sig": hex_encode(key.sign(body.as_bytes()).as_ref())})
+            .to_string()
+            .into_bytes()
+    }
+
+    const BODY: &str =
+        r#"{"type":"consent","device":"dev1","issued_ms":10,"purpose":"ux","choice":"given"}"#;
+
+    #[test]
+    fn accepts_a_fresh_signed_command_for_this_device() {
+        let k = keypair();
+        let a = verify(&signed(&k, BODY), k.public_key().as_ref(), "dev1", 9).unwrap();
+        assert_eq!(
+            a,
+            Action::Consent {
+                device: "dev1".into(),
+                issued_ms: 10,
+                purpose: "ux".into(),
+                choice: Choice::Given
+            }
+        );
+    }
+
+    #[test]
+    fn refuses_forged_replayed_misaddressed_and_malformed() {
+        let k = keypair();
+        let other = keypair();
+        let pk = k.public_key().as_ref().to_vec();
+        assert_eq!(
+            verify(&signed(&other, BODY), &pk, "dev1", 0),
+            Err(CommandError::BadSignature)
+        );
+        assert!(matches!(
+            verify(&signed(&k, BODY), &pk, "dev1", 10),
+            Err(CommandError::Replayed { .. })
+        ));
+        assert!(matches!(
+            verify(&signed(&k, BODY), &pk, "dev2", 0),
+            Err(CommandError::WrongDevice(_))
+        ));
+        let tampered = String::from_utf8(signed(&k, BODY))
+            .unwrap()
+            .replace("given", "withdrawn");
+        assert_eq!(
+            verify(tampered.as_bytes(), &pk, "dev1", 0),
+            Err(CommandError::BadSignature)
+        );
+        for junk in [
+            &b"{}"[..],
+            b"not json",
+            b"{\"body\":\"x\",\"sig\":\"zz\"}",
+            &[0xff; 5000][..],
+        ] {
+            assert!(verify(junk, &pk, "dev1", 0).is_err());
+        }
+        let unknown_type = signed(&k, r#"{"type":"reboot","device":"dev1","issued_ms":11}"#);
+        assert!(matches!(
+            verify(&unknown_type, &pk, "dev1", 0),
+            Err(CommandError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn replay_guard_persists() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = ReplayGuard::new(dir.path());
+        assert_eq!(g.last(), 0);
+        g.accept(42).unwrap();
+        assert_eq!(ReplayGuard::new(dir.path()).last(), 42);
+    }
+
+    #[test]
+    fn hex_round_trip() {
+        assert_eq!(
+            hex_decode(&hex_encode(&[0, 1, 254])).unwrap(),
+            vec![0, 1, 254]
+        );
+        assert_eq!(hex_decode("abc"), None);
+        assert_eq!(hex_decode("zz"), None);
+    }
+}

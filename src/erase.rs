@@ -1,0 +1,67 @@
+//! Erasing the owner's data on the device (ETSI EN 303 645 provision 5.11): queued records,
+//! clips, snapshots, the consent ledger, the disclosure log and the pseudonym keys.
+//!
+//! The replay guard of signed commands is kept: it holds no personal data, and without it an
+//! old command could be replayed after the erase.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::Path;
+
+/// What an erase removes, relative to the state directory, and what to call it.
+pub const OWNER_DATA: [(&str, &str); 7] = [
+    ("outbox", "queued records"),
+    ("clips", "clips"),
+    ("snapshots", "snapshots"),
+    ("consent.json", "consent ledger"),
+    ("disclosures.jsonl", "disclosure log"),
+    ("disclosures.jsonl.1", "disclosure log (rotated)"),
+    ("keys", "pseudonym keys"),
+];
+
+/// Removes the owner's data under `state_dir`; returns the names of what existed and is gone.
+pub fn wipe(state_dir: &Path) -> std::io::Result<Vec<&'static str>> {
+    let mut erased = Vec::new();
+    for (name, what) in OWNER_DATA {
+        let path = state_dir.join(name);
+        let result = match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => fs::remove_dir_all(&path),
+            Ok(_) => fs::remove_file(&path),
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => Err(e),
+        };
+        result?;
+        if !erased.contains(&what) {
+            erased.push(what);
+        }
+    }
+    if let Ok(dir) = fs::File::open(state_dir) {
+        dir.sync_all()?;
+    }
+    Ok(erased)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wipes_owner_data_and_keeps_the_replay_guard() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        fs::create_dir_all(p.join("outbox/quarantine")).unwrap();
+        fs::write(p.join("outbox/00000000000000000001.rec"), b"x").unwrap();
+        fs::create_dir_all(p.join("keys")).unwrap();
+        fs::write(p.join("keys/pseudonym.key"), [0u8; 32]).unwrap();
+        fs::write(p.join("consent.json"), b"{}").unwrap();
+        fs::write(p.join("commands.json"), b"{}").unwrap();
+        let erased = wipe(p).unwrap();
+        assert_eq!(
+            erased,
+            vec!["queued records", "consent ledger", "pseudonym keys"]
+        );
+        assert!(!p.join("outbox").exists() && !p.join("keys").exists());
+        assert!(p.join("commands.json").exists());
+        assert!(wipe(p).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,310 @@
+//! The owner's consent: a persisted ledger of every grant, withdrawal and objection, and the
+//! receipts that acknowledge them.
+//!
+//! [`Ledger`] is pure data; [`LedgerFile`] keeps it on disk (atomic replace under a lock, so the
+//! `camagent consent` command and the daemon can both write it). The daemon notices a changed
+//! file before its next publish.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{LegalBasis, Policy, Purpose};
+use crate::record::{now_ms, rfc3339};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Choice {
+    Given,
+    /// Consent withdrawn, or (for a legitimate-interest purpose) an objection.
+    Withdrawn,
+}
+
+/// Who changed consent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    /// `camagent consent` on the device.
+    Local,
+    /// A signed cloud command.
+    Cloud,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConsentEvent {
+    pub receipt_id: String,
+    pub time_ms: u64,
+    pub purpose: String,
+    pub choice: Choice,
+    pub via: Via,
+    pub policy_version: String,
+    /// Whether the agent has queued this event's receipt for the cloud.
+    #[serde(default)]
+    pub receipted: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Ledger {
+    pub events: Vec<ConsentEvent>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsentError {
+    #[error("purpose `{0}` is not in the policy; `camagent policy explain` lists them")]
+    UnknownPurpose(String),
+    #[error("purpose `{purpose}` rests on {basis} ({gdpr}); the owner cannot withdraw it, only erase the device's data (`camagent erase`)")]
+    NotWithdrawable {
+        purpose: String,
+        basis: &'static str,
+        gdpr: &'static str,
+    },
+    #[error("consent ledger {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("consent ledger {path} is unreadable ({reason}); move it aside to start a new one")]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+impl Ledger {
+    /// The owner's latest choice for `purpose`, if they ever made one.
+    pub fn choice(&self, purpose: &str) -> Option<Choice> {
+        self.events
+            .iter()
+            .rev()
+            .find(|e| e.purpose == purpose)
+            .map(|e| e.choice)
+    }
+
+    /// Whether records of `purpose` may leave now.
+    pub fn permits(&self, purpose: &Purpose) -> bool {
+        match self.choice(&purpose.id) {
+            Some(Choice::Given) => true,
+            Some(Choice::Withdrawn) => {
+                !purpose.legal_basis.owner_can_stop() && !purpose.needs_opt_in()
+            }
+            None => !purpose.needs_opt_in(),
+        }
+    }
+
+    /// Records a choice, checking it against the policy; returns the new event.
+    pub fn record(
+        &mut self,
+        policy: &Policy,
+        purpose: &str,
+        choice: Choice,
+        via: Via,
+        receipt_id: String,
+    ) -> Result<ConsentEvent, ConsentError> {
+        let p = policy
+            .purpose(purpose)
+            .ok_or_else(|| ConsentError::UnknownPurpose(purpose.to_owned()))?;
+        if choice == Choice::Withdrawn && !p.legal_basis.owner_can_stop() && !p.needs_opt_in() {
+            return Err(ConsentError::NotWithdrawable {
+                purpose: purpose.to_owned(),
+                basis: p.legal_basis.name(),
+                gdpr: p.legal_basis.gdpr(),
+            });
+        }
+        let event = ConsentEvent {
+            receipt_id,
+            time_ms: now_ms(),
+            purpose: purpose.to_owned(),
+            choice,
+            via,
+            policy_version: policy.version.clone(),
+            receipted: false,
+        };
+        self.events.push(event.clone());
+        Ok(event)
+    }
+}
+
+/// A consent receipt shaped after ISO/IEC TS 27560 and the Kantara Consent Receipt: who (the
+/// device's topic id), when, under which policy version, which purpose, and its new state.
+pub fn receipt(policy: &Policy, event: &ConsentEvent) -> serde_json::Value {
+    let purpose = policy.purpose(&event.purpose);
+    let basis = purpose
+        .map(|p| p.legal_basis)
+        .unwrap_or(LegalBasis::Consent);
+    json!({
+        "receipt_version": "camagent-cr-1 (ISO/IEC TS 27560, Kantara CR 1.1)",
+        "receipt_id": event.receipt_id,
+        "timestamp": rfc3339(event.time_ms),
+        "collection_method": match event.via {
+            Via::Local => "device command line",
+            Via::Cloud => "signed cloud command",
+        },
+        "policy": { "name": policy.name, "version": event.policy_version },
+        "purposes": [{
+            "purpose": event.purpose,
+            "purpose_category": purpose.and_then(|p| p.dpv.clone()),
+            "legal_basis": basis.dpv(),
+            "data_categories": purpose
+                .map(|p| p.fields.iter().map(|f| f.vocabulary_id()).collect::<Vec<_>>())
+                .unwrap_or_default(),
+            "status": match (event.choice, basis) {
+                (Choice::Given, _) => "given",
+                (Choice::Withdrawn, LegalBasis::LegitimateInterest) => "objected",
+                (Choice::Withdrawn, _) => "withdrawn",
+            },
+        }],
+    })
+}
+
+/// The ledger on disk.
+#[derive(Debug, Clone)]
+pub struct LedgerFile {
+    path: PathBuf,
+}
+
+impl LedgerFile {
+    pub fn new(state_dir: &Path) -> Self {
+        Self {
+            path: state_dir.join("consent.json"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn io(&self) -> impl FnOnce(std::io::Error) -> ConsentError + '_ {
+        |source| ConsentError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// The ledger, or an empty one if none was written yet.
+    pub fn load(&self) -> Result<Ledger, ConsentError> {
+        match fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| ConsentError::Corrupt {
+                path: self.path.clone(),
+                reason: e.to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Ledger::default()),
+            Err(e) => Err(self.io()(e)),
+        }
+    }
+
+    /// Modification stamp, to notice another process's change cheaply.
+    pub fn stamp(&self) -> Option<std::time::SystemTime> {
+        fs::metadata(&self.path).and_then(|m| m.modified()).ok()
+    }
+
+    /// Loads, changes and saves the ledger under an exclusive lock.
+    pub fn update<T>(
+        &self,
+        change: impl FnOnce(&mut Ledger) -> Result<T, ConsentError>,
+    ) -> Result<T, ConsentError> {
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(dir).map_err(self.io())?;
+        let lock = File::create(dir.join("consent.lock")).map_err(self.io())?;
+        lock.lock().map_err(self.io())?;
+        let mut ledger = self.load()?;
+        let out = change(&mut ledger)?;
+        let tmp = self.path.with_extension("json.tmp");
+        let mut file = File::create(&tmp).map_err(self.io())?;
+        file.write_all(&serde_json::to_vec_pretty(&ledger).unwrap_or_default())
+            .and_then(|()| file.sync_all())
+            .and_then(|()| fs::rename(&tmp, &self.path))
+            .map_err(self.io())?;
+        Ok(out)
+    }
+}
+
+/// A random RFC 4122 version-4 UUID (ring's system random).
+pub fn uuid() -> String {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 16];
+    // The system RNG failing is not recoverable; a zero id would still be unique enough
+    // only by accident, so fall back to time-derived bytes rather than panic.
+    if ring::rand::SystemRandom::new().fill(&mut b).is_err() {
+        b[..8].copy_from_slice(&now_ms().to_le_bytes());
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        Policy::parse(
+            "schema = 1\nname = \"t\"\nversion = \"7\"\n\
+             [[purpose]]\nid = \"ux\"\nflow = \"usage_statistics\"\nlegal_basis = \"consent\"\nfields = [\"uptime\"]\n\
+             [[purpose]]\nid = \"stats\"\nflow = \"telemetry\"\nlegal_basis = \"legitimate_interest\"\nfields = [\"uptime\"]\n\
+             [[purpose]]\nid = \"bind\"\nflow = \"activation\"\nlegal_basis = \"contract\"\nfields = [\"model\"]\n",
+            Path::new("t"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn opt_in_needs_a_grant_and_stops_on_withdrawal() {
+        let p = policy();
+        let ux = p.purpose("ux").unwrap();
+        let mut l = Ledger::default();
+        assert!(!l.permits(ux));
+        l.record(&p, "ux", Choice::Given, Via::Local, uuid())
+            .unwrap();
+        assert!(l.permits(ux));
+        l.record(&p, "ux", Choice::Withdrawn, Via::Cloud, uuid())
+            .unwrap();
+        assert!(!l.permits(ux));
+    }
+
+    #[test]
+    fn objection_stops_legitimate_interest_but_contract_cannot_be_withdrawn() {
+        let p = policy();
+        let mut l = Ledger::default();
+        assert!(l.permits(p.purpose("stats").unwrap()));
+        let e = l
+            .record(&p, "stats", Choice::Withdrawn, Via::Local, uuid())
+            .unwrap();
+        assert!(!l.permits(p.purpose("stats").unwrap()));
+        assert_eq!(receipt(&p, &e)["purposes"][0]["status"], "objected");
+        let err = l
+            .record(&p, "bind", Choice::Withdrawn, Via::Local, uuid())
+            .unwrap_err();
+        assert!(err.to_string().contains("contract"), "{err}");
+        assert!(matches!(
+            l.record(&p, "nope", Choice::Given, Via::Local, uuid()),
+            Err(ConsentError::UnknownPurpose(_))
+        ));
+    }
+
+    #[test]
+    fn ledger_file_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = LedgerFile::new(dir.path());
+        let p = policy();
+        file.update(|l| l.record(&p, "ux", Choice::Given, Via::Local, uuid()))
+            .unwrap();
+        assert_eq!(file.load().unwrap().choice("ux"), Some(Choice::Given));
+    }
+
+    #[test]
+    fn uuids_are_v4_shaped_and_distinct() {
+        let (a, b) = (uuid(), uuid());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "4");
+    }
+}

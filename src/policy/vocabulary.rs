@@ -1,0 +1,290 @@
+//! The policy's closed vocabularies: device data fields, agent flows, legal bases, transforms.
+//!
+//! Fields carry W3C DPV identifiers where DPV has one (`pd:`, `tech:`) and `camagent:` names
+//! where it has none, so privacy people can map a profile onto their records of processing.
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! vocabulary {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($(#[$vmeta])* $variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The name used in policy files and payloads.
+            pub fn name(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.pad(self.name())
+            }
+        }
+    };
+}
+
+vocabulary! {
+    /// Device data the agent can hold. Anything not in this list cannot be named in a policy.
+    Field {
+        SerialNumber = "serial_number",
+        MacAddress = "mac_address",
+        IpAddress = "ip_address",
+        Model = "model",
+        FirmwareVersion = "firmware_version",
+        DeviceName = "device_name",
+        Timezone = "timezone",
+        Dst = "dst",
+        Country = "country",
+        Location = "location",
+        WifiSsid = "wifi_ssid",
+        DeviceCredentials = "device_credentials",
+        EmailAlertCredentials = "email_alert_credentials",
+        Channel = "channel",
+        OnlineStatus = "online_status",
+        Configuration = "configuration",
+        Uptime = "uptime",
+        Logs = "logs",
+        UsageStatistics = "usage_statistics",
+        EventData = "event_data",
+        Snapshot = "snapshot",
+        Clip = "clip",
+        ConsentRecord = "consent_record",
+        ErasureRecord = "erasure_record",
+    }
+}
+
+impl Field {
+    /// DPV identifier where DPV has one, else the local `camagent:` name.
+    pub fn vocabulary_id(self) -> &'static str {
+        match self {
+            Field::SerialNumber => "camagent:SerialNumber",
+            Field::MacAddress => "pd:MACAddress",
+            Field::IpAddress => "pd:IPAddress",
+            Field::Model => "camagent:DeviceModel",
+            Field::FirmwareVersion => "pd:DeviceSoftware",
+            Field::DeviceName => "camagent:DeviceName",
+            Field::Timezone => "camagent:TimeZone",
+            Field::Dst => "camagent:DaylightSavingTime",
+            Field::Country => "pd:Country",
+            Field::Location => "pd:Location",
+            Field::WifiSsid => "camagent:WifiSSID",
+            Field::DeviceCredentials => "pd:Password",
+            Field::EmailAlertCredentials => "pd:Password",
+            Field::Channel => "camagent:ChannelInfo",
+            Field::OnlineStatus => "camagent:OnlineStatus",
+            Field::Configuration => "camagent:DeviceConfiguration",
+            Field::Uptime => "camagent:Uptime",
+            Field::Logs => "camagent:DeviceLogs",
+            Field::UsageStatistics => "camagent:UsageStatistics",
+            Field::EventData => "camagent:EventData",
+            Field::Snapshot => "camagent:Snapshot",
+            Field::Clip => "tech:VideoContent",
+            Field::ConsentRecord => "camagent:ConsentRecord",
+            Field::ErasureRecord => "camagent:ErasureRecord",
+        }
+    }
+
+    /// What the field is and where the agent gets it.
+    pub fn description(self) -> &'static str {
+        match self {
+            Field::SerialNumber => "the board's serial number (device tree, /proc/cpuinfo, DMI)",
+            Field::MacAddress => "MAC address of the configured network interface (sysfs)",
+            Field::IpAddress => "the device's IP address ([device.sources])",
+            Field::Model => "hardware model (device tree, DMI)",
+            Field::FirmwareVersion => "firmware / OS version (/etc/os-release)",
+            Field::DeviceName => "the name the owner gave the camera ([device.sources])",
+            Field::Timezone => "IANA time zone (/etc/timezone, /etc/localtime)",
+            Field::Dst => "whether daylight saving time is in effect (system clock)",
+            Field::Country => "country the device is set up in ([device.sources])",
+            Field::Location => "geographic coordinates \"lat,lon\" ([device.sources])",
+            Field::WifiSsid => "name of the Wi-Fi network the device joined ([device.sources])",
+            Field::DeviceCredentials => "the device's admin password",
+            Field::EmailAlertCredentials => "mail account and password used for e-mail alerts",
+            Field::Channel => "video channel information ([device.sources])",
+            Field::OnlineStatus => "whether the agent is connected: online / offline",
+            Field::Configuration => "device configuration ([device.sources])",
+            Field::Uptime => "seconds since boot (/proc/uptime)",
+            Field::Logs => "the agent's operational logs",
+            Field::UsageStatistics => "counters of the agent's own activity (records, reconnects)",
+            Field::EventData => "motion event metadata: id, time, score, regions",
+            Field::Snapshot => "JPEG picture taken when motion starts",
+            Field::Clip => "MP4 video of a motion event",
+            Field::ConsentRecord => "a consent receipt: purposes and their consent state",
+            Field::ErasureRecord => "what an erase removed from the device",
+        }
+    }
+}
+
+vocabulary! {
+    /// The agent's flows: each kind of record it produces. A purpose claims at most one flow,
+    /// and its name is the topic's last level.
+    Flow {
+        /// Device facts at start and every `agent.facts_interval`.
+        Activation = "activation",
+        /// Retained online / offline marker and last will.
+        Status = "status",
+        /// Periodic health: uptime, firmware, connectivity.
+        Telemetry = "telemetry",
+        /// Counters of the agent's own activity (user experience programmes).
+        UsageStatistics = "usage_statistics",
+        /// Motion alert with snapshot (capture, when it lands).
+        Alarm = "alarm",
+        /// Motion clip (capture, when it lands).
+        Clip = "clip",
+        /// Consent receipts: built in, never named by a policy.
+        ConsentReceipt = "consent_receipt",
+        /// Erase confirmations: built in, never named by a policy.
+        ErasureConfirmation = "erasure_confirmation",
+    }
+}
+
+impl Flow {
+    /// Flows the agent itself governs: always permitted, with fixed fields and basis.
+    pub fn is_built_in(self) -> bool {
+        matches!(self, Flow::ConsentReceipt | Flow::ErasureConfirmation)
+    }
+
+    /// Status is retained so a subscriber that comes later still learns it.
+    pub fn retained(self) -> bool {
+        matches!(self, Flow::Status)
+    }
+}
+
+/// The lawful basis of a purpose (GDPR Art. 6(1)). Policy files may write the short name, the
+/// DPV identifier, or the GDPR article.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LegalBasis {
+    #[serde(
+        alias = "dpv:Consent",
+        alias = "GDPR-6-1-a",
+        alias = "GDPR Art. 6(1)(a)"
+    )]
+    Consent,
+    #[serde(
+        alias = "dpv:Contract",
+        alias = "GDPR-6-1-b",
+        alias = "GDPR Art. 6(1)(b)"
+    )]
+    Contract,
+    #[serde(
+        alias = "dpv:LegalObligation",
+        alias = "GDPR-6-1-c",
+        alias = "GDPR Art. 6(1)(c)"
+    )]
+    LegalObligation,
+    #[serde(
+        alias = "dpv:LegitimateInterest",
+        alias = "GDPR-6-1-f",
+        alias = "GDPR Art. 6(1)(f)"
+    )]
+    LegitimateInterest,
+}
+
+impl LegalBasis {
+    pub fn name(self) -> &'static str {
+        match self {
+            LegalBasis::Consent => "consent",
+            LegalBasis::Contract => "contract",
+            LegalBasis::LegalObligation => "legal_obligation",
+            LegalBasis::LegitimateInterest => "legitimate_interest",
+        }
+    }
+
+    pub fn dpv(self) -> &'static str {
+        match self {
+            LegalBasis::Consent => "dpv:Consent",
+            LegalBasis::Contract => "dpv:Contract",
+            LegalBasis::LegalObligation => "dpv:LegalObligation",
+            LegalBasis::LegitimateInterest => "dpv:LegitimateInterest",
+        }
+    }
+
+    pub fn gdpr(self) -> &'static str {
+        match self {
+            LegalBasis::Consent => "GDPR Art. 6(1)(a)",
+            LegalBasis::Contract => "GDPR Art. 6(1)(b)",
+            LegalBasis::LegalObligation => "GDPR Art. 6(1)(c)",
+            LegalBasis::LegitimateInterest => "GDPR Art. 6(1)(f)",
+        }
+    }
+
+    /// Whether the owner can stop the purpose: withdraw consent or object to the interest.
+    pub fn owner_can_stop(self) -> bool {
+        matches!(self, LegalBasis::Consent | LegalBasis::LegitimateInterest)
+    }
+}
+
+vocabulary! {
+    /// How a permitted field is changed before it leaves.
+    Transform {
+        /// Keyed HMAC-SHA256 pseudonym (24 hex digits).
+        Pseudonym = "pseudonym",
+        /// IPv4 to its /24, IPv6 to its /48.
+        TruncateIp = "truncate_ip",
+        /// Coordinates rounded to 0.1° (about 11 km).
+        CoarseLocation = "coarse_location",
+        /// Time zone name reduced to the current UTC offset, e.g. `+01:00`.
+        UtcOffset = "utc_offset",
+        /// Only the field's presence leaves: the value is replaced by `"redacted"`.
+        Redact = "redact",
+    }
+}
+
+impl Transform {
+    /// Whether this transform makes sense for `field`.
+    pub fn applies_to(self, field: Field) -> bool {
+        match self {
+            Transform::Pseudonym => matches!(
+                field,
+                Field::SerialNumber
+                    | Field::MacAddress
+                    | Field::DeviceName
+                    | Field::WifiSsid
+                    | Field::Channel
+            ),
+            Transform::TruncateIp => field == Field::IpAddress,
+            Transform::CoarseLocation => field == Field::Location,
+            Transform::UtcOffset => field == Field::Timezone,
+            Transform::Redact => true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_match_serde_names() {
+        for field in Field::ALL {
+            assert_eq!(
+                serde_json::to_string(field).unwrap(),
+                format!("\"{field}\"")
+            );
+        }
+        for flow in Flow::ALL {
+            assert_eq!(serde_json::to_string(flow).unwrap(), format!("\"{flow}\""));
+        }
+        for t in Transform::ALL {
+            assert_eq!(serde_json::to_string(t).unwrap(), format!("\"{t}\""));
+        }
+    }
+
+    #[test]
+    fn legal_basis_accepts_dpv_and_gdpr_forms() {
+        for text in ["\"consent\"", "\"dpv:Consent\"", "\"GDPR-6-1-a\""] {
+            assert_eq!(
+                serde_json::from_str::<LegalBasis>(text).unwrap(),
+                LegalBasis::Consent
+            );
+        }
+        assert!(serde_json::from_str::<LegalBasis>("\"vibes\"").is_err());
+    }
+}
