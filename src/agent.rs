@@ -210,10 +210,17 @@ async fn report_facts(sources: FactSources, interval: Duration, records: mpsc::S
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        if records
-            .send(Record::new(Flow::Activation, sources.read()))
-            .await
-            .is_err()
+        let facts = sources.read();
+        let location: BTreeMap<Field, Value> = facts
+            .iter()
+            .filter(|(f, _)| matches!(f, Field::Location | Field::Country))
+            .map(|(f, v)| (*f, v.clone()))
+            .collect();
+        if records.send(Record::new(Flow::Activation, facts)).await.is_err() {
+            return;
+        }
+        if !location.is_empty()
+            && records.send(Record::new(Flow::Location, location)).await.is_err()
         {
             return;
         }

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use tracing::error;
 
 use camagent::config::{self, Config};
 use camagent::policy::consent::{self, Choice, LedgerFile, Via};
@@ -88,7 +87,6 @@ fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            error!("{e:#}");
             eprintln!("camagent: {e:#}");
             ExitCode::FAILURE
         }

@@ -101,7 +101,9 @@ pub struct Policy {
 #[derive(Debug, Clone, Serialize)]
 pub struct Purpose {
     pub id: String,
-    pub flow: Flow,
+    /// The agent flow this purpose governs. A purpose without one documents processing the
+    /// agent does not do (a web service's, say); the gate never uses it.
+    pub flow: Option<Flow>,
     pub dpv: Option<String>,
     pub legal_basis: LegalBasis,
     /// False when the purpose needs the owner's opt-in before anything of it leaves.
@@ -152,7 +154,8 @@ struct RawPolicy {
 #[serde(deny_unknown_fields)]
 struct RawPurpose {
     id: Spanned<String>,
-    flow: Spanned<Flow>,
+    #[serde(default)]
+    flow: Option<Spanned<Flow>>,
     #[serde(default)]
     dpv: Option<Spanned<String>>,
     legal_basis: Spanned<LegalBasis>,
@@ -217,11 +220,14 @@ impl Policy {
             if RESERVED_IDS.contains(&id.as_str()) {
                 problem(at, format!("purpose id `{id}` is reserved for the agent's built-in flow; choose another id"));
             }
-            let flow = *p.flow.get_ref();
-            if flow.is_built_in() {
-                problem(p.flow.span().start, format!("flow `{flow}` is built in (the agent governs it itself); remove this purpose"));
-            } else if let Some(other) = flows.insert(flow, id.clone()) {
-                problem(p.flow.span().start, format!("flow `{flow}` is already claimed by purpose `{other}`; one purpose per flow"));
+            let flow = p.flow.as_ref().map(|f| *f.get_ref());
+            if let Some(spanned) = &p.flow {
+                let flow = *spanned.get_ref();
+                if flow.is_built_in() {
+                    problem(spanned.span().start, format!("flow `{flow}` is built in (the agent governs it itself); remove this purpose"));
+                } else if let Some(other) = flows.insert(flow, id.clone()) {
+                    problem(spanned.span().start, format!("flow `{flow}` is already claimed by purpose `{other}`; one purpose per flow"));
+                }
             }
             let basis = *p.legal_basis.get_ref();
             let runs_without_consent = match &p.runs_without_consent {
@@ -313,7 +319,7 @@ impl Policy {
 
     /// The purpose that governs `flow`, if the policy lets it run at all.
     pub fn purpose_for_flow(&self, flow: Flow) -> Option<&Purpose> {
-        self.purposes.iter().find(|p| p.flow == flow)
+        self.purposes.iter().find(|p| p.flow == Some(flow))
     }
 
     /// The purposes that may carry `field`, for people reading `camagent facts`.

@@ -133,6 +133,8 @@ vocabulary! {
         Telemetry = "telemetry",
         /// Counters of the agent's own activity (user experience programmes).
         UsageStatistics = "usage_statistics",
+        /// The device's configured location and country, for location-based services.
+        Location = "location",
         /// Motion alert with snapshot (capture, when it lands).
         Alarm = "alarm",
         /// Motion clip (capture, when it lands).

@@ -388,6 +388,13 @@ impl Subscriber {
         .expect("subscriber never got its SUBACK");
     }
 
+    /// Publishes as the cloud (QoS 1), e.g. a command to the device.
+    pub fn publish(&self, topic: &str, payload: Vec<u8>) {
+        self.client
+            .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload)
+            .unwrap();
+    }
+
     pub fn suback_count(&self) -> u32 {
         *self.subacks.lock().unwrap()
     }
@@ -602,6 +609,18 @@ impl Agent {
             .unwrap_or_else(|| panic!("agent never logged {needle:?}; log:\n{}", self.log()));
     }
 
+    /// The device's own pseudonymous id, as logged at start (command topic, client id).
+    pub fn anchor_id(&self) -> String {
+        self.wait_log("camagent started");
+        let log = self.log();
+        let at = log.find("device_id=").expect("device_id in start line") + "device_id=".len();
+        log[at..].split_whitespace().next().unwrap().to_owned()
+    }
+
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
     /// SIGTERM and wait: the clean shutdown path.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         signal(self.child.id(), "TERM");
@@ -615,3 +634,34 @@ impl Drop for Agent {
         let _ = self.child.wait();
     }
 }
+
+/// Runs a `camagent` command line to completion; returns (success, stdout, stderr).
+pub fn cli(bin: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(bin).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Extra `[device.sources]` for a board that holds every kind of fact, secrets included, so
+/// tests can prove which never leave. Values are distinct strings that cannot occur by chance.
+pub fn rich_sources() -> String {
+    RICH_FACTS
+        .iter()
+        .map(|(field, value)| format!("{field} = {{ value = {value:?} }}\n"))
+        .collect()
+}
+
+pub const RICH_FACTS: [(&str, &str); 9] = [
+    ("ip_address", "192.168.77.42"),
+    ("device_name", "Front-Door-Cam"),
+    ("country", "Country-DE-Test"),
+    ("location", "48.13743,11.57549"),
+    ("wifi_ssid", "HomeNet-Secret-5G"),
+    ("channel", "channel-A1"),
+    ("configuration", "cfg-motion-on"),
+    ("device_credentials", "admin-pass-hunter2"),
+    ("email_alert_credentials", "owner@mail.test:mailpass-9"),
+];
