@@ -216,11 +216,18 @@ async fn report_facts(sources: FactSources, interval: Duration, records: mpsc::S
             .filter(|(f, _)| matches!(f, Field::Location | Field::Country))
             .map(|(f, v)| (*f, v.clone()))
             .collect();
-        if records.send(Record::new(Flow::Activation, facts)).await.is_err() {
+        if records
+            .send(Record::new(Flow::Activation, facts))
+            .await
+            .is_err()
+        {
             return;
         }
         if !location.is_empty()
-            && records.send(Record::new(Flow::Location, location)).await.is_err()
+            && records
+                .send(Record::new(Flow::Location, location))
+                .await
+                .is_err()
         {
             return;
         }

@@ -29,7 +29,11 @@ fn carried(flow: &str) -> BTreeSet<&'static str> {
         "uptime",
     ];
     let set: Vec<&'static str> = match flow {
-        "activation" => facts.iter().copied().chain(RICH_FACTS.iter().map(|(f, _)| *f)).collect(),
+        "activation" => facts
+            .iter()
+            .copied()
+            .chain(RICH_FACTS.iter().map(|(f, _)| *f))
+            .collect(),
         "status" => vec!["online_status"],
         "telemetry" => vec!["uptime", "firmware_version", "online_status"],
         "usage_statistics" => vec!["usage_statistics"],
@@ -58,7 +62,10 @@ fn run_profile(file: &str) {
     let policy_path = root.join("policies").join(file);
     let policy = Policy::load(&policy_path).unwrap();
     for p in &policy.purposes {
-        let cite = p.cite.as_ref().unwrap_or_else(|| panic!("{file}: purpose {} cites nothing", p.id));
+        let cite = p
+            .cite
+            .as_ref()
+            .unwrap_or_else(|| panic!("{file}: purpose {} cites nothing", p.id));
         assert!(cite.file.starts_with("seeds/") && !cite.passage.is_empty());
         let seed = root.join("..").join("shared").join(&cite.file);
         if seed.exists() {
@@ -78,18 +85,34 @@ fn run_profile(file: &str) {
     let config_arg = config.to_str().unwrap();
 
     // The owner opts in to every consent purpose, so those flows run too.
-    let opt_ins: Vec<&str> = policy.purposes.iter().filter(|p| p.needs_opt_in()).map(|p| p.id.as_str()).collect();
+    let opt_ins: Vec<&str> = policy
+        .purposes
+        .iter()
+        .filter(|p| p.needs_opt_in())
+        .map(|p| p.id.as_str())
+        .collect();
     for id in &opt_ins {
         let (ok, _, err) = cli(BIN, &["--config", config_arg, "consent", "grant", id]);
         assert!(ok, "{err}");
     }
 
     let mut agent = Agent::start(BIN, &config);
-    let produced = ["activation", "status", "telemetry", "usage_statistics", "location"];
+    let produced = [
+        "activation",
+        "status",
+        "telemetry",
+        "usage_statistics",
+        "location",
+    ];
     let expected_flows: Vec<&str> = produced
         .iter()
         .copied()
-        .filter(|f| policy.purposes.iter().any(|p| p.flow.is_some_and(|pf| pf.name() == *f)))
+        .filter(|f| {
+            policy
+                .purposes
+                .iter()
+                .any(|p| p.flow.is_some_and(|pf| pf.name() == *f))
+        })
         .collect();
     for flow in &expected_flows {
         if wait_for(PATIENCE, || cloud.on(&format!("/{flow}")).first().cloned()).is_none() {
@@ -97,8 +120,10 @@ fn run_profile(file: &str) {
         }
     }
     if !opt_ins.is_empty() {
-        wait_for(PATIENCE, || (cloud.on("/consent_receipt").len() >= opt_ins.len()).then_some(()))
-            .expect("a receipt for each opt-in");
+        wait_for(PATIENCE, || {
+            (cloud.on("/consent_receipt").len() >= opt_ins.len()).then_some(())
+        })
+        .expect("a receipt for each opt-in");
     }
     assert!(agent.stop().success());
 
@@ -107,39 +132,69 @@ fn run_profile(file: &str) {
     for m in &messages {
         let body = m.json();
         let flow = body["flow"].as_str().unwrap().to_owned();
-        let (allowed, purpose_fields): (BTreeSet<&str>, BTreeSet<Field>) = if flow == "consent_receipt" {
-            (BTreeSet::from(["consent_record"]), BTreeSet::from([Field::ConsentRecord]))
-        } else {
-            let p = policy
-                .purposes
-                .iter()
-                .find(|p| p.flow.is_some_and(|f| f.name() == flow))
-                .unwrap_or_else(|| panic!("{file}: message on flow {flow} that no purpose claims: {}", m.topic));
-            (p.fields.iter().map(|f| f.name()).collect(), p.fields.clone())
-        };
+        let (allowed, purpose_fields): (BTreeSet<&str>, BTreeSet<Field>) =
+            if flow == "consent_receipt" {
+                (
+                    BTreeSet::from(["consent_record"]),
+                    BTreeSet::from([Field::ConsentRecord]),
+                )
+            } else {
+                let p = policy
+                    .purposes
+                    .iter()
+                    .find(|p| p.flow.is_some_and(|f| f.name() == flow))
+                    .unwrap_or_else(|| {
+                        panic!(
+                            "{file}: message on flow {flow} that no purpose claims: {}",
+                            m.topic
+                        )
+                    });
+                (
+                    p.fields.iter().map(|f| f.name()).collect(),
+                    p.fields.clone(),
+                )
+            };
         let expected: BTreeSet<&str> = carried(&flow)
             .intersection(&allowed)
             .copied()
             .filter(|f| !policy.never_leave.iter().any(|n| n.name() == *f))
             .collect();
-        let mut received: BTreeSet<String> = body["fields"].as_object().unwrap().keys().cloned().collect();
+        let mut received: BTreeSet<String> = body["fields"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
         if let Some(missing) = body["unavailable"].as_array() {
             received.extend(missing.iter().map(|f| f.as_str().unwrap().to_owned()));
         }
         let received: BTreeSet<&str> = received.iter().map(String::as_str).collect();
-        assert_eq!(received, expected, "{file}: fields on {} differ from the profile", m.topic);
+        assert_eq!(
+            received, expected,
+            "{file}: fields on {} differ from the profile",
+            m.topic
+        );
 
         // No value of a field this purpose does not carry appears in the topic or payload.
         let text = String::from_utf8_lossy(&m.payload);
         for (field, value) in board_values() {
             let permitted = purpose_fields.iter().any(|f| f.name() == field);
             if !permitted || policy.never_leave.iter().any(|n| n.name() == field) {
-                assert!(!text.contains(value) && !m.topic.contains(value), "{file}: {field} value leaked on {}: {text}", m.topic);
+                assert!(
+                    !text.contains(value) && !m.topic.contains(value),
+                    "{file}: {field} value leaked on {}: {text}",
+                    m.topic
+                );
             }
         }
         // The serial is in the topic only where the purpose carries it.
         let serial_ok = allowed.contains("serial_number");
-        assert_eq!(m.topic.contains(SERIAL), serial_ok && flow != "consent_receipt", "{file}: topic {}", m.topic);
+        assert_eq!(
+            m.topic.contains(SERIAL),
+            serial_ok && flow != "consent_receipt",
+            "{file}: topic {}",
+            m.topic
+        );
         // Transforms were applied.
         if let Some(loc) = body["fields"]["location"].as_str() {
             assert_eq!(loc, "48.1,11.6", "{file}: location not coarsened");
@@ -151,7 +206,10 @@ fn run_profile(file: &str) {
     }
     // Flows the profile does not claim sent nothing.
     for flow in produced.iter().filter(|f| !expected_flows.contains(f)) {
-        assert!(!seen_flows.contains(*flow), "{file}: unclaimed flow {flow} sent");
+        assert!(
+            !seen_flows.contains(*flow),
+            "{file}: unclaimed flow {flow} sent"
+        );
     }
 }
 
@@ -183,9 +241,23 @@ fn alarm_and_clip_through_the_gate() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     for file in ["hikvision.toml", "dahua.toml", "reolink.toml", "imou.toml"] {
         let policy = Policy::load(&root.join("policies").join(file)).unwrap();
-        let gate = Gate::new(policy.clone(), PseudonymKey::from_bytes(&[3; 32]), "v", Some(SERIAL.into()));
+        let gate = Gate::new(
+            policy.clone(),
+            PseudonymKey::from_bytes(&[3; 32]),
+            "v",
+            Some(SERIAL.into()),
+        );
         let mut fields: BTreeMap<Field, Value> = BTreeMap::new();
-        for f in [Field::SerialNumber, Field::Model, Field::EventData, Field::Snapshot, Field::Clip, Field::Channel, Field::MacAddress, Field::WifiSsid] {
+        for f in [
+            Field::SerialNumber,
+            Field::Model,
+            Field::EventData,
+            Field::Snapshot,
+            Field::Clip,
+            Field::Channel,
+            Field::MacAddress,
+            Field::WifiSsid,
+        ] {
             fields.insert(f, Value::Text(format!("value-of-{f}")));
         }
         for flow in [Flow::Alarm, Flow::Clip] {
@@ -193,15 +265,25 @@ fn alarm_and_clip_through_the_gate() {
             match (policy.purpose_for_flow(flow), gate.admit(&record, Some(1))) {
                 (Some(p), Ok(a)) => {
                     let sent: BTreeSet<Field> = a.fields().iter().copied().collect();
-                    let want: BTreeSet<Field> = p.fields.intersection(&fields.keys().copied().collect()).copied().collect();
+                    let want: BTreeSet<Field> = p
+                        .fields
+                        .intersection(&fields.keys().copied().collect())
+                        .copied()
+                        .collect();
                     assert_eq!(sent, want, "{file} {flow}");
                     let text = String::from_utf8_lossy(a.payload());
                     for f in fields.keys().filter(|f| !p.fields.contains(f)) {
-                        assert!(!text.contains(&format!("value-of-{f}")), "{file} {flow}: {f} leaked");
+                        assert!(
+                            !text.contains(&format!("value-of-{f}")),
+                            "{file} {flow}: {f} leaked"
+                        );
                     }
                 }
                 (None, Err(_)) => {}
-                (p, r) => panic!("{file} {flow}: purpose {:?} but gate said {r:?}", p.map(|p| &p.id)),
+                (p, r) => panic!(
+                    "{file} {flow}: purpose {:?} but gate said {r:?}",
+                    p.map(|p| &p.id)
+                ),
             }
         }
     }

@@ -44,7 +44,8 @@ pub fn text(policy: &Policy, ledger: Option<&Ledger>) -> String {
         out += &format!(
             "\n  {} — {} ({}, {}), {}\n",
             p.id,
-            p.flow.map_or("not an agent flow".to_owned(), |f| format!("flow {f}")),
+            p.flow
+                .map_or("not an agent flow".to_owned(), |f| format!("flow {f}")),
             p.legal_basis.name(),
             p.legal_basis.gdpr(),
             stance(p, ledger)

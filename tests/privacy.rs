@@ -1,0 +1,417 @@
+//! Consent, signed commands, erase, the disclosure log and `policy check`, end to end: the
+//! agent binary, a real mutual-TLS mosquitto, and the cloud's side as a subscriber.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use camagent::command::hex_encode;
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_camagent");
+const POLICY: &str = "schema = 1\nname = \"test\"\nversion = \"9\"\n\
+    [[purpose]]\nid = \"device_activation\"\nflow = \"activation\"\nlegal_basis = \"contract\"\nfields = [\"model\"]\n\
+    [[purpose]]\nid = \"device_status\"\nflow = \"status\"\nlegal_basis = \"contract\"\nfields = [\"online_status\"]\n\
+    [[purpose]]\nid = \"user_experience\"\nflow = \"usage_statistics\"\nlegal_basis = \"consent\"\nfields = [\"usage_statistics\"]\n";
+
+struct Cloud {
+    key: Ed25519KeyPair,
+}
+
+impl Cloud {
+    fn new() -> Self {
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        Self {
+            key: Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap(),
+        }
+    }
+
+    fn public_hex(&self) -> String {
+        hex_encode(self.key.public_key().as_ref())
+    }
+
+    fn sign(&self, body: &serde_json::Value) -> Vec<u8> {
+        let body = body.to_string();
+        serde_json::json!({"body": body, "sig": hex_encode(self.key.sign(body.as_bytes()).as_ref())})
+            .to_string()
+            .into_bytes()
+    }
+}
+
+fn now_ms() -> u64 {
+    camagent::record::now_ms()
+}
+
+/// A policy file, an agent config (through `port`) and its directory.
+fn setup(
+    world: &World,
+    port: u16,
+    cloud: Option<&Cloud>,
+    telemetry: &'static str,
+) -> (PathBuf, PathBuf) {
+    let policy = world.path().join("policy.toml");
+    std::fs::write(&policy, POLICY).unwrap();
+    let dir = world.path().join("agent");
+    let mut s = AgentSetup::new(world, port);
+    s.telemetry_interval = telemetry;
+    if let Some(c) = cloud {
+        s.extra = format!("[commands]\nverify_key = \"{}\"\n", c.public_hex());
+    }
+    (s.write(world, &dir, &policy), dir)
+}
+
+fn config_arg(config: &Path) -> &str {
+    config.to_str().unwrap()
+}
+
+fn receipts(cloud: &Subscriber, status: &str) -> usize {
+    cloud
+        .on("/consent_receipt")
+        .iter()
+        .filter(|m| m.json()["fields"]["consent_record"]["purposes"][0]["status"] == status)
+        .count()
+}
+
+#[test]
+fn withdrawal_while_offline_purges_queued_records_and_sends_the_receipt() {
+    let world = World::new();
+    let broker = world.broker(false);
+    let link = Link::new(broker.port);
+    let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
+    let (config, dir) = setup(&world, link.port, None, "100ms");
+    let (ok, _, err) = cli(
+        BIN,
+        &[
+            "--config",
+            config_arg(&config),
+            "consent",
+            "grant",
+            "user_experience",
+        ],
+    );
+    assert!(ok, "{err}");
+    let agent = Agent::start(BIN, &config);
+    cloud.wait_message("/usage_statistics", |_| true);
+    assert_eq!(receipts(&cloud, "given"), 1);
+
+    link.cut();
+    agent.wait_log("broker connection lost");
+    let outbox = dir.join("state/outbox");
+    let queued = || {
+        std::fs::read_dir(&outbox)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "rec")
+            })
+            .count()
+    };
+    wait_for(PATIENCE, || (queued() >= 5).then_some(()))
+        .expect("usage records queue while offline");
+    std::thread::sleep(Duration::from_millis(300));
+    let before = cloud.on("/usage_statistics").len();
+
+    let (ok, out, err) = cli(
+        BIN,
+        &[
+            "--config",
+            config_arg(&config),
+            "consent",
+            "withdraw",
+            "user_experience",
+        ],
+    );
+    assert!(ok && out.contains("withdrawn"), "{out}{err}");
+    agent.wait_log("queued records purged");
+    link.restore();
+
+    // The receipt of the withdrawal arrives; none of the queued usage records do.
+    wait_for(PATIENCE, || {
+        (receipts(&cloud, "withdrawn") == 1).then_some(())
+    })
+    .expect("withdrawal receipt");
+    let activations = cloud.on("/activation").len();
+    let (ok, _, _) = cli(BIN, &["--config", config_arg(&config), "consent", "show"]);
+    assert!(ok);
+    std::thread::sleep(Duration::from_millis(800)); // several telemetry ticks
+    assert_eq!(
+        cloud.on("/usage_statistics").len(),
+        before,
+        "usage records sent after withdrawal"
+    );
+    assert!(cloud.on("/activation").len() >= activations);
+    assert!(agent
+        .log()
+        .contains("consent changed purpose=user_experience choice=Withdrawn"));
+}
+
+#[test]
+fn signed_consent_command_is_obeyed_and_bad_ones_change_nothing() {
+    let world = World::new();
+    let broker = world.broker(false);
+    let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
+    let signer = Cloud::new();
+    let (config, _dir) = setup(&world, broker.port, Some(&signer), "100ms");
+    let mut agent = Agent::start(BIN, &config);
+    let id = agent.anchor_id();
+    let topic = format!("test/cams/{id}/cmd");
+    cloud.wait_message("/status", |_| true);
+    assert!(
+        cloud.on("/usage_statistics").is_empty(),
+        "consent purpose ran without consent"
+    );
+
+    let grant = serde_json::json!({"type": "consent", "device": id, "issued_ms": now_ms(), "purpose": "user_experience", "choice": "given"});
+    let signed = signer.sign(&grant);
+    cloud.publish(&topic, signed.clone());
+    cloud.wait_message("/usage_statistics", |_| true);
+    assert_eq!(receipts(&cloud, "given"), 1);
+    let receipt = cloud.wait_message("/consent_receipt", |_| true).json();
+    assert_eq!(
+        receipt["fields"]["consent_record"]["collection_method"],
+        "signed cloud command"
+    );
+
+    // Forged, replayed, misaddressed, malformed, oversized: each refused and logged.
+    let withdraw = |device: &str, issued: u64| serde_json::json!({"type": "consent", "device": device, "issued_ms": issued, "purpose": "user_experience", "choice": "withdrawn"});
+    let forger = Cloud::new();
+    cloud.publish(&topic, forger.sign(&withdraw(&id, now_ms() + 10)));
+    agent.wait_log("signature does not verify");
+    cloud.publish(&topic, signed);
+    agent.wait_log("replayed or stale");
+    cloud.publish(
+        &topic,
+        signer.sign(&withdraw("someone-else", now_ms() + 20)),
+    );
+    agent.wait_log("is for device");
+    cloud.publish(&topic, b"{\"body\": 42".to_vec());
+    agent.wait_log("malformed command");
+    cloud.publish(&topic, vec![b'x'; 10_000]);
+    agent.wait_log("over the 4096-byte limit");
+
+    // Nothing changed: usage still flows, no withdrawal receipt, the daemon runs on.
+    let n = cloud.on("/usage_statistics").len();
+    wait_for(PATIENCE, || {
+        (cloud.on("/usage_statistics").len() > n + 2).then_some(())
+    })
+    .expect("usage keeps flowing");
+    assert_eq!(receipts(&cloud, "withdrawn"), 0);
+    assert!(agent.alive());
+
+    // A genuine withdrawal stops it.
+    cloud.publish(&topic, signer.sign(&withdraw(&id, now_ms() + 30)));
+    wait_for(PATIENCE, || {
+        (receipts(&cloud, "withdrawn") == 1).then_some(())
+    })
+    .expect("withdrawal receipt");
+    std::thread::sleep(Duration::from_millis(300));
+    let n = cloud.on("/usage_statistics").len();
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(cloud.on("/usage_statistics").len(), n);
+}
+
+#[test]
+fn signed_erase_wipes_owner_data_and_confirms() {
+    let world = World::new();
+    let broker = world.broker(false);
+    let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
+    let signer = Cloud::new();
+    let (config, dir) = setup(&world, broker.port, Some(&signer), "1h");
+    let (ok, _, err) = cli(
+        BIN,
+        &[
+            "--config",
+            config_arg(&config),
+            "consent",
+            "grant",
+            "user_experience",
+        ],
+    );
+    assert!(ok, "{err}");
+    let agent = Agent::start(BIN, &config);
+    let id = agent.anchor_id();
+    cloud.wait_message("/consent_receipt", |_| true);
+    let state = dir.join("state");
+    let key_before = std::fs::read(state.join("keys/pseudonym.key")).unwrap();
+    assert!(state.join("consent.json").exists());
+
+    let erase = serde_json::json!({"type": "erase", "device": id, "issued_ms": now_ms()});
+    cloud.publish(&format!("test/cams/{id}/cmd"), signer.sign(&erase));
+    let confirmation = cloud.wait_message("/erasure_confirmation", |_| true);
+    let record = &confirmation.json()["fields"]["erasure_record"];
+    let erased: Vec<&str> = record["erased"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        erased.contains(&"consent ledger")
+            && erased.contains(&"pseudonym keys")
+            && erased.contains(&"disclosure log"),
+        "{erased:?}"
+    );
+    assert_eq!(record["previous_device_id"], id.as_str());
+    assert_ne!(record["device_id"], id.as_str());
+
+    assert!(!state.join("consent.json").exists());
+    let key_after = std::fs::read(state.join("keys/pseudonym.key")).unwrap();
+    assert_ne!(key_before, key_after, "pseudonym key not renewed");
+    // The consent given before the erase is gone with the ledger.
+    let (_, out, _) = cli(BIN, &["--config", config_arg(&config), "consent", "show"]);
+    assert!(out.contains("off until granted"), "{out}");
+    // The command again, even re-addressed to the new id, is refused: the replay guard
+    // survives the erase.
+    let new_id = record["device_id"].as_str().unwrap();
+    cloud.publish(&format!("test/cams/{new_id}/cmd"), signer.sign(&erase));
+    agent.wait_log("is for device");
+    let again =
+        serde_json::json!({"type": "erase", "device": new_id, "issued_ms": erase["issued_ms"]});
+    cloud.publish(&format!("test/cams/{new_id}/cmd"), signer.sign(&again));
+    agent.wait_log("replayed or stale");
+}
+
+#[test]
+fn erase_command_line_waits_for_the_agent_to_stop_then_confirms_at_next_start() {
+    let world = World::new();
+    let broker = world.broker(false);
+    let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
+    let (config, dir) = setup(&world, broker.port, None, "1h");
+    let mut agent = Agent::start(BIN, &config);
+    cloud.wait_message("/status", |_| true);
+
+    let (ok, _, err) = cli(BIN, &["--config", config_arg(&config), "erase", "--yes"]);
+    assert!(!ok && err.contains("stop the agent first"), "{err}");
+    assert!(agent.stop().success());
+    let (ok, _, err) = cli(BIN, &["--config", config_arg(&config), "erase"]);
+    assert!(!ok && err.contains("--yes"), "{err}");
+    let (ok, out, err) = cli(BIN, &["--config", config_arg(&config), "erase", "--yes"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("pseudonym keys") && out.contains("disclosure log"),
+        "{out}"
+    );
+    assert!(!dir.join("state/disclosures.jsonl").exists());
+
+    let _agent = Agent::start(BIN, &config);
+    let m = cloud.wait_message("/erasure_confirmation", |_| true);
+    assert_eq!(
+        m.json()["fields"]["erasure_record"]["via"],
+        "device command line"
+    );
+}
+
+#[test]
+fn disclosure_log_lists_what_left_without_values() {
+    let world = World::new();
+    let broker = world.broker(false);
+    let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
+    let (config, _dir) = setup(&world, broker.port, None, "1h");
+    let mut agent = Agent::start(BIN, &config);
+    cloud.wait_message("/activation", |_| true);
+    assert!(agent.stop().success());
+
+    let (ok, out, err) = cli(
+        BIN,
+        &["--config", config_arg(&config), "disclosures", "--json"],
+    );
+    assert!(ok, "{err}");
+    let entries: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let entries = entries.as_array().unwrap();
+    let find = |purpose: &str| {
+        entries
+            .iter()
+            .find(|e| e["purpose"] == purpose)
+            .unwrap_or_else(|| panic!("no {purpose} in {out}"))
+    };
+    let activation = find("device_activation");
+    assert_eq!(activation["legal_basis"], "contract");
+    assert_eq!(activation["fields"], serde_json::json!(["model"]));
+    assert!(activation["bytes"].as_u64().unwrap() > 0);
+    assert!(activation["topic"]
+        .as_str()
+        .unwrap()
+        .ends_with("/activation"));
+    find("device_status");
+    // Names, never values.
+    assert!(!out.contains(MODEL) && !out.contains(SERIAL), "{out}");
+    let (ok, table, _) = cli(BIN, &["--config", config_arg(&config), "disclosures"]);
+    assert!(
+        ok && table.lines().count() >= 3 && table.contains("device_activation"),
+        "{table}"
+    );
+}
+
+#[test]
+fn policy_check_names_the_line_of_each_error() {
+    let world = World::new();
+    let head = "schema = 1\nname = \"t\"\nversion = \"1\"\n";
+    let purpose = |id: &str, flow: &str, basis: &str, fields: &str| {
+        format!("\n[[purpose]]\nid = \"{id}\"\nflow = \"{flow}\"\nlegal_basis = \"{basis}\"\nfields = [{fields}]\n")
+    };
+    let cases = [
+        (
+            "unknown field",
+            format!(
+                "{head}{}",
+                purpose("a", "activation", "contract", "\"shoe_size\"")
+            ),
+            vec!["line 9", "shoe_size"],
+        ),
+        (
+            "unknown basis",
+            format!("{head}{}", purpose("a", "activation", "vibes", "\"model\"")),
+            vec!["line 8", "vibes"],
+        ),
+        (
+            "consent without consent",
+            format!(
+                "{head}{}runs_without_consent = true\n",
+                purpose("a", "usage_statistics", "consent", "\"uptime\"")
+            ),
+            vec!["line 10", "based on consent"],
+        ),
+        (
+            "duplicate purpose",
+            format!(
+                "{head}{}{}",
+                purpose("a", "activation", "contract", "\"model\""),
+                purpose("a", "telemetry", "contract", "\"uptime\"")
+            ),
+            vec!["line 12", "listed twice"],
+        ),
+    ];
+    for (name, text, wants) in cases {
+        let file = world
+            .path()
+            .join(format!("{}.toml", name.replace(' ', "_")));
+        std::fs::write(&file, text).unwrap();
+        let (ok, _, err) = cli(BIN, &["policy", "check", file.to_str().unwrap()]);
+        assert!(!ok, "{name}: accepted");
+        for want in wants {
+            assert!(err.contains(want), "{name}: {want:?} not in {err}");
+        }
+    }
+    for profile in ["hikvision", "dahua", "reolink", "imou"] {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("policies/{profile}.toml"));
+        let (ok, out, err) = cli(BIN, &["policy", "check", file.to_str().unwrap()]);
+        assert!(ok && out.contains("valid"), "{profile}: {err}");
+        let (ok, label, _) = cli(
+            BIN,
+            &["policy", "explain", "--json", file.to_str().unwrap()],
+        );
+        assert!(ok);
+        let label: serde_json::Value = serde_json::from_str(&label).unwrap();
+        assert!(label["never_sent"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["field"] == "device_credentials"));
+    }
+}
