@@ -31,7 +31,12 @@ fn median_ns(mut f: impl FnMut()) -> f64 {
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let policy = Policy::load(&root.join("policies/imou.toml")).expect("imou profile");
-    let gate = Gate::new(policy, PseudonymKey::from_bytes(&[7; 32]), "acme/cams", Some("CAMSN0042".into()));
+    let gate = Gate::new(
+        policy,
+        PseudonymKey::from_bytes(&[7; 32]),
+        "acme/cams",
+        Some("CAMSN0042".into()),
+    );
     let text = |s: &str| Value::Text(s.into());
     let activation = Record::new(
         Flow::Activation,
@@ -44,13 +49,22 @@ fn main() {
             (Field::Location, text("48.13743,11.57549")),
             (Field::WifiSsid, text("HomeNet")),
             (Field::DeviceCredentials, text("secret")),
-            (Field::Timezone, Value::Zone { name: "Europe/Berlin".into(), utc_offset_secs: 3600 }),
+            (
+                Field::Timezone,
+                Value::Zone {
+                    name: "Europe/Berlin".into(),
+                    utc_offset_secs: 3600,
+                },
+            ),
             (Field::Uptime, Value::Count(4242)),
         ]),
     );
     let telemetry = Record::new(
         Flow::Telemetry,
-        BTreeMap::from([(Field::Uptime, Value::Count(4242)), (Field::FirmwareVersion, text("4.2.0"))]),
+        BTreeMap::from([
+            (Field::Uptime, Value::Count(4242)),
+            (Field::FirmwareVersion, text("4.2.0")),
+        ]),
     );
 
     let gate_activation = median_ns(|| {
@@ -65,7 +79,11 @@ fn main() {
 
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let section = format!(
         "## Privacy gate: cost per record\n\n\
@@ -92,10 +110,16 @@ fn update_benchmarks(path: &Path, heading: &str, section: &str) {
     let new = match text.find(heading) {
         Some(start) => {
             let rest = &text[start + heading.len()..];
-            let end = rest.find("\n## ").map_or(text.len(), |i| start + heading.len() + i + 1);
+            let end = rest
+                .find("\n## ")
+                .map_or(text.len(), |i| start + heading.len() + i + 1);
             format!("{}{}{}", &text[..start], section, &text[end..])
         }
-        None => format!("{}{}{section}", text, if text.ends_with("\n\n") { "" } else { "\n" }),
+        None => format!(
+            "{}{}{section}",
+            text,
+            if text.ends_with("\n\n") { "" } else { "\n" }
+        ),
     };
     std::fs::write(path, new).expect("write BENCHMARKS.md");
 }

@@ -19,7 +19,11 @@ fn device_fields() -> Vec<Field> {
 }
 
 fn agent_flows() -> Vec<Flow> {
-    Flow::ALL.iter().copied().filter(|f| !f.is_built_in()).collect()
+    Flow::ALL
+        .iter()
+        .copied()
+        .filter(|f| !f.is_built_in())
+        .collect()
 }
 
 #[derive(Debug, Clone)]
@@ -46,20 +50,38 @@ fn purpose_spec() -> impl Strategy<Value = PurposeSpec> {
                 .collect::<BTreeMap<_, _>>()
                 .into_iter()
                 .collect();
-            PurposeSpec { flow, basis, fields, transforms }
+            PurposeSpec {
+                flow,
+                basis,
+                fields,
+                transforms,
+            }
         })
 }
 
 fn policy_text(purposes: &[PurposeSpec], never: &[Field]) -> String {
-    let list = |fs: &[Field]| fs.iter().map(|f| format!("\"{f}\"")).collect::<Vec<_>>().join(", ");
-    let mut text = format!("schema = 1\nname = \"p\"\nversion = \"1\"\nnever_leave = [{}]\n", list(never));
+    let list = |fs: &[Field]| {
+        fs.iter()
+            .map(|f| format!("\"{f}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut text = format!(
+        "schema = 1\nname = \"p\"\nversion = \"1\"\nnever_leave = [{}]\n",
+        list(never)
+    );
     let mut claimed = Vec::new();
     for (i, p) in purposes.iter().enumerate() {
         if claimed.contains(&p.flow) {
             continue;
         }
         claimed.push(p.flow);
-        let fields: Vec<Field> = p.fields.iter().copied().filter(|f| !never.contains(f)).collect();
+        let fields: Vec<Field> = p
+            .fields
+            .iter()
+            .copied()
+            .filter(|f| !never.contains(f))
+            .collect();
         let transforms: Vec<String> = p
             .transforms
             .iter()
@@ -150,5 +172,8 @@ proptest! {
 fn most_generated_records_are_admitted() {
     nothing_unpermitted_reaches_bytes_or_topic();
     let admitted = ADMITTED.load(std::sync::atomic::Ordering::Relaxed);
-    assert!(admitted > 100, "only {admitted} of 400 generated records were admitted");
+    assert!(
+        admitted > 100,
+        "only {admitted} of 400 generated records were admitted"
+    );
 }

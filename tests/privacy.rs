@@ -415,3 +415,40 @@ fn policy_check_names_the_line_of_each_error() {
             .any(|f| f["field"] == "device_credentials"));
     }
 }
+
+/// Every test docs/CONFORMANCE.md cites exists, so the mapping cannot rot silently.
+#[test]
+fn conformance_document_names_real_tests() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("docs/CONFORMANCE.md")).unwrap();
+    let mut checked = 0;
+    for cited in doc.split('`').skip(1).step_by(2) {
+        let parts: Vec<&str> = cited.split("::").collect();
+        let (Some(test), true) = (parts.last(), parts.len() >= 2) else {
+            continue;
+        };
+        if test.contains('*') || !test.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+            continue;
+        }
+        let file = if let Some(i) = parts.iter().position(|p| *p == "tests") {
+            root.join("src")
+                .join(format!("{}.rs", parts[..i].join("/")))
+        } else {
+            root.join("tests").join(format!("{}.rs", parts[0]))
+        };
+        let file = if file.exists() {
+            file
+        } else {
+            file.with_extension("").join("mod.rs")
+        };
+        let text = std::fs::read_to_string(&file)
+            .unwrap_or_else(|_| panic!("{cited}: no {}", file.display()));
+        assert!(
+            text.contains(&format!("fn {test}(")),
+            "{cited}: no fn {test} in {}",
+            file.display()
+        );
+        checked += 1;
+    }
+    assert!(checked >= 25, "only {checked} citations checked");
+}

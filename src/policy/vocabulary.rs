@@ -280,6 +280,27 @@ mod tests {
     }
 
     #[test]
+    fn policy_documentation_covers_every_vocabulary_entry() {
+        let doc = include_str!("../../docs/POLICY.md");
+        for field in Field::ALL {
+            let row = format!("| `{field}` | `{}` |", field.vocabulary_id());
+            assert!(doc.contains(&row), "docs/POLICY.md lacks {row}");
+        }
+        for flow in Flow::ALL {
+            assert!(
+                doc.contains(&format!("| `{flow}` |")),
+                "docs/POLICY.md lacks flow {flow}"
+            );
+        }
+        for t in Transform::ALL {
+            assert!(
+                doc.contains(&format!("| `{t}` |")),
+                "docs/POLICY.md lacks transform {t}"
+            );
+        }
+    }
+
+    #[test]
     fn legal_basis_accepts_dpv_and_gdpr_forms() {
         for text in ["\"consent\"", "\"dpv:Consent\"", "\"GDPR-6-1-a\""] {
             assert_eq!(
