@@ -143,6 +143,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         "camagent started"
     );
 
+    let notifier = crate::systemd::Notifier::from_env();
+    let mut watchdog = tokio::time::interval(
+        notifier
+            .as_ref()
+            .and_then(|n| n.watchdog_interval)
+            .unwrap_or(Duration::from_secs(3600)),
+    );
+    if let Some(n) = &notifier {
+        n.notify("READY=1\nSTATUS=running; connecting to the broker");
+    }
+    let hang = fault::hang_after();
+    tokio::pin!(hang);
+
     let mut tick = tokio::time::interval(TICK);
     let mut telemetry = tokio::time::interval(config.agent.telemetry_interval);
     telemetry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -152,6 +165,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             Some(event) = net_rx.recv() => session.on_net(event),
             Some(record) = record_rx.recv() => session.accept(record),
             _ = tick.tick() => session.tick(),
+            // Pinged from this loop, so a hung loop stops the pings and systemd restarts us.
+            _ = watchdog.tick() => {
+                if let Some(n) = &notifier {
+                    n.notify("WATCHDOG=1");
+                }
+            }
+            () = &mut hang => fault::hang(),
             _ = telemetry.tick() => {
                 session.accept(telemetry_record(&config.device));
                 let usage = session.usage();
@@ -162,6 +182,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
 
     info!("shutting down");
+    if let Some(n) = &notifier {
+        n.notify("STOPPING=1");
+    }
     reporter.abort();
     session.go_offline();
     let grace = tokio::time::sleep(SHUTDOWN_GRACE);
@@ -230,6 +253,31 @@ async fn report_facts(sources: FactSources, interval: Duration, records: mpsc::S
                 .is_err()
         {
             return;
+        }
+    }
+}
+
+/// Faults a test build can inject (`--features fault-injection`); compiled out otherwise.
+mod fault {
+    /// Completes when `CAMAGENT_FAULT_HANG_AFTER` (seconds) has passed; never without the
+    /// feature or the variable.
+    pub async fn hang_after() {
+        #[cfg(feature = "fault-injection")]
+        if let Some(secs) = std::env::var("CAMAGENT_FAULT_HANG_AFTER")
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+        {
+            tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+            return;
+        }
+        std::future::pending::<()>().await
+    }
+
+    /// Blocks the main loop's thread for good: what a deadlock looks like to the watchdog.
+    pub fn hang() {
+        tracing::error!("fault injection: the main loop hangs now");
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
         }
     }
 }

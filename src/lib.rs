@@ -8,4 +8,5 @@ pub mod device;
 pub mod erase;
 pub mod policy;
 pub mod record;
+pub mod systemd;
 pub mod uplink;

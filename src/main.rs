@@ -29,7 +29,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the agent (the daemon's job).
-    Run,
+    Run {
+        /// Run even as root (the systemd unit runs it as its own unprivileged user).
+        #[arg(long)]
+        allow_root: bool,
+    },
     /// Print the device facts as read now, and which purposes may carry them.
     Facts,
     /// Check a policy file, or explain what this device sends.
@@ -87,10 +91,26 @@ fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("camagent: {e:#}");
+            eprintln!("camagent: {}", describe(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, skipping a cause whose words the message already holds (the
+/// library's errors name their source in their own message).
+fn describe(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            if !text.is_empty() {
+                text += ": ";
+            }
+            text += &part;
+        }
+    }
+    text
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<()> {
@@ -115,7 +135,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(&cli.config)?;
     let state = &config.agent.state_dir;
     match cli.command {
-        Command::Run => run(config),
+        Command::Run { allow_root } => {
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            if unsafe { libc::geteuid() } == 0 && !allow_root {
+                bail!("refusing to run as root: run it as an unprivileged user (the systemd unit uses User=camagent), or pass --allow-root");
+            }
+            run(config)
+        }
         Command::Facts => facts(&config),
         Command::Policy(_) => {
             let policy = Policy::load(&config.agent.policy_file)?;

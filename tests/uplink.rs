@@ -5,7 +5,6 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 use std::time::Duration;
 
 use support::*;
@@ -338,7 +337,7 @@ fn bad_config_exits_nonzero_naming_the_key() {
         "[broker]\nhost = \"localhost\"\nport = \"eighty\"\nca_file = \"a\"\ncert_file = \"b\"\nkey_file = \"c\"\n",
     )
     .unwrap();
-    let out = Command::new(BIN)
+    let out = agent_command(BIN)
         .args(["--config", path.to_str().unwrap(), "run"])
         .output()
         .unwrap();
@@ -347,7 +346,7 @@ fn bad_config_exits_nonzero_naming_the_key() {
     assert!(err.contains("port") && err.contains("line 3"), "{err}");
 
     std::fs::write(&path, "[broker]\nhost = \"localhost\"\nca_file = \"a\"\ncert_file = \"b\"\nkey_file = \"c\"\nkeep_alive = \"1s\"\n").unwrap();
-    let out = Command::new(BIN)
+    let out = agent_command(BIN)
         .args(["--config", path.to_str().unwrap(), "run"])
         .output()
         .unwrap();
@@ -368,8 +367,8 @@ fn key_readable_by_others_is_refused_with_the_fix() {
     let config =
         AgentSetup::new(&world, broker.port).write(&world, &world.path().join("a"), &policy);
     std::fs::set_permissions(&world.device.key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = Command::new(BIN)
-        .args(["--config", config.to_str().unwrap(), "run"])
+    let out = agent_command(BIN)
+        .args(["--config", config.to_str().unwrap(), "run", "--allow-root"])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -383,7 +382,7 @@ fn facts_command_marks_what_may_leave() {
     let policy = world.path().join("policy.toml");
     write_policy(&policy, &["model"], &["online_status"]);
     let config = AgentSetup::new(&world, 8883).write(&world, &world.path().join("a"), &policy);
-    let out = Command::new(BIN)
+    let out = agent_command(BIN)
         .args(["--config", config.to_str().unwrap(), "facts"])
         .output()
         .unwrap();
@@ -412,7 +411,26 @@ fn facts_command_marks_what_may_leave() {
 
 #[test]
 fn version_is_printed() {
-    let out = Command::new(BIN).arg("--version").output().unwrap();
+    let out = agent_command(BIN).arg("--version").output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn refuses_to_run_as_root_unless_told() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("not root: nothing to refuse");
+        return;
+    }
+    let world = World::new();
+    let policy = world.path().join("policy.toml");
+    write_policy(&policy, &["model"], &["online_status"]);
+    let config =
+        AgentSetup::new(&world, free_port()).write(&world, &world.path().join("a"), &policy);
+    let (ok, _, err) = cli(BIN, &["--config", config.to_str().unwrap(), "run"]);
+    assert!(
+        !ok && err.contains("refusing to run as root") && err.contains("--allow-root"),
+        "{err}"
+    );
 }

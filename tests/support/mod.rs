@@ -136,7 +136,13 @@ pub struct World {
 
 impl World {
     pub fn new() -> Self {
-        let tmp = tempfile::tempdir().unwrap();
+        Self::new_in(&std::env::temp_dir())
+    }
+
+    /// A world under `parent` (e.g. outside /tmp, for a service with PrivateTmp=yes).
+    pub fn new_in(parent: &Path) -> Self {
+        std::fs::create_dir_all(parent).unwrap();
+        let tmp = tempfile::tempdir_in(parent).unwrap();
         // mosquitto started as root drops to its own user: let it reach the files it needs.
         std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let pki = Pki::new(tmp.path(), "main");
@@ -578,6 +584,19 @@ impl AgentSetup {
     }
 }
 
+/// A command for the agent binary; under cross-test runs (`cross/qemu-armv7`) it goes through
+/// the emulator named in `CAMAGENT_TEST_EXEC_WRAPPER`, as the test binary itself does.
+pub fn agent_command(bin: &str) -> Command {
+    match std::env::var("CAMAGENT_TEST_EXEC_WRAPPER") {
+        Ok(wrapper) if !wrapper.is_empty() => {
+            let mut c = Command::new(wrapper);
+            c.arg(bin);
+            c
+        }
+        _ => Command::new(bin),
+    }
+}
+
 /// The agent binary as a child process, its log captured to a file.
 pub struct Agent {
     pub child: Child,
@@ -588,10 +607,10 @@ impl Agent {
     pub fn start(bin: &str, config: &Path) -> Self {
         let log = config.with_extension("log");
         let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(bin)
+        let child = agent_command(bin)
             .arg("--config")
             .arg(config)
-            .arg("run")
+            .args(["run", "--allow-root"])
             .env("RUST_LOG", "debug")
             .stdout(Stdio::null())
             .stderr(file)
@@ -637,7 +656,7 @@ impl Drop for Agent {
 
 /// Runs a `camagent` command line to completion; returns (success, stdout, stderr).
 pub fn cli(bin: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(bin).args(args).output().unwrap();
+    let out = agent_command(bin).args(args).output().unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
