@@ -68,20 +68,6 @@ struct Envelope {
     sig: String,
 }
 
-pub fn hex_decode(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
-pub fn hex_encode(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Checks a command's signature, addressee and freshness. Pure: the caller persists
 /// `issued_ms` of each accepted command and passes the latest as `last_issued_ms`.
 pub fn verify(
@@ -95,7 +81,7 @@ pub fn verify(
     }
     let envelope: Envelope =
         serde_json::from_slice(bytes).map_err(|e| CommandError::Malformed(e.to_string()))?;
-    let sig = hex_decode(&envelope.sig)
+    let sig = crate::hex::decode(&envelope.sig)
         .ok_or_else(|| CommandError::Malformed("`sig` is not hex".into()))?;
     UnparsedPublicKey::new(&ED25519, public_key)
         .verify(envelope.body.as_bytes(), &sig)
@@ -141,13 +127,10 @@ impl ReplayGuard {
     }
 
     pub fn accept(&self, issued_ms: u64) -> std::io::Result<()> {
-        let tmp = self.path.with_extension("json.tmp");
         let bytes = serde_json::to_vec(&GuardState {
             last_issued_ms: issued_ms,
         })?;
-        std::fs::write(&tmp, bytes)?;
-        std::fs::File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, &self.path)
+        crate::durable::write_atomic(&self.path, &bytes)
     }
 }
 
@@ -163,7 +146,7 @@ mod tests {
     }
 
     fn signed(key: &Ed25519KeyPair, body: &str) -> Vec<u8> {
-        serde_json::json!({"body": body, "sig": hex_encode(key.sign(body.as_bytes()).as_ref())})
+        serde_json::json!({"body": body, "sig": crate::hex::encode(key.sign(body.as_bytes()).as_ref())})
             .to_string()
             .into_bytes()
     }
@@ -232,15 +215,5 @@ mod tests {
         assert_eq!(g.last(), 0);
         g.accept(42).unwrap();
         assert_eq!(ReplayGuard::new(dir.path()).last(), 42);
-    }
-
-    #[test]
-    fn hex_round_trip() {
-        assert_eq!(
-            hex_decode(&hex_encode(&[0, 1, 254])).unwrap(),
-            vec![0, 1, 254]
-        );
-        assert_eq!(hex_decode("abc"), None);
-        assert_eq!(hex_decode("zz"), None);
     }
 }

@@ -58,9 +58,7 @@ pub struct CommandsConfig {
 
 impl CommandsConfig {
     pub fn key_bytes(&self) -> Option<Vec<u8>> {
-        self.verify_key
-            .as_deref()
-            .and_then(crate::command::hex_decode)
+        self.verify_key.as_deref().and_then(crate::hex::decode)
     }
 }
 

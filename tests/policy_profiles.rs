@@ -82,7 +82,6 @@ fn run_profile(file: &str) {
     setup.telemetry_interval = "300ms";
     setup.sources = rich_sources();
     let config = setup.write(&world, &dir, &policy_path);
-    let config_arg = config.to_str().unwrap();
 
     // The owner opts in to every consent purpose, so those flows run too.
     let opt_ins: Vec<&str> = policy
@@ -92,7 +91,7 @@ fn run_profile(file: &str) {
         .map(|p| p.id.as_str())
         .collect();
     for id in &opt_ins {
-        let (ok, _, err) = cli(BIN, &["--config", config_arg, "consent", "grant", id]);
+        let (ok, _, err) = cli_with(BIN, &config, &["consent", "grant", id]);
         assert!(ok, "{err}");
     }
 

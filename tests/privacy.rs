@@ -6,7 +6,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use camagent::command::hex_encode;
+use camagent::hex::encode as hex_encode;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use support::*;
 
@@ -63,10 +63,6 @@ fn setup(
     (s.write(world, &dir, &policy), dir)
 }
 
-fn config_arg(config: &Path) -> &str {
-    config.to_str().unwrap()
-}
-
 fn receipts(cloud: &Subscriber, status: &str) -> usize {
     cloud
         .on("/consent_receipt")
@@ -82,16 +78,7 @@ fn withdrawal_while_offline_purges_queued_records_and_sends_the_receipt() {
     let link = Link::new(broker.port);
     let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
     let (config, dir) = setup(&world, link.port, None, "100ms");
-    let (ok, _, err) = cli(
-        BIN,
-        &[
-            "--config",
-            config_arg(&config),
-            "consent",
-            "grant",
-            "user_experience",
-        ],
-    );
+    let (ok, _, err) = cli_with(BIN, &config, &["consent", "grant", "user_experience"]);
     assert!(ok, "{err}");
     let agent = Agent::start(BIN, &config);
     cloud.wait_message("/usage_statistics", |_| true);
@@ -99,34 +86,13 @@ fn withdrawal_while_offline_purges_queued_records_and_sends_the_receipt() {
 
     link.cut();
     agent.wait_log("broker connection lost");
-    let outbox = dir.join("state/outbox");
-    let queued = || {
-        std::fs::read_dir(&outbox)
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .path()
-                    .extension()
-                    .is_some_and(|x| x == "rec")
-            })
-            .count()
-    };
+    let queued = || queued_records(&dir);
     wait_for(PATIENCE, || (queued() >= 5).then_some(()))
         .expect("usage records queue while offline");
     std::thread::sleep(Duration::from_millis(300));
     let before = cloud.on("/usage_statistics").len();
 
-    let (ok, out, err) = cli(
-        BIN,
-        &[
-            "--config",
-            config_arg(&config),
-            "consent",
-            "withdraw",
-            "user_experience",
-        ],
-    );
+    let (ok, out, err) = cli_with(BIN, &config, &["consent", "withdraw", "user_experience"]);
     assert!(ok && out.contains("withdrawn"), "{out}{err}");
     agent.wait_log("queued records purged");
     link.restore();
@@ -137,7 +103,7 @@ fn withdrawal_while_offline_purges_queued_records_and_sends_the_receipt() {
     })
     .expect("withdrawal receipt");
     let activations = cloud.on("/activation").len();
-    let (ok, _, _) = cli(BIN, &["--config", config_arg(&config), "consent", "show"]);
+    let (ok, _, _) = cli_with(BIN, &config, &["consent", "show"]);
     assert!(ok);
     std::thread::sleep(Duration::from_millis(800)); // several telemetry ticks
     assert_eq!(
@@ -223,16 +189,7 @@ fn signed_erase_wipes_owner_data_and_confirms() {
     let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
     let signer = Cloud::new();
     let (config, dir) = setup(&world, broker.port, Some(&signer), "1h");
-    let (ok, _, err) = cli(
-        BIN,
-        &[
-            "--config",
-            config_arg(&config),
-            "consent",
-            "grant",
-            "user_experience",
-        ],
-    );
+    let (ok, _, err) = cli_with(BIN, &config, &["consent", "grant", "user_experience"]);
     assert!(ok, "{err}");
     let agent = Agent::start(BIN, &config);
     let id = agent.anchor_id();
@@ -264,7 +221,7 @@ fn signed_erase_wipes_owner_data_and_confirms() {
     let key_after = std::fs::read(state.join("keys/pseudonym.key")).unwrap();
     assert_ne!(key_before, key_after, "pseudonym key not renewed");
     // The consent given before the erase is gone with the ledger.
-    let (_, out, _) = cli(BIN, &["--config", config_arg(&config), "consent", "show"]);
+    let (_, out, _) = cli_with(BIN, &config, &["consent", "show"]);
     assert!(out.contains("off until granted"), "{out}");
     // The command again, even re-addressed to the new id, is refused: the replay guard
     // survives the erase.
@@ -286,12 +243,12 @@ fn erase_command_line_waits_for_the_agent_to_stop_then_confirms_at_next_start() 
     let mut agent = Agent::start(BIN, &config);
     cloud.wait_message("/status", |_| true);
 
-    let (ok, _, err) = cli(BIN, &["--config", config_arg(&config), "erase", "--yes"]);
+    let (ok, _, err) = cli_with(BIN, &config, &["erase", "--yes"]);
     assert!(!ok && err.contains("stop the agent first"), "{err}");
     assert!(agent.stop().success());
-    let (ok, _, err) = cli(BIN, &["--config", config_arg(&config), "erase"]);
+    let (ok, _, err) = cli_with(BIN, &config, &["erase"]);
     assert!(!ok && err.contains("--yes"), "{err}");
-    let (ok, out, err) = cli(BIN, &["--config", config_arg(&config), "erase", "--yes"]);
+    let (ok, out, err) = cli_with(BIN, &config, &["erase", "--yes"]);
     assert!(ok, "{err}");
     assert!(
         out.contains("pseudonym keys") && out.contains("disclosure log"),
@@ -317,10 +274,7 @@ fn disclosure_log_lists_what_left_without_values() {
     cloud.wait_message("/activation", |_| true);
     assert!(agent.stop().success());
 
-    let (ok, out, err) = cli(
-        BIN,
-        &["--config", config_arg(&config), "disclosures", "--json"],
-    );
+    let (ok, out, err) = cli_with(BIN, &config, &["disclosures", "--json"]);
     assert!(ok, "{err}");
     let entries: serde_json::Value = serde_json::from_str(&out).unwrap();
     let entries = entries.as_array().unwrap();
@@ -341,7 +295,7 @@ fn disclosure_log_lists_what_left_without_values() {
     find("device_status");
     // Names, never values.
     assert!(!out.contains(MODEL) && !out.contains(SERIAL), "{out}");
-    let (ok, table, _) = cli(BIN, &["--config", config_arg(&config), "disclosures"]);
+    let (ok, table, _) = cli_with(BIN, &config, &["disclosures"]);
     assert!(
         ok && table.lines().count() >= 3 && table.contains("device_activation"),
         "{table}"

@@ -207,16 +207,7 @@ fn broker_restart_loses_nothing(persistent: bool) {
     assert!(agent.stop().success());
 
     // Everything accepted was delivered: the outbox is empty...
-    let left = std::fs::read_dir(dir.join("state/outbox"))
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "rec")
-        })
-        .count();
+    let left = queued_records(&dir);
     assert_eq!(left, 0, "undelivered records left in the outbox");
     // ...and the cloud saw every sequence number, first appearances in order.
     let got = seqs(&cloud.on("/activation"));
@@ -258,21 +249,7 @@ fn records_queued_offline_survive_an_agent_kill() {
     let config = setup.write(&world, &dir, &policy);
 
     let mut agent = Agent::start(BIN, &config);
-    let outbox = dir.join("state/outbox");
-    let queued = || {
-        std::fs::read_dir(&outbox)
-            .map(|d| {
-                d.filter(|e| {
-                    e.as_ref()
-                        .unwrap()
-                        .path()
-                        .extension()
-                        .is_some_and(|x| x == "rec")
-                })
-                .count()
-            })
-            .unwrap_or(0)
-    };
+    let queued = || queued_records(&dir);
     wait_for(PATIENCE, || (queued() >= 5).then_some(())).expect("records queue while offline");
     agent.child.kill().unwrap();
     agent.child.wait().unwrap();

@@ -6,7 +6,6 @@
 //! file before its next publish.
 
 use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -209,12 +208,8 @@ impl LedgerFile {
         lock.lock().map_err(self.io())?;
         let mut ledger = self.load()?;
         let out = change(&mut ledger)?;
-        let tmp = self.path.with_extension("json.tmp");
-        let mut file = File::create(&tmp).map_err(self.io())?;
-        file.write_all(&serde_json::to_vec_pretty(&ledger).unwrap_or_default())
-            .and_then(|()| file.sync_all())
-            .and_then(|()| fs::rename(&tmp, &self.path))
-            .map_err(self.io())?;
+        let bytes = serde_json::to_vec_pretty(&ledger).unwrap_or_default();
+        crate::durable::write_atomic(&self.path, &bytes).map_err(self.io())?;
         Ok(out)
     }
 }
@@ -230,7 +225,7 @@ pub fn uuid() -> String {
     }
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let h = crate::hex::encode(&b);
     format!(
         "{}-{}-{}-{}-{}",
         &h[..8],

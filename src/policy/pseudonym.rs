@@ -103,10 +103,7 @@ impl PseudonymKey {
         ctx.update(&[0]);
         ctx.update(input);
         let tag = ctx.sign();
-        tag.as_ref()[..12]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        crate::hex::encode(&tag.as_ref()[..12])
     }
 }
 

@@ -8,8 +8,7 @@
 //! there, and a record once accepted is never dropped for space.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::policy::Flow;
@@ -216,19 +215,24 @@ impl Outbox {
         }
     }
 
-    /// Deletes every entry `doomed` picks (consent withdrawn, retention expired, erase) and
-    /// returns their sequence numbers.
-    pub fn purge(&mut self, doomed: impl Fn(&Meta) -> bool) -> Result<Vec<u64>, OutboxError> {
+    /// Deletes every entry `doomed` picks (consent withdrawn, retention expired, erase).
+    /// Returns the sequence numbers deleted, and the errors of any that could not be.
+    pub fn purge(&mut self, doomed: impl Fn(&Meta) -> bool) -> (Vec<u64>, Vec<OutboxError>) {
         let seqs: Vec<u64> = self
             .entries
             .iter()
             .filter(|(_, m)| doomed(m))
             .map(|(seq, _)| *seq)
             .collect();
-        for seq in &seqs {
-            self.remove(*seq)?;
+        let mut removed = Vec::new();
+        let mut errors = Vec::new();
+        for seq in seqs {
+            match self.remove(seq) {
+                Ok(()) => removed.push(seq),
+                Err(e) => errors.push(e),
+            }
         }
-        Ok(seqs)
+        (removed, errors)
     }
 
     /// The first queued sequence number after `after` (or the oldest, given `None`).
@@ -273,17 +277,9 @@ fn quarantine(dir: &Path, path: &Path, reason: String) -> Result<Quarantined, Ou
     })
 }
 
-/// Write to a temp file, fsync it, rename it over `name`, fsync the directory.
 fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), OutboxError> {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let target = dir.join(name);
-    let mut file = File::create(&tmp).map_err(io_err(&tmp))?;
-    file.write_all(bytes).map_err(io_err(&tmp))?;
-    file.sync_all().map_err(io_err(&tmp))?;
-    fs::rename(&tmp, &target).map_err(io_err(&target))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))
+    let path = dir.join(name);
+    crate::durable::write_atomic(&path, bytes).map_err(io_err(&path))
 }
 
 #[cfg(test)]
@@ -388,7 +384,8 @@ mod tests {
         ob.append(&record(1)).unwrap();
         ob.append(&Record::status(true)).unwrap();
         ob.append(&record(2)).unwrap();
-        let gone = ob.purge(|m| m.flow == Flow::Telemetry).unwrap();
+        let (gone, errors) = ob.purge(|m| m.flow == Flow::Telemetry);
+        assert!(errors.is_empty());
         assert_eq!(gone.len(), 2);
         assert_eq!(ob.len(), 1);
         drop(ob);

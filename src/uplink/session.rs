@@ -420,16 +420,13 @@ impl Session {
     /// Deletes queued records whose flow may no longer send (consent withdrawn, objection).
     fn purge_refused(&mut self) {
         let gate = &self.gate;
-        match self.outbox.purge(|m| gate.check_flow(m.flow).is_err()) {
-            Ok(gone) if !gone.is_empty() => {
-                info!(
-                    count = gone.len(),
-                    "queued records purged: their purpose may no longer send"
-                );
-                self.forget_in_flight(&gone);
-            }
-            Ok(_) => {}
-            Err(e) => error!("cannot purge queued records: {e}"),
+        let gone = purge(&mut self.outbox, |m| gate.check_flow(m.flow).is_err());
+        if !gone.is_empty() {
+            info!(
+                count = gone.len(),
+                "queued records purged: their purpose may no longer send"
+            );
+            self.forget_in_flight(&gone);
         }
     }
 
@@ -437,22 +434,18 @@ impl Session {
     fn expire(&mut self) {
         let now = now_ms();
         let policy = self.gate.policy();
-        let expired = |m: &super::outbox::Meta| {
+        let gone = purge(&mut self.outbox, |m| {
             policy
                 .purpose_for_flow(m.flow)
                 .and_then(|p| p.retention)
                 .is_some_and(|r| m.created_ms.saturating_add(r.as_millis() as u64) < now)
-        };
-        match self.outbox.purge(expired) {
-            Ok(gone) if !gone.is_empty() => {
-                warn!(
-                    count = gone.len(),
-                    "queued records expired unsent (purpose retention)"
-                );
-                self.forget_in_flight(&gone);
-            }
-            Ok(_) => {}
-            Err(e) => error!("cannot expire queued records: {e}"),
+        });
+        if !gone.is_empty() {
+            warn!(
+                count = gone.len(),
+                "queued records expired unsent (purpose retention)"
+            );
+            self.forget_in_flight(&gone);
         }
     }
 
@@ -509,10 +502,8 @@ impl Session {
     /// Wipes the owner's data, starts new pseudonyms and queues the confirmation.
     fn erase(&mut self, issued_ms: u64) {
         let previous = self.gate.anchor_id();
-        match self.outbox.purge(|_| true) {
-            Ok(gone) => self.forget_in_flight(&gone),
-            Err(e) => error!("erase: cannot clear the outbox: {e}"),
-        }
+        let gone = purge(&mut self.outbox, |_| true);
+        self.forget_in_flight(&gone);
         let erased = match crate::erase::wipe(&self.stores.state_dir) {
             Ok(erased) => erased,
             Err(e) => {
@@ -624,6 +615,15 @@ impl Session {
             }
         }
     }
+}
+
+/// Deletes the outbox entries `doomed` picks, logging any that could not be deleted.
+fn purge(outbox: &mut Outbox, doomed: impl Fn(&super::outbox::Meta) -> bool) -> Vec<u64> {
+    let (removed, errors) = outbox.purge(doomed);
+    for e in errors {
+        error!("cannot delete a queued record: {e}");
+    }
+    removed
 }
 
 /// Where signed commands for this device arrive.

@@ -654,6 +654,24 @@ impl Drop for Agent {
     }
 }
 
+/// Records waiting in the outbox of the agent whose files are under `agent_dir`.
+pub fn queued_records(agent_dir: &Path) -> usize {
+    std::fs::read_dir(agent_dir.join("state/outbox"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "rec"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// `camagent --config CONFIG ARGS…` to completion; returns (success, stdout, stderr).
+pub fn cli_with(bin: &str, config: &Path, args: &[&str]) -> (bool, String, String) {
+    let mut all = vec!["--config", config.to_str().unwrap()];
+    all.extend_from_slice(args);
+    cli(bin, &all)
+}
+
 /// Runs a `camagent` command line to completion; returns (success, stdout, stderr).
 pub fn cli(bin: &str, args: &[&str]) -> (bool, String, String) {
     let out = agent_command(bin).args(args).output().unwrap();
