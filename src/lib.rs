@@ -8,6 +8,7 @@ pub mod device;
 pub mod durable;
 pub mod erase;
 pub mod hex;
+pub mod motion;
 pub mod policy;
 pub mod record;
 pub mod systemd;

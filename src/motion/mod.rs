@@ -1,0 +1,8 @@
+//! Motion detection and motion events: pure Rust over plain GRAY8 buffers, no GStreamer
+//! types, so it can be tested and benchmarked alone.
+
+pub mod detector;
+pub mod events;
+
+pub use detector::{Analysis, Detector, DetectorConfig, Rect};
+pub use events::{Boundary, EndReason, EventConfig, EventMachine};
