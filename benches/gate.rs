@@ -6,26 +6,17 @@
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::path::Path;
-use std::time::Instant;
 
 use camagent::policy::{Field, Flow, Gate, Policy, PseudonymKey};
 use camagent::record::{Record, Value};
 
+mod common;
+
 const ITERATIONS: u32 = 100_000;
 const RUNS: usize = 7;
 
-fn median_ns(mut f: impl FnMut()) -> f64 {
-    let mut runs: Vec<f64> = (0..RUNS)
-        .map(|_| {
-            let start = Instant::now();
-            for _ in 0..ITERATIONS {
-                f();
-            }
-            start.elapsed().as_nanos() as f64 / f64::from(ITERATIONS)
-        })
-        .collect();
-    runs.sort_by(f64::total_cmp);
-    runs[RUNS / 2]
+fn median_ns(f: impl FnMut()) -> f64 {
+    common::median_ns(RUNS, ITERATIONS, f)
 }
 
 fn main() {
@@ -101,25 +92,5 @@ fn main() {
         gate_activation / 1e9 * 100.0
     );
     println!("{section}");
-    update_benchmarks(&root.join("BENCHMARKS.md"), "## Privacy gate", &section);
-}
-
-/// Replaces the section that starts with `heading` (up to the next `## `) or appends it.
-fn update_benchmarks(path: &Path, heading: &str, section: &str) {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n\nFigures measured on this project's CI machine kind (2 cores). Each section names the command that reproduces it.\n\n".into());
-    let new = match text.find(heading) {
-        Some(start) => {
-            let rest = &text[start + heading.len()..];
-            let end = rest
-                .find("\n## ")
-                .map_or(text.len(), |i| start + heading.len() + i + 1);
-            format!("{}{}{}", &text[..start], section, &text[end..])
-        }
-        None => format!(
-            "{}{}{section}",
-            text,
-            if text.ends_with("\n\n") { "" } else { "\n" }
-        ),
-    };
-    std::fs::write(path, new).expect("write BENCHMARKS.md");
+    common::update_benchmarks(&root.join("BENCHMARKS.md"), "## Privacy gate", &section);
 }
