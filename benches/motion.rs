@@ -18,7 +18,11 @@ fn frames(w: usize, h: usize, n: usize) -> Vec<Vec<u8>> {
                     let (x, y) = (i % w, i / w);
                     let object = (x + 4 * k) % w < w / 8 && y > h / 3 && y < h / 2;
                     let base = 90.0 + 40.0 * ((x as f32 / 23.0).sin() * (y as f32 / 17.0).cos());
-                    let v = if object { 220.0 } else { base + (rng.f32() - 0.5) * 8.0 };
+                    let v = if object {
+                        220.0
+                    } else {
+                        base + (rng.f32() - 0.5) * 8.0
+                    };
                     v.clamp(0.0, 255.0) as u8
                 })
                 .collect()

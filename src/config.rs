@@ -46,6 +46,80 @@ pub struct Config {
     pub device: FactSources,
     #[serde(default)]
     pub commands: CommandsConfig,
+    #[serde(default)]
+    pub motion: MotionConfig,
+}
+
+/// `[motion]`: the analysis frames and the detector; `[motion.events]`: event timing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MotionConfig {
+    /// Analysis frame width in pixels (a multiple of 4).
+    #[serde(default = "default_motion_width")]
+    pub width: usize,
+    #[serde(default = "default_motion_height")]
+    pub height: usize,
+    /// Analysis frames per second.
+    #[serde(default = "default_motion_fps")]
+    pub fps: u32,
+    /// 1 (only strong changes) to 100 (the faintest).
+    #[serde(default = "default_sensitivity")]
+    pub sensitivity: u8,
+    /// Smallest moving area, as a fraction of the zones' area.
+    #[serde(default = "default_min_area")]
+    pub min_area: f32,
+    #[serde(default = "default_learning_rate")]
+    pub learning_rate: f32,
+    /// Where to look, in fractions of the frame; empty means everywhere.
+    #[serde(default)]
+    pub zones: Vec<crate::motion::Rect>,
+    #[serde(default)]
+    pub events: crate::motion::EventConfig,
+}
+
+impl Default for MotionConfig {
+    fn default() -> Self {
+        Self {
+            width: default_motion_width(),
+            height: default_motion_height(),
+            fps: default_motion_fps(),
+            sensitivity: default_sensitivity(),
+            min_area: default_min_area(),
+            learning_rate: default_learning_rate(),
+            zones: Vec::new(),
+            events: Default::default(),
+        }
+    }
+}
+
+impl MotionConfig {
+    pub fn detector(&self) -> crate::motion::DetectorConfig {
+        crate::motion::DetectorConfig {
+            sensitivity: self.sensitivity,
+            min_area: self.min_area,
+            zones: self.zones.clone(),
+            learning_rate: self.learning_rate,
+        }
+    }
+}
+
+fn default_motion_width() -> usize {
+    320
+}
+fn default_motion_height() -> usize {
+    180
+}
+fn default_motion_fps() -> u32 {
+    5
+}
+fn default_sensitivity() -> u8 {
+    crate::motion::DetectorConfig::default().sensitivity
+}
+fn default_min_area() -> f32 {
+    crate::motion::DetectorConfig::default().min_area
+}
+fn default_learning_rate() -> f32 {
+    crate::motion::DetectorConfig::default().learning_rate
 }
 
 /// Signed cloud commands (consent, erase). Without a key, every command is refused.
@@ -281,6 +355,42 @@ impl Config {
                     "give the cloud's raw Ed25519 public key (32 bytes) in hex, or remove the key to refuse all commands",
                 ));
             }
+        }
+        let m = &self.motion;
+        if m.width < 32 || m.width > 1920 || !m.width.is_multiple_of(4) {
+            return Err(invalid(
+                "motion.width",
+                format!("is {}", m.width),
+                "use a multiple of 4 from 32 to 1920; about 320 is plenty for motion",
+            ));
+        }
+        if m.height < 16 || m.height > 1080 {
+            return Err(invalid(
+                "motion.height",
+                format!("is {}", m.height),
+                "use 16 to 1080, in the source's aspect ratio (180 for 320 wide at 16:9)",
+            ));
+        }
+        if m.fps == 0 || m.fps > 30 {
+            return Err(invalid(
+                "motion.fps",
+                format!("is {}", m.fps),
+                "use 1 to 30; 5 to 10 is typical",
+            ));
+        }
+        if !(1..=100).contains(&m.sensitivity) {
+            return Err(invalid(
+                "motion.sensitivity",
+                format!("is {}", m.sensitivity),
+                "use 1 (least) to 100 (most)",
+            ));
+        }
+        if !(0.0..=1.0).contains(&m.min_area) || !(0.0..=1.0).contains(&m.learning_rate) {
+            return Err(invalid(
+                "motion.min_area",
+                "or motion.learning_rate is outside 0.0–1.0".into(),
+                "write fractions, e.g. min_area = 0.005, learning_rate = 0.05",
+            ));
         }
         if self.outbox.max_bytes < 64 * 1024 {
             return Err(invalid(

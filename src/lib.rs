@@ -2,6 +2,7 @@
 //! over [`agent::run`] and the inspection commands.
 
 pub mod agent;
+pub mod capture;
 pub mod command;
 pub mod config;
 pub mod device;

@@ -36,6 +36,12 @@ enum Command {
     },
     /// Print the device facts as read now, and which purposes may carry them.
     Facts,
+    /// Run motion detection over a recorded clip as fast as it decodes; print one JSON line
+    /// per event start and end (`pts` in media seconds), to tune `[motion]` on real footage.
+    Detect {
+        #[arg(long)]
+        input: PathBuf,
+    },
     /// Check a policy file, or explain what this device sends.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -132,6 +138,15 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
     {
         return print_label(&Policy::load(file)?, None, *json);
     }
+    if let Command::Detect { input } = &cli.command {
+        // The config is optional here: without one, the defaults are what gets tuned.
+        let motion = if cli.config.exists() {
+            Config::load(&cli.config)?.motion
+        } else {
+            camagent::config::MotionConfig::default()
+        };
+        return detect(input, &motion);
+    }
     let config = Config::load(&cli.config)?;
     let state = &config.agent.state_dir;
     match cli.command {
@@ -143,6 +158,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             run(config)
         }
         Command::Facts => facts(&config),
+        Command::Detect { .. } => unreachable!("handled above"),
         Command::Policy(_) => {
             let policy = Policy::load(&config.agent.policy_file)?;
             let ledger = LedgerFile::new(state).load()?;
@@ -293,6 +309,33 @@ fn run(config: Config) -> anyhow::Result<()> {
         camagent::agent::run(config, shutdown).await?;
         Ok(())
     })
+}
+
+fn detect(input: &std::path::Path, motion: &camagent::config::MotionConfig) -> anyhow::Result<()> {
+    use std::io::Write;
+    let started = std::time::Instant::now();
+    let mut out = std::io::stdout().lock();
+    let mut write_error = None;
+    let summary = camagent::capture::detect_file(input, motion, |line| {
+        if write_error.is_none() {
+            if let Err(e) = serde_json::to_writer(&mut out, &line)
+                .map_err(std::io::Error::from)
+                .and_then(|()| writeln!(out))
+            {
+                write_error = Some(e);
+            }
+        }
+    })
+    .with_context(|| format!("cannot analyse {}", input.display()))?;
+    if let Some(e) = write_error {
+        return Err(e).context("cannot write the events");
+    }
+    let took = started.elapsed().as_secs_f64();
+    eprintln!(
+        "{} analysis frames ({:.1} s of media at {} fps, {}x{}) in {took:.2} s",
+        summary.frames, summary.media_seconds, motion.fps, motion.width, motion.height
+    );
+    Ok(())
 }
 
 fn facts(config: &Config) -> anyhow::Result<()> {

@@ -186,7 +186,11 @@ impl Detector {
             moving as f32 / zone_cells_total as f32
         };
         let motion = moving > 0 && score >= self.config.min_area;
-        let regions = if motion { self.regions(&active) } else { Vec::new() };
+        let regions = if motion {
+            self.regions(&active)
+        } else {
+            Vec::new()
+        };
         self.learn(frame, &active, gain_q);
         Analysis {
             score,
@@ -207,7 +211,8 @@ impl Detector {
             let bg = self.background[i] >> 8;
             if bg >= 16 {
                 // Ratio in 8.8, bounded so a black background pixel cannot dominate.
-                self.samples.push(((u32::from(frame[i]) << 8) / u32::from(bg)).min(4096) as u16);
+                self.samples
+                    .push(((u32::from(frame[i]) << 8) / u32::from(bg)).min(4096) as u16);
             }
         }
         if self.samples.is_empty() {
@@ -224,7 +229,8 @@ impl Detector {
         let step = (self.width * self.height / 1024).max(1);
         for i in (0..frame.len()).step_by(step) {
             let expected = (u32::from(self.background[i]) * gain_q) >> 16;
-            self.samples.push(u32::from(frame[i]).abs_diff(expected).min(255) as u16);
+            self.samples
+                .push(u32::from(frame[i]).abs_diff(expected).min(255) as u16);
         }
         if self.samples.is_empty() {
             return 0;
@@ -314,7 +320,11 @@ impl Detector {
             let scaled = (u32::from(*b) * gain_q) >> 8;
             let target = u32::from(p) << 8;
             let (x, y) = (i % self.width, i / self.width);
-            let rate = if active[(y / CELL) * self.cols + x / CELL] { slow } else { fast };
+            let rate = if active[(y / CELL) * self.cols + x / CELL] {
+                slow
+            } else {
+                fast
+            };
             let next = (scaled * (256 - rate) + target * rate) >> 8;
             *b = next.min(u32::from(u16::MAX)) as u16;
         }
@@ -359,7 +369,11 @@ mod tests {
     fn still_noisy_scene_has_no_motion() {
         let mut d = Detector::new(DetectorConfig::default(), W, H);
         let out = run(&mut d, (0..60).map(|i| scene(i, 1.0)));
-        assert!(out.iter().all(|a| !a.motion), "{:?}", out.iter().map(|a| a.score).collect::<Vec<_>>());
+        assert!(
+            out.iter().all(|a| !a.motion),
+            "{:?}",
+            out.iter().map(|a| a.score).collect::<Vec<_>>()
+        );
     }
 
     #[test]
@@ -370,7 +384,10 @@ mod tests {
         assert!(a.motion, "{a:?}");
         assert_eq!(a.regions.len(), 1);
         let r = a.regions[0];
-        assert!((r.x - 100.0 / W as f32).abs() < 0.03 && (r.y - 60.0 / H as f32).abs() < 0.05, "{r:?}");
+        assert!(
+            (r.x - 100.0 / W as f32).abs() < 0.03 && (r.y - 60.0 / H as f32).abs() < 0.05,
+            "{r:?}"
+        );
     }
 
     #[test]
@@ -379,10 +396,17 @@ mod tests {
         run(&mut d, (0..10).map(|i| scene(i, 1.0)));
         // Lights on: everything 40 % brighter at once, then it stays so.
         let step = run(&mut d, (10..30).map(|i| scene(i, 1.4)));
-        assert!(step.iter().all(|a| !a.motion), "step: {:?}", step.iter().map(|a| a.score).collect::<Vec<_>>());
+        assert!(
+            step.iter().all(|a| !a.motion),
+            "step: {:?}",
+            step.iter().map(|a| a.score).collect::<Vec<_>>()
+        );
         assert!((step[0].lighting - 1.4).abs() < 0.1, "{}", step[0].lighting);
         // Dusk: 1 % darker a frame for 60 frames.
-        let ramp = run(&mut d, (0..60).map(|i| scene(100 + i, 1.4 * 0.99f32.powi(i as i32))));
+        let ramp = run(
+            &mut d,
+            (0..60).map(|i| scene(100 + i, 1.4 * 0.99f32.powi(i as i32))),
+        );
         assert!(ramp.iter().all(|a| !a.motion));
     }
 
@@ -398,24 +422,45 @@ mod tests {
     #[test]
     fn motion_outside_the_zones_and_tiny_motion_are_ignored() {
         let config = DetectorConfig {
-            zones: vec![Rect { x: 0.5, y: 0.0, w: 0.5, h: 1.0 }],
+            zones: vec![Rect {
+                x: 0.5,
+                y: 0.0,
+                w: 0.5,
+                h: 1.0,
+            }],
             ..DetectorConfig::default()
         };
         let mut d = Detector::new(config, W, H);
         run(&mut d, (0..10).map(|i| scene(i, 1.0)));
-        assert!(!d.analyse(&with_box(scene(20, 1.0), 20, 40, 60, 60)).motion, "left half is outside");
+        assert!(
+            !d.analyse(&with_box(scene(20, 1.0), 20, 40, 60, 60)).motion,
+            "left half is outside"
+        );
         assert!(d.analyse(&with_box(scene(21, 1.0), 200, 40, 60, 60)).motion);
 
-        let tiny = DetectorConfig { min_area: 0.05, ..DetectorConfig::default() };
+        let tiny = DetectorConfig {
+            min_area: 0.05,
+            ..DetectorConfig::default()
+        };
         let mut d = Detector::new(tiny, W, H);
         run(&mut d, (0..10).map(|i| scene(i, 1.0)));
-        assert!(!d.analyse(&with_box(scene(30, 1.0), 100, 100, 12, 12)).motion);
+        assert!(
+            !d.analyse(&with_box(scene(30, 1.0), 100, 100, 12, 12))
+                .motion
+        );
     }
 
     #[test]
     fn sensitivity_means_something() {
         let faint = |sensitivity| {
-            let mut d = Detector::new(DetectorConfig { sensitivity, ..DetectorConfig::default() }, W, H);
+            let mut d = Detector::new(
+                DetectorConfig {
+                    sensitivity,
+                    ..DetectorConfig::default()
+                },
+                W,
+                H,
+            );
             run(&mut d, (0..10).map(|i| scene(i, 1.0)));
             let mut f = scene(40, 1.0);
             for row in 60..110 {
@@ -433,7 +478,10 @@ mod tests {
     fn a_parked_object_becomes_background() {
         let mut d = Detector::new(DetectorConfig::default(), W, H);
         run(&mut d, (0..10).map(|i| scene(i, 1.0)));
-        let parked = run(&mut d, (0..200).map(|i| with_box(scene(200 + i, 1.0), 100, 60, 40, 40)));
+        let parked = run(
+            &mut d,
+            (0..200).map(|i| with_box(scene(200 + i, 1.0), 100, 60, 40, 40)),
+        );
         assert!(parked[0].motion);
         assert!(!parked.last().unwrap().motion);
     }

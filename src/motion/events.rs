@@ -92,9 +92,19 @@ pub enum Boundary {
 
 #[derive(Debug, Clone)]
 enum State {
-    Idle { streak: u32, first: Duration },
-    Active { id: u64, started: Duration, last_motion: Duration, peak: f32 },
-    Cooldown { until: Duration },
+    Idle {
+        streak: u32,
+        first: Duration,
+    },
+    Active {
+        id: u64,
+        started: Duration,
+        last_motion: Duration,
+        peak: f32,
+    },
+    Cooldown {
+        until: Duration,
+    },
 }
 
 pub struct EventMachine {
@@ -107,7 +117,10 @@ impl EventMachine {
     pub fn new(config: EventConfig) -> Self {
         Self {
             config,
-            state: State::Idle { streak: 0, first: Duration::ZERO },
+            state: State::Idle {
+                streak: 0,
+                first: Duration::ZERO,
+            },
             next_id: 1,
         }
     }
@@ -121,7 +134,10 @@ impl EventMachine {
         match &mut self.state {
             State::Cooldown { until } => {
                 if pts >= *until {
-                    self.state = State::Idle { streak: 0, first: pts };
+                    self.state = State::Idle {
+                        streak: 0,
+                        first: pts,
+                    };
                     return self.step(pts, analysis);
                 }
                 None
@@ -140,10 +156,25 @@ impl EventMachine {
                 }
                 let (id, started) = (self.next_id, *first);
                 self.next_id += 1;
-                self.state = State::Active { id, started, last_motion: pts, peak: analysis.score };
-                Some(Boundary::Start { id, pts: started, score: analysis.score, regions: analysis.regions.clone() })
+                self.state = State::Active {
+                    id,
+                    started,
+                    last_motion: pts,
+                    peak: analysis.score,
+                };
+                Some(Boundary::Start {
+                    id,
+                    pts: started,
+                    score: analysis.score,
+                    regions: analysis.regions.clone(),
+                })
             }
-            State::Active { id, started, last_motion, peak } => {
+            State::Active {
+                id,
+                started,
+                last_motion,
+                peak,
+            } => {
                 if analysis.motion {
                     *last_motion = pts;
                     *peak = peak.max(analysis.score);
@@ -157,16 +188,34 @@ impl EventMachine {
                     None
                 };
                 let (reason, end) = reason?;
-                self.state = State::Cooldown { until: pts + self.config.cooldown };
-                Some(Boundary::End { id, pts: end, reason, peak_score: peak })
+                self.state = State::Cooldown {
+                    until: pts + self.config.cooldown,
+                };
+                Some(Boundary::End {
+                    id,
+                    pts: end,
+                    reason,
+                    peak_score: peak,
+                })
             }
         }
     }
 
     /// Ends an event still running when the input ends.
     pub fn finish(&mut self, pts: Duration) -> Option<Boundary> {
-        match std::mem::replace(&mut self.state, State::Idle { streak: 0, first: pts }) {
-            State::Active { id, last_motion, peak, .. } => Some(Boundary::End {
+        match std::mem::replace(
+            &mut self.state,
+            State::Idle {
+                streak: 0,
+                first: pts,
+            },
+        ) {
+            State::Active {
+                id,
+                last_motion,
+                peak,
+                ..
+            } => Some(Boundary::End {
                 id,
                 pts: last_motion,
                 reason: EndReason::Quiet,
@@ -182,7 +231,12 @@ mod tests {
     use super::*;
 
     fn frame(motion: bool) -> Analysis {
-        Analysis { score: if motion { 0.1 } else { 0.0 }, motion, regions: Vec::new(), lighting: 1.0 }
+        Analysis {
+            score: if motion { 0.1 } else { 0.0 },
+            motion,
+            regions: Vec::new(),
+            lighting: 1.0,
+        }
     }
 
     /// Runs a motion pattern at 10 fps; returns (frame index, boundary) pairs.
@@ -191,7 +245,10 @@ mod tests {
         let mut out: Vec<(usize, Boundary)> = pattern
             .iter()
             .enumerate()
-            .filter_map(|(i, &motion)| m.step(Duration::from_millis(i as u64 * 100), &frame(motion)).map(|b| (i, b)))
+            .filter_map(|(i, &motion)| {
+                m.step(Duration::from_millis(i as u64 * 100), &frame(motion))
+                    .map(|b| (i, b))
+            })
             .collect();
         if let Some(b) = m.finish(Duration::from_millis(pattern.len() as u64 * 100)) {
             out.push((pattern.len(), b));
@@ -221,8 +278,12 @@ mod tests {
         p.extend([false; 10]);
         let out = run(config(), &p);
         assert_eq!(out.len(), 2, "{out:?}");
-        assert!(matches!(out[0], (5, Boundary::Start { id: 1, pts, .. }) if pts == Duration::from_millis(300)));
-        assert!(matches!(out[1].1, Boundary::End { id: 1, pts, reason: EndReason::Quiet, .. } if pts == Duration::from_millis(1000)));
+        assert!(
+            matches!(out[0], (5, Boundary::Start { id: 1, pts, .. }) if pts == Duration::from_millis(300))
+        );
+        assert!(
+            matches!(out[1].1, Boundary::End { id: 1, pts, reason: EndReason::Quiet, .. } if pts == Duration::from_millis(1000))
+        );
     }
 
     #[test]
@@ -234,16 +295,36 @@ mod tests {
         p.extend([true; 3]); // within cooldown: ignored
         p.extend([false; 5]);
         p.extend([true; 4]); // after cooldown: a second event
-        let starts = run(config(), &p).iter().filter(|(_, b)| matches!(b, Boundary::Start { .. })).count();
+        let starts = run(config(), &p)
+            .iter()
+            .filter(|(_, b)| matches!(b, Boundary::Start { .. }))
+            .count();
         assert_eq!(starts, 2);
     }
 
     #[test]
     fn max_length_ends_an_endless_event() {
-        let c = EventConfig { max_length: Duration::from_secs(2), ..config() };
+        let c = EventConfig {
+            max_length: Duration::from_secs(2),
+            ..config()
+        };
         let out = run(c, &[true; 60]);
-        assert!(matches!(out[1].1, Boundary::End { reason: EndReason::MaxLength, .. }), "{out:?}");
+        assert!(
+            matches!(
+                out[1].1,
+                Boundary::End {
+                    reason: EndReason::MaxLength,
+                    ..
+                }
+            ),
+            "{out:?}"
+        );
         // Motion goes on: after the cooldown a new event starts.
-        assert!(out.iter().filter(|(_, b)| matches!(b, Boundary::Start { .. })).count() >= 2);
+        assert!(
+            out.iter()
+                .filter(|(_, b)| matches!(b, Boundary::Start { .. }))
+                .count()
+                >= 2
+        );
     }
 }
