@@ -14,11 +14,14 @@ const W: usize = 320;
 const H: usize = 180;
 const FPS: usize = 10;
 
+/// An object's box in pixels: x, y, width, height.
+type ObjectBox = Option<(usize, usize, usize, usize)>;
+
 /// A scene description: brightness and an optional object box, per frame index.
 struct Scene {
     seconds: usize,
     brightness: fn(usize) -> f32,
-    object: fn(usize) -> Option<(usize, usize, usize, usize)>,
+    object: fn(usize) -> ObjectBox,
 }
 
 fn render(scene: &Scene, frame: usize, rng: &mut fastrand::Rng) -> Vec<u8> {
@@ -49,7 +52,12 @@ fn clip(dir: &Path, name: &str, scene: &Scene) -> PathBuf {
         .collect();
     std::fs::write(&raw, bytes).unwrap();
     let out = dir.join(format!("{name}.avi"));
+    // The host's gst-launch, with the host's plugins even when this test runs under qemu-arm.
     let status = Command::new("gst-launch-1.0")
+        .env_remove("GST_PLUGIN_SYSTEM_PATH")
+        .env_remove("GST_REGISTRY")
+        .env_remove("GST_REGISTRY_FORK")
+        .env_remove("QEMU_LD_PREFIX")
         .arg("-q")
         .arg("filesrc")
         .arg(format!("location={}", raw.display()))
@@ -108,7 +116,7 @@ fn starts(events: &[serde_json::Value]) -> Vec<f64> {
 fn still(_: usize) -> f32 {
     1.0
 }
-fn nothing(_: usize) -> Option<(usize, usize, usize, usize)> {
+fn nothing(_: usize) -> ObjectBox {
     None
 }
 
