@@ -1,9 +1,10 @@
 //! The agent's main job on an embedded default, shown from the cloud's side.
 //!
 //! Makes a throwaway CA and certificates, starts a real mosquitto with a mutual-TLS listener
-//! on a free loopback port, runs the agent (in this process) on a simulated camera board
-//! with the shipped default policy, and prints every message a subscriber on the "cloud"
-//! certificate receives. Run: `cargo run --example demo`.
+//! on a free loopback port, runs the agent (in this process) on a simulated camera board — a
+//! GStreamer test scene as its camera — with the shipped default policy, and prints every
+//! message a subscriber on the "cloud" certificate receives: status, device facts, telemetry
+//! and motion alerts. Run: `cargo run --example demo`.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -27,6 +28,8 @@ fn main() -> anyhow::Result<()> {
     let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/policy.toml");
     let mut setup = AgentSetup::new(&world, broker.port);
     setup.facts_interval = "2s";
+    // A synthetic camera: GStreamer's moving-ball scene, so motion alerts arrive.
+    setup.extra = "[capture]\nsource = \"test\"\npattern = \"ball\"\n".into();
     let config_path = setup.write(&world, &world.path().join("agent"), &policy);
     let config = camagent::config::Config::load(&config_path)?;
     println!("agent config: {}", config_path.display());

@@ -49,6 +49,8 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Capture(#[from] crate::capture::CaptureError),
     #[error("another camagent is running with state directory {0}")]
     AlreadyRunning(std::path::PathBuf),
 }
@@ -156,6 +158,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let hang = fault::hang_after();
     tokio::pin!(hang);
 
+    let (frame_tx, mut frame_rx) = mpsc::channel(4);
+    let capture = match &config.capture {
+        Some(source) => Some(
+            crate::capture::live::spawn(source.clone(), config.motion.clone(), frame_tx)
+                .map_err(AgentError::Capture)?,
+        ),
+        None => {
+            drop(frame_tx);
+            None
+        }
+    };
+    let mut motion = MotionState::new(&config.motion);
+
     let mut tick = tokio::time::interval(TICK);
     let mut telemetry = tokio::time::interval(config.agent.telemetry_interval);
     telemetry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -164,6 +179,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         tokio::select! {
             Some(event) = net_rx.recv() => session.on_net(event),
             Some(record) = record_rx.recv() => session.accept(record),
+            Some(frame) = frame_rx.recv() => {
+                if let Some(alarm) = motion.frame(&frame.pixels) {
+                    session.accept(alarm);
+                }
+            }
             _ = tick.tick() => session.tick(),
             // Pinged from this loop, so a hung loop stops the pings and systemd restarts us.
             _ = watchdog.tick() => {
@@ -184,6 +204,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     info!("shutting down");
     if let Some(n) = &notifier {
         n.notify("STOPPING=1");
+    }
+    // Closing the frame channel stops the capture thread at its next frame.
+    drop(frame_rx);
+    if let Some(capture) = capture {
+        let _ = tokio::task::spawn_blocking(move || capture.join()).await;
     }
     reporter.abort();
     session.go_offline();
@@ -210,6 +235,48 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         warn!("MQTT event loop did not stop in time");
     }
     Ok(())
+}
+
+/// Motion detection on live frames: events, and the alarm records they make.
+struct MotionState {
+    detector: crate::motion::Detector,
+    events: crate::motion::EventMachine,
+    started: std::time::Instant,
+    /// The running event's id as the cloud sees it (unique across restarts).
+    event_id: Option<String>,
+}
+
+impl MotionState {
+    fn new(config: &crate::config::MotionConfig) -> Self {
+        Self {
+            detector: crate::motion::Detector::new(config.detector(), config.width, config.height),
+            events: crate::motion::EventMachine::new(config.events.clone()),
+            started: std::time::Instant::now(),
+            event_id: None,
+        }
+    }
+
+    /// Analyses a frame; an event boundary becomes an alarm record.
+    fn frame(&mut self, pixels: &[u8]) -> Option<Record> {
+        use crate::motion::Boundary;
+        let verdict = self.detector.analyse(pixels);
+        let data = match self.events.step(self.started.elapsed(), &verdict)? {
+            Boundary::Start { score, regions, .. } => {
+                let id = crate::policy::consent::uuid();
+                self.event_id = Some(id.clone());
+                info!(event = %id, score, "motion started");
+                serde_json::json!({ "event_id": id, "phase": "start", "score": score, "regions": regions })
+            }
+            Boundary::End {
+                reason, peak_score, ..
+            } => {
+                let id = self.event_id.take().unwrap_or_default();
+                info!(event = %id, ?reason, "motion ended");
+                serde_json::json!({ "event_id": id, "phase": "end", "reason": reason, "peak_score": peak_score })
+            }
+        };
+        Some(Record::json(Flow::Alarm, Field::EventData, data))
+    }
 }
 
 /// Health: uptime, firmware and that the agent runs.

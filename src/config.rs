@@ -48,6 +48,8 @@ pub struct Config {
     pub commands: CommandsConfig,
     #[serde(default)]
     pub motion: MotionConfig,
+    /// The camera source; without it the agent runs without capture.
+    pub capture: Option<crate::capture::live::SourceConfig>,
 }
 
 /// `[motion]`: the analysis frames and the detector; `[motion.events]`: event timing.

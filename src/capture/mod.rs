@@ -1,7 +1,9 @@
-//! Capture through GStreamer. So far: analysis frames from recorded clips (`camagent detect`);
-//! the live pipeline (sources, pre-roll ring, snapshots, clips) builds on the same caps.
+//! Capture through GStreamer: analysis frames from recorded clips (`camagent detect`) and
+//! from a live source (`[capture]`). The H.264 branch (pre-roll ring, snapshots, clips)
+//! builds on the same pipeline.
 
 pub mod analysis;
+pub mod live;
 
 use std::path::Path;
 

@@ -1,0 +1,202 @@
+//! The live source: analysis frames from a camera source in real time, on a thread of its own
+//! (GStreamer's appsink blocks), restarted with backoff when the source fails or ends.
+//!
+//! So far the presets are `test` (videotestsrc) and `file` (a clip, looped); the H.264 tee,
+//! pre-roll ring, snapshots and clips build on this.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::analysis::Frame;
+use super::CaptureError;
+use crate::config::MotionConfig;
+use crate::uplink::backoff::Backoff;
+
+/// `[capture]`: where pictures come from.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(tag = "source", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// GStreamer's synthetic scene: a moving ball (always motion) or a still pattern.
+    Test {
+        #[serde(default = "default_pattern")]
+        pattern: String,
+    },
+    /// A recorded clip, played in real time, looped.
+    File { path: PathBuf },
+}
+
+fn default_pattern() -> String {
+    "ball".into()
+}
+
+fn make(factory: &str) -> Result<gst::Element, CaptureError> {
+    gst::ElementFactory::make(factory)
+        .build()
+        .map_err(|_| CaptureError::MissingElement(factory.to_owned()))
+}
+
+fn analysis_caps(motion: &MotionConfig) -> gst::Caps {
+    gst::Caps::builder("video/x-raw")
+        .field("format", "GRAY8")
+        .field("width", motion.width as i32)
+        .field("height", motion.height as i32)
+        .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+        .field("framerate", gst::Fraction::new(motion.fps as i32, 1))
+        .build()
+}
+
+/// Builds `SOURCE ! videoconvert ! videoscale ! videorate ! GRAY8 ! leaky queue ! appsink`.
+fn build(
+    source: &SourceConfig,
+    motion: &MotionConfig,
+) -> Result<(gst::Pipeline, gst_app::AppSink), CaptureError> {
+    let pipeline = gst::Pipeline::new();
+    let convert = make("videoconvert")?;
+    let scale = make("videoscale")?;
+    let rate = make("videorate")?;
+    // Slow analysis drops old frames instead of stalling the source.
+    let queue = make("queue")?;
+    queue.set_property_from_str("leaky", "downstream");
+    queue.set_property("max-size-buffers", 2u32);
+    let sink = gst_app::AppSink::builder()
+        .caps(&analysis_caps(motion))
+        .sync(true)
+        .max_buffers(2)
+        .drop(true)
+        .build();
+    let tail = [&convert, &scale, &rate, &queue, sink.upcast_ref()];
+    pipeline
+        .add_many(tail)
+        .map_err(|e| CaptureError::Pipeline(e.to_string()))?;
+    gst::Element::link_many(tail).map_err(|e| CaptureError::Pipeline(e.to_string()))?;
+    match source {
+        SourceConfig::Test { pattern } => {
+            let src = make("videotestsrc")?;
+            src.set_property("is-live", true);
+            src.set_property_from_str("pattern", pattern);
+            pipeline
+                .add(&src)
+                .map_err(|e| CaptureError::Pipeline(e.to_string()))?;
+            src.link(&convert)
+                .map_err(|e| CaptureError::Pipeline(e.to_string()))?;
+        }
+        SourceConfig::File { path } => {
+            let src = make("filesrc")?;
+            src.set_property("location", path.to_string_lossy().as_ref());
+            let decode = make("decodebin")?;
+            pipeline
+                .add_many([&src, &decode])
+                .map_err(|e| CaptureError::Pipeline(e.to_string()))?;
+            src.link(&decode)
+                .map_err(|e| CaptureError::Pipeline(e.to_string()))?;
+            let convert_weak = convert.downgrade();
+            decode.connect_pad_added(move |_, pad| {
+                let Some(convert) = convert_weak.upgrade() else {
+                    return;
+                };
+                let video = pad
+                    .current_caps()
+                    .and_then(|c| c.structure(0).map(|s| s.name().starts_with("video/")))
+                    .unwrap_or(false);
+                if let Some(sinkpad) = convert.static_pad("sink") {
+                    if video && !sinkpad.is_linked() {
+                        let _ = pad.link(&sinkpad);
+                    }
+                }
+            });
+        }
+    }
+    Ok((pipeline, sink))
+}
+
+/// Why a run of the pipeline stopped.
+enum Stopped {
+    /// The receiver is gone: the agent is shutting down.
+    Closed,
+    /// End of a file source: play it again.
+    Ended,
+    Failed(CaptureError),
+}
+
+fn run_once(source: &SourceConfig, motion: &MotionConfig, frames: &mpsc::Sender<Frame>) -> Stopped {
+    let (pipeline, sink) = match build(source, motion) {
+        Ok(p) => p,
+        Err(e) => return Stopped::Failed(e),
+    };
+    if pipeline.set_state(gst::State::Playing).is_err() {
+        let _ = pipeline.set_state(gst::State::Null);
+        return Stopped::Failed(CaptureError::Input("the source does not start".into()));
+    }
+    let bus = pipeline.bus();
+    // Media time restarts with each run; frames carry running time since the first run.
+    let stopped = loop {
+        if let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_mseconds(200)) {
+            let frame = sample.buffer().and_then(|b| {
+                let map = b.map_readable().ok()?;
+                (map.len() == motion.width * motion.height).then(|| Frame {
+                    pts: Duration::from_nanos(b.pts().map_or(0, |t| t.nseconds())),
+                    pixels: map.to_vec(),
+                })
+            });
+            if let Some(frame) = frame {
+                if frames.blocking_send(frame).is_err() {
+                    break Stopped::Closed;
+                }
+            }
+            continue;
+        }
+        if frames.is_closed() {
+            break Stopped::Closed;
+        }
+        if sink.is_eos() {
+            break Stopped::Ended;
+        }
+        if let Some(msg) = bus
+            .as_ref()
+            .and_then(|b| b.pop_filtered(&[gst::MessageType::Error]))
+        {
+            if let gst::MessageView::Error(err) = msg.view() {
+                break Stopped::Failed(CaptureError::Input(err.error().to_string()));
+            }
+        }
+    };
+    let _ = pipeline.set_state(gst::State::Null);
+    stopped
+}
+
+/// Runs the source on its own thread until the receiver of `frames` is dropped.
+pub fn spawn(
+    source: SourceConfig,
+    motion: MotionConfig,
+    frames: mpsc::Sender<Frame>,
+) -> Result<std::thread::JoinHandle<()>, CaptureError> {
+    gst::init().map_err(|e| CaptureError::Init(e.to_string()))?;
+    std::thread::Builder::new()
+        .name("capture".into())
+        .spawn(move || {
+            let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+            loop {
+                info!(?source, "capture source starting");
+                match run_once(&source, &motion, &frames) {
+                    Stopped::Closed => return,
+                    Stopped::Ended => {
+                        backoff.reset();
+                        continue;
+                    }
+                    Stopped::Failed(e) => {
+                        let delay = backoff.next_delay();
+                        warn!("capture source failed: {e}; restarting in {delay:?}");
+                        std::thread::sleep(delay);
+                    }
+                }
+            }
+        })
+        .map_err(|e| CaptureError::Init(e.to_string()))
+}

@@ -1,0 +1,78 @@
+//! Motion alerts end to end: a live GStreamer source in the agent, the detector, the gate and
+//! a real mutual-TLS mosquitto, with the cloud's subscriber at the other end.
+
+mod support;
+
+use std::path::Path;
+
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_camagent");
+
+fn agent_with(world: &World, port: u16, capture: &str) -> (Agent, std::path::PathBuf) {
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/policy.toml");
+    let mut setup = AgentSetup::new(world, port);
+    setup.extra = capture.to_owned();
+    let dir = world.path().join("agent");
+    let config = setup.write(world, &dir, &policy);
+    (Agent::start(BIN, &config), dir)
+}
+
+#[test]
+fn moving_test_scene_raises_an_alert_through_the_gate() {
+    let world = World::new();
+    let broker = world.broker(false);
+    let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
+    let (mut agent, _) = agent_with(
+        &world,
+        broker.port,
+        "[capture]\nsource = \"test\"\npattern = \"ball\"\n",
+    );
+    let alert = cloud.wait_message("/alarm", |m| {
+        m.json()["fields"]["event_data"]["phase"] == "start"
+    });
+    let body = alert.json();
+    assert_eq!(body["purpose"], "alarm_notification");
+    assert_eq!(
+        body["fields"].as_object().unwrap().len(),
+        1,
+        "only event data: {body}"
+    );
+    let event = &body["fields"]["event_data"];
+    assert_eq!(event["event_id"].as_str().unwrap().len(), 36);
+    assert!(event["score"].as_f64().unwrap() > 0.0);
+    assert!(!event["regions"].as_array().unwrap().is_empty());
+    assert!(
+        agent.stop().success(),
+        "clean stop with capture running:\n{}",
+        agent.log()
+    );
+}
+
+#[test]
+fn recorded_street_clip_as_a_source_raises_an_alert() {
+    let world = World::new();
+    let broker = world.broker(false);
+    let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
+    let capture = "[capture]\nsource = \"file\"\npath = \"/usr/share/doc/opencv-doc/examples/data/vtest.avi\"\n";
+    let (_agent, _) = agent_with(&world, broker.port, capture);
+    cloud.wait_message("/alarm", |m| {
+        m.json()["fields"]["event_data"]["phase"] == "start"
+    });
+}
+
+#[test]
+fn a_failing_source_is_retried_and_the_daemon_keeps_working() {
+    let world = World::new();
+    let broker = world.broker(false);
+    let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
+    let capture = "[capture]\nsource = \"file\"\npath = \"/nonexistent/camera.mp4\"\n";
+    let (mut agent, _) = agent_with(&world, broker.port, capture);
+    agent.wait_log("capture source failed");
+    let restarts = |log: String| log.matches("capture source starting").count();
+    wait_for(PATIENCE, || (restarts(agent.log()) >= 3).then_some(()))
+        .expect("restarts with backoff");
+    cloud.wait_message("/activation", |_| true);
+    assert!(agent.alive());
+    assert!(cloud.on("/alarm").is_empty());
+}
