@@ -39,6 +39,7 @@ fn carried(flow: &str) -> BTreeSet<&'static str> {
         "usage_statistics" => vec!["usage_statistics"],
         "location" => vec!["location", "country"],
         "consent_receipt" => vec!["consent_record"],
+        "alarm" => vec!["event_data"],
         other => panic!("unexpected flow {other}"),
     };
     set.into_iter().collect()
@@ -81,6 +82,8 @@ fn run_profile(file: &str) {
     setup.facts_interval = "300ms";
     setup.telemetry_interval = "300ms";
     setup.sources = rich_sources();
+    // A live camera (GStreamer's moving scene), so the alarm flow runs for real too.
+    setup.extra = "[capture]\nsource = \"test\"\npattern = \"ball\"\n".into();
     let config = setup.write(&world, &dir, &policy_path);
 
     // The owner opts in to every consent purpose, so those flows run too.
@@ -102,6 +105,7 @@ fn run_profile(file: &str) {
         "telemetry",
         "usage_statistics",
         "location",
+        "alarm",
     ];
     let expected_flows: Vec<&str> = produced
         .iter()
