@@ -55,10 +55,11 @@ fn recorded_street_clip_as_a_source_raises_an_alert() {
     let broker = world.broker(false);
     let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
     let capture = "[capture]\nsource = \"file\"\npath = \"/usr/share/doc/opencv-doc/examples/data/vtest.avi\"\n";
-    let (_agent, _) = agent_with(&world, broker.port, capture);
-    cloud.wait_message("/alarm", |m| {
-        m.json()["fields"]["event_data"]["phase"] == "start"
-    });
+    let (agent, _) = agent_with(&world, broker.port, capture);
+    let started = |m: &Message| m.json()["fields"]["event_data"]["phase"] == "start";
+    if wait_for(PATIENCE, || cloud.on("/alarm").into_iter().find(started)).is_none() {
+        panic!("no alert; agent log:\n{}", agent.log());
+    }
 }
 
 #[test]

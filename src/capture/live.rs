@@ -61,15 +61,19 @@ fn build(
     let convert = make("videoconvert")?;
     let scale = make("videoscale")?;
     let rate = make("videorate")?;
-    // Slow analysis drops old frames instead of stalling the source.
+    // A live source must never stall: slow analysis drops old frames. A file is paced by the
+    // sink's clock instead — dropping there would race through the clip to its end.
+    let live = matches!(source, SourceConfig::Test { .. });
     let queue = make("queue")?;
-    queue.set_property_from_str("leaky", "downstream");
     queue.set_property("max-size-buffers", 2u32);
+    if live {
+        queue.set_property_from_str("leaky", "downstream");
+    }
     let sink = gst_app::AppSink::builder()
         .caps(&analysis_caps(motion))
         .sync(true)
         .max_buffers(2)
-        .drop(true)
+        .drop(live)
         .build();
     let tail = [&convert, &scale, &rate, &queue, sink.upcast_ref()];
     pipeline
@@ -140,7 +144,14 @@ fn run_once(source: &SourceConfig, motion: &MotionConfig, frames: &mpsc::Sender<
         if let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_mseconds(200)) {
             let frame = sample.buffer().and_then(|b| {
                 let map = b.map_readable().ok()?;
-                (map.len() == motion.width * motion.height).then(|| Frame {
+                if map.len() != motion.width * motion.height {
+                    warn!(
+                        bytes = map.len(),
+                        "analysis frame of the wrong size dropped"
+                    );
+                    return None;
+                }
+                Some(Frame {
                     pts: Duration::from_nanos(b.pts().map_or(0, |t| t.nseconds())),
                     pixels: map.to_vec(),
                 })
