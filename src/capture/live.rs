@@ -14,8 +14,10 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::analysis::Frame;
-use super::CaptureError;
+use super::elements::{
+    analysis_caps, frame_of, link_decoded_video, make, pipeline_error, posted_error,
+};
+use super::{CaptureError, Frame};
 use crate::config::MotionConfig;
 use crate::uplink::backoff::Backoff;
 
@@ -34,22 +36,6 @@ pub enum SourceConfig {
 
 fn default_pattern() -> String {
     "ball".into()
-}
-
-fn make(factory: &str) -> Result<gst::Element, CaptureError> {
-    gst::ElementFactory::make(factory)
-        .build()
-        .map_err(|_| CaptureError::MissingElement(factory.to_owned()))
-}
-
-fn analysis_caps(motion: &MotionConfig) -> gst::Caps {
-    gst::Caps::builder("video/x-raw")
-        .field("format", "GRAY8")
-        .field("width", motion.width as i32)
-        .field("height", motion.height as i32)
-        .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
-        .field("framerate", gst::Fraction::new(motion.fps as i32, 1))
-        .build()
 }
 
 /// Builds `SOURCE ! videoconvert ! videoscale ! videorate ! GRAY8 ! leaky queue ! appsink`.
@@ -76,45 +62,23 @@ fn build(
         .drop(live)
         .build();
     let tail = [&convert, &scale, &rate, &queue, sink.upcast_ref()];
-    pipeline
-        .add_many(tail)
-        .map_err(|e| CaptureError::Pipeline(e.to_string()))?;
-    gst::Element::link_many(tail).map_err(|e| CaptureError::Pipeline(e.to_string()))?;
+    pipeline.add_many(tail).map_err(pipeline_error)?;
+    gst::Element::link_many(tail).map_err(pipeline_error)?;
     match source {
         SourceConfig::Test { pattern } => {
             let src = make("videotestsrc")?;
             src.set_property("is-live", true);
             src.set_property_from_str("pattern", pattern);
-            pipeline
-                .add(&src)
-                .map_err(|e| CaptureError::Pipeline(e.to_string()))?;
-            src.link(&convert)
-                .map_err(|e| CaptureError::Pipeline(e.to_string()))?;
+            pipeline.add(&src).map_err(pipeline_error)?;
+            src.link(&convert).map_err(pipeline_error)?;
         }
         SourceConfig::File { path } => {
             let src = make("filesrc")?;
             src.set_property("location", path.to_string_lossy().as_ref());
             let decode = make("decodebin")?;
-            pipeline
-                .add_many([&src, &decode])
-                .map_err(|e| CaptureError::Pipeline(e.to_string()))?;
-            src.link(&decode)
-                .map_err(|e| CaptureError::Pipeline(e.to_string()))?;
-            let convert_weak = convert.downgrade();
-            decode.connect_pad_added(move |_, pad| {
-                let Some(convert) = convert_weak.upgrade() else {
-                    return;
-                };
-                let video = pad
-                    .current_caps()
-                    .and_then(|c| c.structure(0).map(|s| s.name().starts_with("video/")))
-                    .unwrap_or(false);
-                if let Some(sinkpad) = convert.static_pad("sink") {
-                    if video && !sinkpad.is_linked() {
-                        let _ = pad.link(&sinkpad);
-                    }
-                }
-            });
+            pipeline.add_many([&src, &decode]).map_err(pipeline_error)?;
+            src.link(&decode).map_err(pipeline_error)?;
+            link_decoded_video(&decode, &convert);
         }
     }
     Ok((pipeline, sink))
@@ -138,28 +102,16 @@ fn run_once(source: &SourceConfig, motion: &MotionConfig, frames: &mpsc::Sender<
         let _ = pipeline.set_state(gst::State::Null);
         return Stopped::Failed(CaptureError::Input("the source does not start".into()));
     }
-    let bus = pipeline.bus();
     // Media time restarts with each run; frames carry running time since the first run.
     let stopped = loop {
         if let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_mseconds(200)) {
-            let frame = sample.buffer().and_then(|b| {
-                let map = b.map_readable().ok()?;
-                if map.len() != motion.width * motion.height {
-                    warn!(
-                        bytes = map.len(),
-                        "analysis frame of the wrong size dropped"
-                    );
-                    return None;
+            match frame_of(&sample, motion) {
+                Ok(frame) => {
+                    if frames.blocking_send(frame).is_err() {
+                        break Stopped::Closed;
+                    }
                 }
-                Some(Frame {
-                    pts: Duration::from_nanos(b.pts().map_or(0, |t| t.nseconds())),
-                    pixels: map.to_vec(),
-                })
-            });
-            if let Some(frame) = frame {
-                if frames.blocking_send(frame).is_err() {
-                    break Stopped::Closed;
-                }
+                Err(e) => warn!("analysis frame dropped: {e}"),
             }
             continue;
         }
@@ -169,13 +121,8 @@ fn run_once(source: &SourceConfig, motion: &MotionConfig, frames: &mpsc::Sender<
         if sink.is_eos() {
             break Stopped::Ended;
         }
-        if let Some(msg) = bus
-            .as_ref()
-            .and_then(|b| b.pop_filtered(&[gst::MessageType::Error]))
-        {
-            if let gst::MessageView::Error(err) = msg.view() {
-                break Stopped::Failed(CaptureError::Input(err.error().to_string()));
-            }
+        if let Some(error) = posted_error(&pipeline) {
+            break Stopped::Failed(error);
         }
     };
     let _ = pipeline.set_state(gst::State::Null);

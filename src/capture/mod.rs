@@ -3,6 +3,7 @@
 //! builds on the same pipeline.
 
 pub mod analysis;
+mod elements;
 pub mod live;
 
 use std::path::Path;
@@ -22,6 +23,12 @@ pub enum CaptureError {
     Pipeline(String),
     #[error("input: {0}")]
     Input(String),
+}
+
+/// One analysis frame: `width × height` GRAY8 bytes and its media time.
+pub struct Frame {
+    pub pts: std::time::Duration,
+    pub pixels: Vec<u8>,
 }
 
 /// One event boundary as `camagent detect` prints it (a JSON line).

@@ -1,0 +1,84 @@
+//! GStreamer building blocks the clip and live pipelines share: elements, the analysis caps,
+//! decodebin's late video pad, frames out of samples, errors off the bus.
+
+use std::time::Duration;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+
+use super::{CaptureError, Frame};
+use crate::config::MotionConfig;
+
+pub fn make(factory: &str) -> Result<gst::Element, CaptureError> {
+    gst::ElementFactory::make(factory)
+        .build()
+        .map_err(|_| CaptureError::MissingElement(factory.to_owned()))
+}
+
+/// For `add_many`/`link` failures, which only a programming error can cause.
+pub fn pipeline_error(e: impl std::fmt::Display) -> CaptureError {
+    CaptureError::Pipeline(e.to_string())
+}
+
+/// Small GRAY8 frames at the analysis size and rate.
+pub fn analysis_caps(motion: &MotionConfig) -> gst::Caps {
+    gst::Caps::builder("video/x-raw")
+        .field("format", "GRAY8")
+        .field("width", motion.width as i32)
+        .field("height", motion.height as i32)
+        .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+        .field("framerate", gst::Fraction::new(motion.fps as i32, 1))
+        .build()
+}
+
+/// decodebin makes its pads once it knows the streams: link the first video one to `to`.
+pub fn link_decoded_video(decode: &gst::Element, to: &gst::Element) {
+    let to = to.downgrade();
+    decode.connect_pad_added(move |_, pad| {
+        let Some(to) = to.upgrade() else {
+            return;
+        };
+        let is_video = pad
+            .current_caps()
+            .and_then(|c| c.structure(0).map(|s| s.name().starts_with("video/")))
+            .unwrap_or(false);
+        if let Some(sinkpad) = to.static_pad("sink") {
+            if is_video && !sinkpad.is_linked() {
+                let _ = pad.link(&sinkpad);
+            }
+        }
+    });
+}
+
+/// The analysis frame in `sample`, checked to be `width × height` bytes.
+pub fn frame_of(sample: &gst::Sample, motion: &MotionConfig) -> Result<Frame, CaptureError> {
+    let buffer = sample
+        .buffer()
+        .ok_or_else(|| CaptureError::Pipeline("sample without a buffer".into()))?;
+    let map = buffer
+        .map_readable()
+        .map_err(|_| CaptureError::Pipeline("unreadable buffer".into()))?;
+    let expected = motion.width * motion.height;
+    if map.len() != expected {
+        return Err(CaptureError::Pipeline(format!(
+            "frame of {} bytes, expected {expected}",
+            map.len()
+        )));
+    }
+    Ok(Frame {
+        pts: Duration::from_nanos(buffer.pts().map_or(0, |t| t.nseconds())),
+        pixels: map.to_vec(),
+    })
+}
+
+/// The first error the pipeline posted, if any.
+pub fn posted_error(pipeline: &gst::Pipeline) -> Option<CaptureError> {
+    let bus = pipeline.bus()?;
+    while let Some(msg) = bus.pop() {
+        if let gst::MessageView::Error(err) = msg.view() {
+            let debug = err.debug().map(|d| format!(" ({d})")).unwrap_or_default();
+            return Some(CaptureError::Input(format!("{}{debug}", err.error())));
+        }
+    }
+    None
+}
