@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use crate::device::FactSources;
 
@@ -154,11 +154,11 @@ pub struct BrokerConfig {
     pub key_file: PathBuf,
     #[serde(default = "default_topic_prefix")]
     pub topic_prefix: String,
-    #[serde(default = "default_keep_alive", deserialize_with = "duration")]
+    #[serde(default = "default_keep_alive", with = "crate::human_duration")]
     pub keep_alive: Duration,
-    #[serde(default = "default_reconnect_min", deserialize_with = "duration")]
+    #[serde(default = "default_reconnect_min", with = "crate::human_duration")]
     pub reconnect_min: Duration,
-    #[serde(default = "default_reconnect_max", deserialize_with = "duration")]
+    #[serde(default = "default_reconnect_max", with = "crate::human_duration")]
     pub reconnect_max: Duration,
     /// Publishes handed to the MQTT client and not yet acknowledged, at most.
     #[serde(default = "default_inflight")]
@@ -174,10 +174,10 @@ pub struct AgentConfig {
     #[serde(default = "default_policy_file")]
     pub policy_file: PathBuf,
     /// How often device facts are reported after the one at start-up.
-    #[serde(default = "default_facts_interval", deserialize_with = "duration")]
+    #[serde(default = "default_facts_interval", with = "crate::human_duration")]
     pub facts_interval: Duration,
     /// How often telemetry and usage statistics are reported.
-    #[serde(default = "default_telemetry_interval", deserialize_with = "duration")]
+    #[serde(default = "default_telemetry_interval", with = "crate::human_duration")]
     pub telemetry_interval: Duration,
     /// Bytes of disclosure log kept before it is rotated (up to twice this is kept).
     #[serde(default = "default_disclosure_log_max_bytes")]
@@ -247,16 +247,6 @@ fn default_disclosure_log_max_bytes() -> u64 {
 }
 fn default_outbox_max_bytes() -> u64 {
     8 * 1024 * 1024
-}
-
-/// Durations are written for people: `"30s"`, `"500ms"`, `"1h 30m"`.
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    humantime::parse_duration(&text).map_err(|e| {
-        serde::de::Error::custom(format!(
-            "invalid duration {text:?} ({e}); write it like \"30s\", \"500ms\" or \"1h\""
-        ))
-    })
 }
 
 impl Config {

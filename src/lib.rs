@@ -9,6 +9,7 @@ pub mod device;
 pub mod durable;
 pub mod erase;
 pub mod hex;
+pub mod human_duration;
 pub mod motion;
 pub mod policy;
 pub mod record;

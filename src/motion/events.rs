@@ -15,13 +15,13 @@ pub struct EventConfig {
     #[serde(default = "default_min_frames")]
     pub min_frames: u32,
     /// Time without motion that ends an event.
-    #[serde(default = "default_gap", with = "humantime_serde_compat")]
+    #[serde(default = "default_gap", with = "crate::human_duration")]
     pub gap: Duration,
     /// Time after an end before another event may start.
-    #[serde(default = "default_cooldown", with = "humantime_serde_compat")]
+    #[serde(default = "default_cooldown", with = "crate::human_duration")]
     pub cooldown: Duration,
     /// Longest event; a longer one ends here (and a new one may start after the cooldown).
-    #[serde(default = "default_max_length", with = "humantime_serde_compat")]
+    #[serde(default = "default_max_length", with = "crate::human_duration")]
     pub max_length: Duration,
 }
 
@@ -46,22 +46,6 @@ impl Default for EventConfig {
             cooldown: default_cooldown(),
             max_length: default_max_length(),
         }
-    }
-}
-
-/// Durations in config read like "3s" or "500ms".
-mod humantime_serde_compat {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
     }
 }
 
