@@ -13,13 +13,14 @@ use rumqttc::{AsyncClient, MqttOptions, Transport};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use crate::capture::camera::{CameraEvent, SourceState};
 use crate::command::ReplayGuard;
 use crate::config::Config;
 use crate::device::FactSources;
 use crate::policy::consent::LedgerFile;
 use crate::policy::disclosure::DisclosureLog;
 use crate::policy::{Field, Flow, Gate, Policy, PolicyError, PseudonymKey, PseudonymKeyError};
-use crate::record::{Record, Value};
+use crate::record::{rfc3339, Record, Value};
 use crate::uplink::backoff::Backoff;
 use crate::uplink::outbox::{Outbox, OutboxError};
 use crate::uplink::session::{self, Session, Stores};
@@ -32,6 +33,10 @@ const TICK: Duration = Duration::from_millis(250);
 /// The pseudonym key, relative to the state directory.
 pub const KEY_FILE: &str = "keys/pseudonym.key";
 const LOCK_FILE: &str = "agent.lock";
+/// Finished clips, relative to the state directory (`camagent erase` empties it).
+pub const CLIPS_DIR: &str = "clips";
+/// How long a stopping camera may take to finish its clip.
+const CAMERA_GRACE: Duration = Duration::from_secs(15);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -111,6 +116,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .set_keep_alive(b.keep_alive)
         .set_clean_session(false)
         .set_inflight(b.max_inflight + 2)
+        .set_max_packet_size(b.max_packet_bytes, b.max_packet_bytes)
         .set_transport(Transport::tls_with_config(
             rumqttc::TlsConfiguration::Rustls(tls),
         ));
@@ -158,18 +164,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let hang = fault::hang_after();
     tokio::pin!(hang);
 
-    let (frame_tx, mut frame_rx) = mpsc::channel(4);
-    let capture = match &config.capture {
-        Some(source) => Some(
-            crate::capture::live::spawn(source.clone(), config.motion.clone(), frame_tx)
-                .map_err(AgentError::Capture)?,
-        ),
+    let (camera_tx, mut camera_rx) = mpsc::channel(16);
+    let camera = match &config.capture {
+        Some(capture) => Some(crate::capture::camera::spawn(
+            capture.clone(),
+            config.motion.clone(),
+            config.agent.state_dir.join(CLIPS_DIR),
+            b.max_packet_bytes,
+            camera_tx,
+        )?),
         None => {
-            drop(frame_tx);
+            drop(camera_tx);
             None
         }
     };
-    let mut motion = MotionState::new(&config.motion);
 
     let mut tick = tokio::time::interval(TICK);
     let mut telemetry = tokio::time::interval(config.agent.telemetry_interval);
@@ -179,11 +187,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         tokio::select! {
             Some(event) = net_rx.recv() => session.on_net(event),
             Some(record) = record_rx.recv() => session.accept(record),
-            Some(frame) = frame_rx.recv() => {
-                if let Some(alarm) = motion.frame(&frame.pixels) {
-                    session.accept(alarm);
-                }
-            }
+            Some(event) = camera_rx.recv() => on_camera(&mut session, event, notifier.as_ref()),
             _ = tick.tick() => session.tick(),
             // Pinged from this loop, so a hung loop stops the pings and systemd restarts us.
             _ = watchdog.tick() => {
@@ -205,10 +209,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     if let Some(n) = &notifier {
         n.notify("STOPPING=1");
     }
-    // Closing the frame channel stops the capture thread at its next frame.
-    drop(frame_rx);
-    if let Some(capture) = capture {
-        let _ = tokio::task::spawn_blocking(move || capture.join()).await;
+    // The camera ends its event and finishes its clip; what it reports is still accepted.
+    if let Some(camera) = camera {
+        camera.stop();
+        let drain = async {
+            while let Some(event) = camera_rx.recv().await {
+                on_camera(&mut session, event, None);
+            }
+        };
+        if tokio::time::timeout(CAMERA_GRACE, drain).await.is_err() {
+            warn!("the camera did not stop in time");
+        }
+        let _ = tokio::task::spawn_blocking(move || camera.join()).await;
     }
     reporter.abort();
     session.go_offline();
@@ -237,46 +249,87 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     Ok(())
 }
 
-/// Motion detection on live frames: events, and the alarm records they make.
-struct MotionState {
-    detector: crate::motion::Detector,
-    events: crate::motion::EventMachine,
-    started: std::time::Instant,
-    /// The running event's id as the cloud sees it (unique across restarts).
-    event_id: Option<String>,
-}
-
-impl MotionState {
-    fn new(config: &crate::config::MotionConfig) -> Self {
-        Self {
-            detector: crate::motion::Detector::new(config.detector(), config.width, config.height),
-            events: crate::motion::EventMachine::new(config.events.clone()),
-            started: std::time::Instant::now(),
-            event_id: None,
+/// Turns what the camera saw into records: alerts carry their snapshot (one message, so the
+/// cloud never sees an alert whose picture does not exist), clips their manifest.
+fn on_camera(
+    session: &mut Session,
+    event: CameraEvent,
+    notifier: Option<&crate::systemd::Notifier>,
+) {
+    use serde_json::json;
+    let record = match event {
+        CameraEvent::MotionStart {
+            event_id,
+            captured_ms,
+            score,
+            regions,
+            snapshot,
+        } => {
+            let data = json!({
+                "event_id": event_id,
+                "phase": "start",
+                "time": rfc3339(captured_ms),
+                "score": score,
+                "regions": regions,
+            });
+            let snapshot = snapshot.map_or_else(Value::Unavailable, Value::jpeg);
+            Record::new(
+                Flow::Alarm,
+                BTreeMap::from([
+                    (Field::EventData, Value::Json(data)),
+                    (Field::Snapshot, snapshot),
+                ]),
+            )
         }
-    }
-
-    /// Analyses a frame; an event boundary becomes an alarm record.
-    fn frame(&mut self, pixels: &[u8]) -> Option<Record> {
-        use crate::motion::Boundary;
-        let verdict = self.detector.analyse(pixels);
-        let data = match self.events.step(self.started.elapsed(), &verdict)? {
-            Boundary::Start { score, regions, .. } => {
-                let id = crate::policy::consent::uuid();
-                self.event_id = Some(id.clone());
-                info!(event = %id, score, "motion started");
-                serde_json::json!({ "event_id": id, "phase": "start", "score": score, "regions": regions })
+        CameraEvent::MotionEnd {
+            event_id,
+            captured_ms,
+            reason,
+            peak_score,
+        } => Record::json(
+            Flow::Alarm,
+            Field::EventData,
+            json!({
+                "event_id": event_id,
+                "phase": "end",
+                "time": rfc3339(captured_ms),
+                "reason": reason,
+                "peak_score": peak_score,
+            }),
+        ),
+        CameraEvent::ClipReady { event_ids, clip } => Record::new(
+            Flow::Clip,
+            BTreeMap::from([
+                (
+                    Field::EventData,
+                    Value::Json(json!({ "event_ids": event_ids })),
+                ),
+                (
+                    Field::Clip,
+                    Value::Json(json!({
+                        "clip_id": clip.id,
+                        "content_type": "video/mp4",
+                        "bytes": clip.bytes,
+                        "duration_s": clip.duration.as_secs_f64(),
+                        "sha256": clip.sha256,
+                    })),
+                ),
+            ]),
+        ),
+        CameraEvent::Source(state) => {
+            if let Some(n) = notifier {
+                n.notify(&match state {
+                    SourceState::Running => "STATUS=running; camera running".to_owned(),
+                    SourceState::Failed { reason, retry_in } => format!(
+                        "STATUS=running; camera failing ({reason}); retry in {}",
+                        humantime::format_duration(retry_in)
+                    ),
+                });
             }
-            Boundary::End {
-                reason, peak_score, ..
-            } => {
-                let id = self.event_id.take().unwrap_or_default();
-                info!(event = %id, ?reason, "motion ended");
-                serde_json::json!({ "event_id": id, "phase": "end", "reason": reason, "peak_score": peak_score })
-            }
-        };
-        Some(Record::json(Flow::Alarm, Field::EventData, data))
-    }
+            return;
+        }
+    };
+    session.accept(record);
 }
 
 /// Health: uptime, firmware and that the agent runs.

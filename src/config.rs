@@ -49,7 +49,7 @@ pub struct Config {
     #[serde(default)]
     pub motion: MotionConfig,
     /// The camera source; without it the agent runs without capture.
-    pub capture: Option<crate::capture::live::SourceConfig>,
+    pub capture: Option<crate::capture::CaptureConfig>,
 }
 
 /// `[motion]`: the analysis frames and the detector; `[motion.events]`: event timing.
@@ -163,6 +163,14 @@ pub struct BrokerConfig {
     /// Publishes handed to the MQTT client and not yet acknowledged, at most.
     #[serde(default = "default_inflight")]
     pub max_inflight: u16,
+    /// Largest MQTT packet sent or received. 128 KiB is AWS IoT Core's message limit; the
+    /// alert snapshot is sized to fit it.
+    #[serde(default = "default_max_packet_bytes")]
+    pub max_packet_bytes: usize,
+}
+
+fn default_max_packet_bytes() -> usize {
+    128 * 1024
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -309,6 +317,13 @@ impl Config {
                 "broker.reconnect_min",
                 "must be above zero and not above broker.reconnect_max".into(),
                 "e.g. reconnect_min = \"500ms\", reconnect_max = \"60s\"",
+            ));
+        }
+        if b.max_packet_bytes < 16 * 1024 {
+            return Err(invalid(
+                "broker.max_packet_bytes",
+                format!("is {}", b.max_packet_bytes),
+                "use at least 16384; 131072 (AWS IoT Core's limit) is the default",
             ));
         }
         if b.max_inflight == 0 {

@@ -24,6 +24,12 @@ pub enum Value {
     },
     /// Structured values the agent makes itself (receipts, counters).
     Json(serde_json::Value),
+    /// A picture or other media, e.g. the JPEG snapshot of an alert.
+    Media {
+        content_type: String,
+        #[serde(with = "base64_bytes")]
+        data: Vec<u8>,
+    },
     /// The device could not read this fact; the reason stays on the device.
     Unavailable(String),
 }
@@ -35,6 +41,9 @@ impl std::fmt::Display for Value {
             Value::Count(n) => write!(f, "{n}"),
             Value::Zone { name, .. } => f.write_str(name),
             Value::Json(v) => write!(f, "{v}"),
+            Value::Media { content_type, data } => {
+                write!(f, "({} bytes of {content_type})", data.len())
+            }
             Value::Unavailable(reason) => write!(f, "(unavailable: {reason})"),
         }
     }
@@ -67,6 +76,37 @@ impl Record {
     /// A record holding one structured value, for the agent's own flows.
     pub fn json(flow: Flow, field: Field, value: serde_json::Value) -> Self {
         Self::new(flow, BTreeMap::from([(field, Value::Json(value))]))
+    }
+}
+
+impl Value {
+    /// A JPEG picture.
+    pub fn jpeg(data: Vec<u8>) -> Self {
+        Value::Media {
+            content_type: "image/jpeg".into(),
+            data,
+        }
+    }
+}
+
+/// Media bytes as base64 text, in the outbox and in payloads (JSON has no bytes).
+pub mod base64_bytes {
+    use base64::Engine as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn encode(bytes: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text.as_bytes())
+            .map_err(serde::de::Error::custom)
     }
 }
 

@@ -33,11 +33,9 @@ fn moving_test_scene_raises_an_alert_through_the_gate() {
     });
     let body = alert.json();
     assert_eq!(body["purpose"], "alarm_notification");
-    assert_eq!(
-        body["fields"].as_object().unwrap().len(),
-        1,
-        "only event data: {body}"
-    );
+    let fields: Vec<&String> = body["fields"].as_object().unwrap().keys().collect();
+    assert_eq!(fields, ["event_data", "snapshot"], "{body}");
+    assert_eq!(body["fields"]["snapshot"]["content_type"], "image/jpeg");
     let event = &body["fields"]["event_data"];
     assert_eq!(event["event_id"].as_str().unwrap().len(), 36);
     assert!(event["score"].as_f64().unwrap() > 0.0);

@@ -4,89 +4,12 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
+use support::scenes::*;
 use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_camagent");
-const W: usize = 320;
-const H: usize = 180;
-const FPS: usize = 10;
-
-/// An object's box in pixels: x, y, width, height.
-type ObjectBox = Option<(usize, usize, usize, usize)>;
-
-/// A scene description: brightness and an optional object box, per frame index.
-struct Scene {
-    seconds: usize,
-    brightness: fn(usize) -> f32,
-    object: fn(usize) -> ObjectBox,
-}
-
-fn render(scene: &Scene, frame: usize, rng: &mut fastrand::Rng) -> Vec<u8> {
-    let gain = (scene.brightness)(frame);
-    let mut pixels: Vec<u8> = (0..W * H)
-        .map(|i| {
-            let (x, y) = ((i % W) as f32, (i / W) as f32);
-            let base = 90.0 + 40.0 * ((x / 23.0).sin() * (y / 17.0).cos());
-            (base * gain + (rng.f32() - 0.5) * 8.0).clamp(0.0, 255.0) as u8
-        })
-        .collect();
-    if let Some((x, y, w, h)) = (scene.object)(frame) {
-        for row in y..(y + h).min(H) {
-            for col in x..(x + w).min(W) {
-                pixels[row * W + col] = 225;
-            }
-        }
-    }
-    pixels
-}
-
-/// Encodes the scene to a JPEG-in-AVI clip with GStreamer, as a camera recording would be.
-fn clip(dir: &Path, name: &str, scene: &Scene) -> PathBuf {
-    let raw = dir.join(format!("{name}.gray"));
-    let mut rng = fastrand::Rng::with_seed(11);
-    let bytes: Vec<u8> = (0..scene.seconds * FPS)
-        .flat_map(|f| render(scene, f, &mut rng))
-        .collect();
-    std::fs::write(&raw, bytes).unwrap();
-    let out = dir.join(format!("{name}.avi"));
-    // The host's gst-launch, with the host's plugins even when this test runs under qemu-arm.
-    let status = Command::new("gst-launch-1.0")
-        .env_remove("GST_PLUGIN_SYSTEM_PATH")
-        .env_remove("GST_REGISTRY")
-        .env_remove("GST_REGISTRY_FORK")
-        .env_remove("QEMU_LD_PREFIX")
-        .arg("-q")
-        .arg("filesrc")
-        .arg(format!("location={}", raw.display()))
-        .args([
-            "!",
-            "rawvideoparse",
-            "format=gray8",
-            &format!("width={W}"),
-            &format!("height={H}"),
-            &format!("framerate={FPS}/1"),
-        ])
-        .args([
-            "!",
-            "videoconvert",
-            "!",
-            "jpegenc",
-            "quality=90",
-            "!",
-            "avimux",
-            "!",
-            "filesink",
-        ])
-        .arg(format!("location={}", out.display()))
-        .status()
-        .expect("gst-launch-1.0 must be installed (scripts/install-deps)");
-    assert!(status.success());
-    out
-}
-
 fn detect(input: &Path, config: Option<&Path>) -> Vec<serde_json::Value> {
     let mut args = vec![
         "detect".to_owned(),

@@ -1,10 +1,19 @@
-//! Capture through GStreamer: analysis frames from recorded clips (`camagent detect`) and
-//! from a live source (`[capture]`). The H.264 branch (pre-roll ring, snapshots, clips)
-//! builds on the same pipeline.
+//! Capture through GStreamer: the live camera (`[capture]`: H.264 with a pre-roll ring,
+//! clips, snapshots, privacy masks, motion events) and offline analysis of recorded clips
+//! (`camagent detect`). The pure parts — masks, scaling, the ring — hold no GStreamer types.
 
 pub mod analysis;
+pub mod camera;
+pub mod clip;
+pub mod config;
 mod elements;
-pub mod live;
+pub mod mask;
+mod pipeline;
+pub mod recorder;
+pub mod scale;
+mod snapshot;
+
+pub use config::{CaptureConfig, Source};
 
 use std::path::Path;
 
@@ -23,6 +32,8 @@ pub enum CaptureError {
     Pipeline(String),
     #[error("input: {0}")]
     Input(String),
+    #[error("clip storage: {0}")]
+    Storage(String),
 }
 
 /// One analysis frame: `width × height` GRAY8 bytes and its media time.

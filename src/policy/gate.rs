@@ -239,6 +239,14 @@ impl Gate {
                 Some(Value::Json(v)) => {
                     values.insert(field.name().into(), v);
                 }
+                Some(Value::Media { content_type, data }) => {
+                    let media = json!({
+                        "content_type": content_type,
+                        "bytes": data.len(),
+                        "base64": crate::record::base64_bytes::encode(&data),
+                    });
+                    values.insert(field.name().into(), media);
+                }
                 // The reason may name local paths; only the fact that it is missing leaves.
                 // A value its transform cannot handle safely does not leave either.
                 Some(Value::Unavailable(_)) | None => unavailable.push(field.name()),

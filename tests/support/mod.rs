@@ -4,6 +4,8 @@
 //! Shared by the integration tests and by `examples/demo.rs`.
 #![allow(dead_code)]
 
+pub mod scenes;
+
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
@@ -351,6 +353,7 @@ impl Subscriber {
         let mut options = MqttOptions::new(client_id, "localhost", port);
         options
             .set_keep_alive(Duration::from_secs(5))
+            .set_max_packet_size(1 << 20, 1 << 20)
             .set_clean_session(!persistent)
             .set_transport(Transport::tls_with_config(
                 rumqttc::TlsConfiguration::Rustls(tls_config(world)),

@@ -1,0 +1,520 @@
+//! The camera: runs the pipeline on a thread of its own, detects motion on its frames, keeps
+//! the pre-roll ring, writes clips and takes snapshots, and reports what happened to the agent
+//! as [`CameraEvent`]s. A source that fails or ends restarts with backoff; the camera never
+//! takes the daemon down with it.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc};
+use std::time::Duration;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
+use gstreamer_video::prelude::*;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use super::clip::{self, ClipFile, ClipWriter};
+use super::config::CaptureConfig;
+use super::pipeline::{self, Graph};
+use super::recorder::{Output, Recorder, RecorderConfig, Unit};
+use super::{scale, snapshot, CaptureError};
+use crate::config::MotionConfig;
+use crate::motion::{Boundary, Detector, EndReason, EventMachine, Rect};
+use crate::uplink::backoff::Backoff;
+
+/// What the camera tells the agent.
+#[derive(Debug)]
+pub enum CameraEvent {
+    MotionStart {
+        event_id: String,
+        /// Wall-clock time the first moving frame was captured (ms since the epoch).
+        captured_ms: u64,
+        score: f32,
+        regions: Vec<Rect>,
+        /// The JPEG of the moment, or why there is none.
+        snapshot: Result<Vec<u8>, String>,
+    },
+    MotionEnd {
+        event_id: String,
+        captured_ms: u64,
+        reason: EndReason,
+        peak_score: f32,
+    },
+    /// A finished clip of one or more events (an event starting during the previous one's
+    /// post-roll extends its clip).
+    ClipReady {
+        event_ids: Vec<String>,
+        clip: ClipFile,
+    },
+    Source(SourceState),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceState {
+    Running,
+    Failed { reason: String, retry_in: Duration },
+}
+
+/// The running camera; [`CameraHandle::stop`] finishes the clip in progress and returns.
+pub struct CameraHandle {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl CameraHandle {
+    /// Asks the camera to stop; it closes its clip and ends its events first.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    pub fn join(self) {
+        let _ = self.thread.join();
+    }
+}
+
+/// Starts the camera. Events arrive on `events` until the camera stops and every clip it
+/// was finishing is reported (the channel then closes).
+pub fn spawn(
+    capture: CaptureConfig,
+    motion: MotionConfig,
+    clips_dir: PathBuf,
+    max_message_bytes: usize,
+    events: mpsc::Sender<CameraEvent>,
+) -> Result<CameraHandle, CaptureError> {
+    gst::init().map_err(|e| CaptureError::Init(e.to_string()))?;
+    clip::remove_partials(&clips_dir);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut camera = Camera::new(capture, motion, clips_dir, events, stop.clone());
+    // The JPEG travels base64-encoded (4/3) in one message with the alert and its envelope.
+    camera.max_snapshot_bytes = max_message_bytes.saturating_sub(4096) / 4 * 3;
+    let thread = std::thread::Builder::new()
+        .name("camera".into())
+        .spawn(move || camera.run())
+        .map_err(|e| CaptureError::Init(e.to_string()))?;
+    Ok(CameraHandle { stop, thread })
+}
+
+/// What the pipeline's sinks hand the camera thread.
+enum Input {
+    Unit(gst::Sample),
+    Frame(gst::Sample),
+}
+
+/// Why a run of the pipeline stopped.
+enum Stopped {
+    Closed,
+    Ended,
+    Failed(CaptureError),
+}
+
+struct Event {
+    id: String,
+}
+
+struct Camera {
+    capture: CaptureConfig,
+    motion: MotionConfig,
+    clips_dir: PathBuf,
+    events: mpsc::Sender<CameraEvent>,
+    stop: Arc<AtomicBool>,
+    detector: Detector,
+    machine: EventMachine,
+    recorder: Recorder<gst::Sample>,
+    event: Option<Event>,
+    /// Events the clip being recorded covers, and its writer once the first unit came.
+    clip_events: Vec<String>,
+    writer: Option<ClipWriter>,
+    /// Media time restarts with each run of the pipeline; this keeps the camera's own
+    /// timeline increasing across runs.
+    offset: Duration,
+    last: Duration,
+    running: bool,
+    max_snapshot_bytes: usize,
+}
+
+impl Camera {
+    fn new(
+        capture: CaptureConfig,
+        motion: MotionConfig,
+        clips_dir: PathBuf,
+        events: mpsc::Sender<CameraEvent>,
+        stop: Arc<AtomicBool>,
+    ) -> Self {
+        let recorder = Recorder::new(RecorderConfig {
+            preroll: capture.preroll,
+            postroll: capture.postroll,
+            // The end is declared one gap after the last motion, plus one analysis frame.
+            hold: motion.events.gap + Duration::from_secs(1) / motion.fps.max(1),
+        });
+        Self {
+            detector: Detector::new(motion.detector(), motion.width, motion.height),
+            machine: EventMachine::new(motion.events.clone()),
+            recorder,
+            capture,
+            motion,
+            clips_dir,
+            events,
+            stop,
+            event: None,
+            clip_events: Vec::new(),
+            writer: None,
+            offset: Duration::ZERO,
+            last: Duration::ZERO,
+            running: false,
+            max_snapshot_bytes: usize::MAX,
+        }
+    }
+
+    fn run(&mut self) {
+        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+        loop {
+            info!(source = ?self.capture.source, "capture source starting");
+            let stopped = self.run_once();
+            // Whatever stopped the run, the stream is gone: finish its clip and event.
+            self.end_of_stream();
+            self.offset = self.last + Duration::from_secs(1);
+            match stopped {
+                Stopped::Closed => return,
+                Stopped::Ended => {
+                    let looped = matches!(
+                        self.capture.source,
+                        super::Source::File { looped: true, .. }
+                    );
+                    if !looped {
+                        info!("capture source ended");
+                        while !self.closing() {
+                            std::thread::sleep(Duration::from_millis(200));
+                        }
+                        return;
+                    }
+                    backoff.reset();
+                }
+                Stopped::Failed(e) => {
+                    let delay = backoff.next_delay();
+                    warn!("capture source failed: {e}; restarting in {delay:?}");
+                    self.running = false;
+                    self.report(CameraEvent::Source(SourceState::Failed {
+                        reason: e.to_string(),
+                        retry_in: delay,
+                    }));
+                    let until = std::time::Instant::now() + delay;
+                    while std::time::Instant::now() < until {
+                        if self.closing() {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }
+            }
+        }
+    }
+
+    fn closing(&self) -> bool {
+        self.stop.load(Ordering::SeqCst) || self.events.is_closed()
+    }
+
+    fn run_once(&mut self) -> Stopped {
+        let graph = match pipeline::build(&self.capture, self.motion.fps) {
+            Ok(g) => g,
+            Err(e) => return Stopped::Failed(e),
+        };
+        let (tx, rx) = std_mpsc::channel();
+        let pending = Arc::new(AtomicUsize::new(0));
+        connect(&graph, tx, pending.clone());
+        if graph.pipeline.set_state(gst::State::Playing).is_err() {
+            let error = super::elements::posted_error(&graph.pipeline)
+                .unwrap_or_else(|| CaptureError::Input("the source does not start".into()));
+            let _ = graph.pipeline.set_state(gst::State::Null);
+            return Stopped::Failed(error);
+        }
+        let stopped = loop {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(Input::Unit(sample)) => self.unit(sample),
+                Ok(Input::Frame(sample)) => {
+                    pending.fetch_sub(1, Ordering::SeqCst);
+                    if let Err(e) = self.frame(&graph, &sample) {
+                        warn!("analysis frame dropped: {e}");
+                    }
+                }
+                Err(_) => {}
+            }
+            if self.closing() {
+                break Stopped::Closed;
+            }
+            if let Some(stopped) = bus_state(&graph.pipeline) {
+                break stopped;
+            }
+        };
+        let _ = graph.pipeline.set_state(gst::State::Null);
+        // Units already pulled still belong to the clip.
+        while let Ok(input) = rx.try_recv() {
+            if let Input::Unit(sample) = input {
+                self.unit(sample);
+            }
+        }
+        stopped
+    }
+
+    fn unit(&mut self, sample: gst::Sample) {
+        let Some(buffer) = sample.buffer() else {
+            return;
+        };
+        let time = buffer.dts_or_pts().map_or(Duration::ZERO, |t| t.into());
+        let unit = Unit {
+            time: self.offset + time,
+            keyframe: !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
+            payload: sample.clone(),
+        };
+        let out = self.recorder.push(unit);
+        self.record(out);
+    }
+
+    fn frame(&mut self, graph: &Graph, sample: &gst::Sample) -> Result<(), CaptureError> {
+        let buffer = sample
+            .buffer()
+            .ok_or_else(|| CaptureError::Pipeline("frame without a buffer".into()))?;
+        let caps = sample
+            .caps()
+            .ok_or_else(|| CaptureError::Pipeline("frame without caps".into()))?;
+        let info =
+            gst_video::VideoInfo::from_caps(caps).map_err(super::elements::pipeline_error)?;
+        let picture = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
+            .map_err(super::elements::pipeline_error)?;
+        let luma = picture
+            .plane_data(0)
+            .map_err(super::elements::pipeline_error)?;
+        let pixels = scale::downscale(
+            luma,
+            picture.plane_stride()[0] as usize,
+            info.width() as usize,
+            info.height() as usize,
+            self.motion.width,
+            self.motion.height,
+        );
+        if !self.running {
+            self.running = true;
+            info!("capture source running");
+            self.report(CameraEvent::Source(SourceState::Running));
+        }
+        let pts = buffer.pts().map_or(Duration::ZERO, |t| t.into());
+        let now = self.offset + pts;
+        self.last = now;
+        let verdict = self.detector.analyse(&pixels);
+        match self.machine.step(now, &verdict) {
+            Some(Boundary::Start {
+                pts: first,
+                score,
+                regions,
+                ..
+            }) => {
+                let id = crate::policy::consent::uuid();
+                info!(event = %id, score, "motion started");
+                // Snapshot first: the alert goes out with its picture.
+                let snapshot = self.snapshot(sample);
+                if let Err(e) = &snapshot {
+                    warn!(event = %id, "no snapshot: {e}");
+                }
+                let captured_ms = captured_ms(graph, first.saturating_sub(self.offset));
+                self.report(CameraEvent::MotionStart {
+                    event_id: id.clone(),
+                    captured_ms,
+                    score,
+                    regions,
+                    snapshot,
+                });
+                self.clip_events.push(id.clone());
+                self.event = Some(Event { id });
+                let out = self.recorder.start(first);
+                self.record(out);
+            }
+            Some(Boundary::End {
+                pts: last,
+                reason,
+                peak_score,
+                ..
+            }) => {
+                let captured_ms = captured_ms(graph, last.saturating_sub(self.offset));
+                self.end_event(last, captured_ms, reason, peak_score);
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    fn end_event(&mut self, at: Duration, captured_ms: u64, reason: EndReason, peak_score: f32) {
+        let Some(event) = self.event.take() else {
+            return;
+        };
+        info!(event = %event.id, ?reason, "motion ended");
+        self.report(CameraEvent::MotionEnd {
+            event_id: event.id,
+            captured_ms,
+            reason,
+            peak_score,
+        });
+        let out = self.recorder.end(at);
+        self.record(out);
+    }
+
+    /// The stream stopped: an event in progress ends, the clip closes with what it has.
+    fn end_of_stream(&mut self) {
+        if let Some(Boundary::End {
+            pts,
+            reason,
+            peak_score,
+            ..
+        }) = self.machine.finish(self.last)
+        {
+            self.end_event(pts, crate::record::now_ms(), reason, peak_score);
+        }
+        let out = self.recorder.finish();
+        self.record(out);
+        self.machine = EventMachine::new(self.motion.events.clone());
+    }
+
+    /// Carries out what the recorder decided.
+    fn record(&mut self, outputs: Vec<Output<gst::Sample>>) {
+        for output in outputs {
+            match output {
+                Output::Open => self.writer = None,
+                Output::Write(unit) => self.write(&unit.payload),
+                Output::Close => self.close_clip(),
+            }
+        }
+    }
+
+    fn write(&mut self, sample: &gst::Sample) {
+        if self.writer.is_none() {
+            let Some(first) = self.clip_events.first() else {
+                return;
+            };
+            let Some(caps) = sample.caps() else {
+                return;
+            };
+            match ClipWriter::open(&self.clips_dir, first, &caps.to_owned()) {
+                Ok(w) => self.writer = Some(w),
+                Err(e) => {
+                    warn!("cannot start the clip: {e}");
+                    self.clip_events.clear();
+                    return;
+                }
+            }
+        }
+        if let Some(writer) = &mut self.writer {
+            if let Err(e) = writer.write(sample) {
+                warn!("clip abandoned: {e}");
+                self.writer = None;
+                self.clip_events.clear();
+            }
+        }
+    }
+
+    /// Finishes the clip off the camera thread (the muxer writes its index, the file is
+    /// synced and hashed) and reports it.
+    fn close_clip(&mut self) {
+        let event_ids = std::mem::take(&mut self.clip_events);
+        let Some(writer) = self.writer.take() else {
+            return;
+        };
+        let events = self.events.clone();
+        let finish = move || match writer.finish() {
+            Ok(clip) => {
+                info!(clip = %clip.id, bytes = clip.bytes, seconds = clip.duration.as_secs_f32(), "clip ready");
+                let _ = events.blocking_send(CameraEvent::ClipReady { event_ids, clip });
+            }
+            Err(e) => warn!("clip lost: {e}"),
+        };
+        if let Err(e) = std::thread::Builder::new()
+            .name("clip".into())
+            .spawn(finish)
+        {
+            warn!("cannot finish the clip: {e}");
+        }
+    }
+
+    /// The JPEG of `sample` at the configured quality, or lower until it fits one message.
+    fn snapshot(&self, sample: &gst::Sample) -> Result<Vec<u8>, String> {
+        let mut quality = self.capture.snapshot.quality;
+        loop {
+            let jpeg = snapshot::jpeg(sample, quality).map_err(|e| e.to_string())?;
+            if jpeg.len() <= self.max_snapshot_bytes {
+                return Ok(jpeg);
+            }
+            if quality <= 10 {
+                return Err(format!(
+                    "the snapshot is {} bytes even at quality {quality}; make [capture.snapshot] smaller",
+                    jpeg.len()
+                ));
+            }
+            quality = quality.saturating_sub(15).max(10);
+        }
+    }
+
+    fn report(&self, event: CameraEvent) {
+        let _ = self.events.blocking_send(event);
+    }
+}
+
+/// Wires the sinks to the camera thread. Units are never dropped (recording must be whole);
+/// frames are, when analysis is behind by two.
+fn connect(graph: &Graph, tx: std_mpsc::Sender<Input>, pending: Arc<AtomicUsize>) {
+    let units = tx.clone();
+    graph.units.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                units
+                    .send(Input::Unit(sample))
+                    .map_err(|_| gst::FlowError::Flushing)?;
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    let queued = pending.clone();
+    graph.frames.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                if queued.load(Ordering::SeqCst) < 2 {
+                    queued.fetch_add(1, Ordering::SeqCst);
+                    tx.send(Input::Frame(sample))
+                        .map_err(|_| gst::FlowError::Flushing)?;
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+}
+
+/// The wall-clock time at which the frame with running time `pts` was captured.
+fn captured_ms(graph: &Graph, pts: Duration) -> u64 {
+    let now = crate::record::now_ms();
+    let (Some(clock), Some(base)) = (graph.pipeline.clock(), graph.pipeline.base_time()) else {
+        return now;
+    };
+    let running = clock.time().saturating_sub(base);
+    let age = Duration::from(running).saturating_sub(pts);
+    now.saturating_sub(age.as_millis() as u64)
+}
+
+/// An error or the end of the stream, if the pipeline posted one.
+fn bus_state(pipeline: &gst::Pipeline) -> Option<Stopped> {
+    let bus = pipeline.bus()?;
+    while let Some(msg) = bus.pop() {
+        match msg.view() {
+            gst::MessageView::Error(err) => {
+                let debug = err.debug().map(|d| format!(" ({d})")).unwrap_or_default();
+                return Some(Stopped::Failed(CaptureError::Input(format!(
+                    "{}{debug}",
+                    err.error()
+                ))));
+            }
+            gst::MessageView::Eos(_) => return Some(Stopped::Ended),
+            _ => {}
+        }
+    }
+    None
+}

@@ -1,0 +1,338 @@
+//! `[capture]`: where pictures come from, how the agent encodes them, pre- and post-roll,
+//! snapshots and privacy masks. The TOML's flat keys are checked into a [`Source`] per
+//! preset, so a preset without the keys it needs never reaches the pipeline.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::motion::Rect;
+
+/// Where the H.264 comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// GStreamer's synthetic scene (`pattern = "ball"` moves), encoded by the agent.
+    Test { pattern: String },
+    /// A recorded clip, played in real time; H.264 passes through, anything else is encoded.
+    File { path: PathBuf, looped: bool },
+    /// A camera device: H.264 from its hardware encoder (`encoded`), or raw frames the agent
+    /// encodes.
+    V4l2 { device: PathBuf, encoded: bool },
+    /// An existing camera's H.264 RTSP stream.
+    Rtsp { url: String, latency: Duration },
+}
+
+impl Source {
+    /// Live sources run on the clock and must never be stalled by analysis; a file is paced
+    /// by the sinks instead.
+    pub fn is_live(&self) -> bool {
+        !matches!(self, Source::File { .. })
+    }
+}
+
+/// The picture the agent encodes when it encodes (raw sources, or any source with masks).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncodeConfig {
+    #[serde(default = "default_width")]
+    pub width: u32,
+    #[serde(default = "default_height")]
+    pub height: u32,
+    #[serde(default = "default_fps")]
+    pub fps: u32,
+    #[serde(default = "default_bitrate")]
+    pub bitrate_kbps: u32,
+    #[serde(default = "default_keyframe_interval", with = "crate::human_duration")]
+    pub keyframe_interval: Duration,
+    /// The GStreamer H.264 encoder: `x264enc` (software) or the board's (`v4l2h264enc`).
+    #[serde(default = "default_encoder")]
+    pub encoder: String,
+}
+
+/// The JPEG sent with an alert.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotConfig {
+    #[serde(default = "default_snapshot_width")]
+    pub width: u32,
+    #[serde(default = "default_snapshot_height")]
+    pub height: u32,
+    /// JPEG quality, 1–100.
+    #[serde(default = "default_quality")]
+    pub quality: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "RawCapture")]
+pub struct CaptureConfig {
+    pub source: Source,
+    pub encode: EncodeConfig,
+    pub snapshot: SnapshotConfig,
+    pub preroll: Duration,
+    pub postroll: Duration,
+    /// Painted black in every picture before it is encoded, snapshotted or analysed.
+    pub privacy_masks: Vec<Rect>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Preset {
+    Test,
+    File,
+    V4l2,
+    Rtsp,
+}
+
+/// `[capture]` as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCapture {
+    source: Preset,
+    pattern: Option<String>,
+    path: Option<PathBuf>,
+    #[serde(rename = "loop")]
+    looped: Option<bool>,
+    device: Option<PathBuf>,
+    encoded: Option<bool>,
+    url: Option<String>,
+    #[serde(default, with = "crate::human_duration::option")]
+    latency: Option<Duration>,
+    #[serde(default = "default_roll", with = "crate::human_duration")]
+    preroll: Duration,
+    #[serde(default = "default_roll", with = "crate::human_duration")]
+    postroll: Duration,
+    #[serde(default)]
+    privacy_masks: Vec<Rect>,
+    #[serde(default = "default_encode")]
+    encode: EncodeConfig,
+    #[serde(default = "default_snapshot")]
+    snapshot: SnapshotConfig,
+}
+
+impl TryFrom<RawCapture> for CaptureConfig {
+    type Error = String;
+
+    fn try_from(raw: RawCapture) -> Result<Self, String> {
+        let only = |key: &str, set: bool, presets: &str| {
+            if set {
+                Err(format!(
+                    "`{key}` applies only to source = {presets}; remove it or change `source`"
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let preset = raw.source;
+        if preset != Preset::Test {
+            only("pattern", raw.pattern.is_some(), "\"test\"")?;
+        }
+        if preset != Preset::File {
+            only("path", raw.path.is_some(), "\"file\"")?;
+            only("loop", raw.looped.is_some(), "\"file\"")?;
+        }
+        if preset != Preset::V4l2 {
+            only("device", raw.device.is_some(), "\"v4l2\"")?;
+            only("encoded", raw.encoded.is_some(), "\"v4l2\"")?;
+        }
+        if preset != Preset::Rtsp {
+            only("url", raw.url.is_some(), "\"rtsp\"")?;
+            only("latency", raw.latency.is_some(), "\"rtsp\"")?;
+        }
+        let source = match preset {
+            Preset::Test => Source::Test {
+                pattern: raw.pattern.unwrap_or_else(|| "ball".into()),
+            },
+            Preset::File => Source::File {
+                path: raw.path.ok_or(
+                    "source = \"file\" needs `path`: the clip to play, e.g. path = \"/var/lib/camagent/demo.mp4\"",
+                )?,
+                looped: raw.looped.unwrap_or(true),
+            },
+            Preset::V4l2 => Source::V4l2 {
+                device: raw.device.unwrap_or_else(|| "/dev/video0".into()),
+                encoded: raw.encoded.unwrap_or(false),
+            },
+            Preset::Rtsp => {
+                let url = raw.url.ok_or(
+                    "source = \"rtsp\" needs `url`, e.g. url = \"rtsp://192.0.2.10:554/stream1\"",
+                )?;
+                if !url.starts_with("rtsp://") && !url.starts_with("rtsps://") {
+                    return Err(format!(
+                        "`url` = {url:?} is not an RTSP address; write it as rtsp://host:port/path"
+                    ));
+                }
+                Source::Rtsp {
+                    url,
+                    latency: raw.latency.unwrap_or(Duration::from_millis(200)),
+                }
+            }
+        };
+        let e = &raw.encode;
+        if !is_picture_size(e.width, e.height) {
+            return Err(format!(
+                "`encode.width` × `encode.height` = {}×{} is not a picture size; use even sizes of at least 16, e.g. 1280×720",
+                e.width, e.height
+            ));
+        }
+        if !(1..=60).contains(&e.fps) {
+            return Err(format!(
+                "`encode.fps` = {} is out of range; use 1 to 60",
+                e.fps
+            ));
+        }
+        if e.bitrate_kbps < 64 {
+            return Err(format!(
+                "`encode.bitrate_kbps` = {} is too low for video; use at least 64 (2000 suits 720p)",
+                e.bitrate_kbps
+            ));
+        }
+        if e.keyframe_interval < Duration::from_millis(100) {
+            return Err(
+                "`encode.keyframe_interval` is below 100ms; use about 1–2 seconds (\"2s\"): pre-roll starts at a keyframe".into(),
+            );
+        }
+        let s = &raw.snapshot;
+        if !is_picture_size(s.width, s.height) {
+            return Err(format!(
+                "`snapshot.width` × `snapshot.height` = {}×{} is not a picture size; use even sizes of at least 16, e.g. 640×360",
+                s.width, s.height
+            ));
+        }
+        if !(1..=100).contains(&s.quality) {
+            return Err(format!(
+                "`snapshot.quality` = {} is out of range; use 1 to 100 (80 is a good default)",
+                s.quality
+            ));
+        }
+        for (i, m) in raw.privacy_masks.iter().enumerate() {
+            let inside = |v: f32| (0.0..=1.0).contains(&v);
+            if !(inside(m.x) && inside(m.y) && m.w > 0.0 && m.h > 0.0)
+                || m.x + m.w > 1.0 + f32::EPSILON
+                || m.y + m.h > 1.0 + f32::EPSILON
+            {
+                return Err(format!(
+                    "`privacy_masks[{i}]` = {m:?} is not inside the picture; use fractions of the frame, e.g. {{ x = 0.0, y = 0.0, w = 0.25, h = 0.3 }}"
+                ));
+            }
+        }
+        Ok(CaptureConfig {
+            source,
+            encode: raw.encode,
+            snapshot: raw.snapshot,
+            preroll: raw.preroll,
+            postroll: raw.postroll,
+            privacy_masks: raw.privacy_masks,
+        })
+    }
+}
+
+/// Even sides (4:2:0 chroma) of at least 16 pixels.
+fn is_picture_size(width: u32, height: u32) -> bool {
+    width >= 16 && height >= 16 && width.is_multiple_of(2) && height.is_multiple_of(2)
+}
+
+fn default_width() -> u32 {
+    1280
+}
+fn default_height() -> u32 {
+    720
+}
+fn default_fps() -> u32 {
+    15
+}
+fn default_bitrate() -> u32 {
+    2000
+}
+fn default_keyframe_interval() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_encoder() -> String {
+    "x264enc".into()
+}
+fn default_snapshot_width() -> u32 {
+    640
+}
+fn default_snapshot_height() -> u32 {
+    360
+}
+fn default_quality() -> u8 {
+    80
+}
+fn default_roll() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_encode() -> EncodeConfig {
+    toml::from_str("").expect("encode defaults")
+}
+fn default_snapshot() -> SnapshotConfig {
+    toml::from_str("").expect("snapshot defaults")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<CaptureConfig, String> {
+        toml::from_str::<CaptureConfig>(text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn presets_get_their_defaults() {
+        let c = parse("source = \"file\"\npath = \"/a.mp4\"").unwrap();
+        assert_eq!(
+            c.source,
+            Source::File {
+                path: "/a.mp4".into(),
+                looped: true
+            }
+        );
+        assert_eq!(
+            (c.encode.width, c.encode.height, c.encode.fps),
+            (1280, 720, 15)
+        );
+        assert_eq!((c.snapshot.width, c.snapshot.quality), (640, 80));
+        assert_eq!(c.preroll, Duration::from_secs(5));
+        let c = parse("source = \"v4l2\"\nencoded = true").unwrap();
+        assert_eq!(
+            c.source,
+            Source::V4l2 {
+                device: "/dev/video0".into(),
+                encoded: true
+            }
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_fix() {
+        let cases = [
+            ("source = \"file\"", "needs `path`"),
+            (
+                "source = \"test\"\npath = \"/x\"",
+                "`path` applies only to source = \"file\"",
+            ),
+            (
+                "source = \"rtsp\"\nurl = \"http://x\"",
+                "write it as rtsp://",
+            ),
+            (
+                "source = \"test\"\n[snapshot]\nquality = 0",
+                "`snapshot.quality`",
+            ),
+            ("source = \"test\"\n[encode]\nwidth = 15", "`encode.width`"),
+            (
+                "source = \"test\"\nprivacy_masks = [{ x = 0.9, y = 0.0, w = 0.2, h = 0.1 }]",
+                "`privacy_masks[0]`",
+            ),
+            ("source = \"usb\"", "unknown variant `usb`"),
+            (
+                "source = \"test\"\n[snapshot]\nsize = 3",
+                "unknown field `size`",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = parse(text).unwrap_err();
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+    }
+}

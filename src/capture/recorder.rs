@@ -1,0 +1,318 @@
+//! The pre-roll ring and clip cutting, over encoded access units. Pure: units and event
+//! boundaries in, what to write out.
+//!
+//! The ring always starts at a keyframe and holds at least `preroll + hold` of the newest
+//! units. A clip starts at the last keyframe at or before `event start − preroll` and ends at
+//! `event end + postroll`. The end is only known `gap` after the last motion (the event
+//! machine needs a quiet gap to declare it), so while recording, units are written only once
+//! they are `hold` old: when the end comes, nothing past `end + postroll` has been written.
+//! Memory stays at about `preroll + hold` of video however long the event runs.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// One encoded access unit. `time` is its decode time (monotonic in stream order).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unit<T> {
+    pub time: Duration,
+    pub keyframe: bool,
+    pub payload: T,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output<T> {
+    /// Start a clip; the writes that follow belong to it, the first is a keyframe.
+    Open,
+    Write(Unit<T>),
+    /// The clip is complete.
+    Close,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RecorderConfig {
+    pub preroll: Duration,
+    pub postroll: Duration,
+    /// How late an event's end can be declared after its last motion (the event gap).
+    pub hold: Duration,
+}
+
+#[derive(Debug)]
+struct Recording {
+    /// Index in the ring of the next unit to write.
+    next: usize,
+    /// Set when the event ended: the last media time the clip includes.
+    until: Option<Duration>,
+}
+
+#[derive(Debug)]
+pub struct Recorder<T> {
+    config: RecorderConfig,
+    ring: VecDeque<Unit<T>>,
+    recording: Option<Recording>,
+}
+
+impl<T: Clone> Recorder<T> {
+    pub fn new(config: RecorderConfig) -> Self {
+        Self {
+            config,
+            ring: VecDeque::new(),
+            recording: None,
+        }
+    }
+
+    pub fn recording(&self) -> bool {
+        self.recording.is_some()
+    }
+
+    /// The media time the ring covers, oldest to newest.
+    pub fn span(&self) -> Option<(Duration, Duration)> {
+        Some((self.ring.front()?.time, self.ring.back()?.time))
+    }
+
+    /// Takes the next unit. Units before the first keyframe are dropped: a clip cannot start
+    /// with them.
+    pub fn push(&mut self, unit: Unit<T>) -> Vec<Output<T>> {
+        if self.ring.is_empty() && !unit.keyframe {
+            return Vec::new();
+        }
+        self.ring.push_back(unit);
+        let out = self.flush();
+        self.trim();
+        out
+    }
+
+    /// Motion started at `at`: open a clip with the pre-roll — or, if the last event's clip
+    /// is still taking its post-roll, extend that clip to cover this event too.
+    pub fn start(&mut self, at: Duration) -> Vec<Output<T>> {
+        if let Some(r) = &mut self.recording {
+            r.until = None;
+            return Vec::new();
+        }
+        let from = at.saturating_sub(self.config.preroll);
+        let next = self
+            .ring
+            .iter()
+            .rposition(|u| u.keyframe && u.time <= from)
+            .unwrap_or(0);
+        self.recording = Some(Recording { next, until: None });
+        let mut out = vec![Output::Open];
+        out.extend(self.flush());
+        out
+    }
+
+    /// Motion ended at `at`: the clip takes the post-roll and closes.
+    pub fn end(&mut self, at: Duration) -> Vec<Output<T>> {
+        match &mut self.recording {
+            Some(r) => r.until = Some(at + self.config.postroll),
+            None => return Vec::new(),
+        }
+        self.flush()
+    }
+
+    /// The source stopped: write what the clip has and close it.
+    pub fn finish(&mut self) -> Vec<Output<T>> {
+        let mut out = Vec::new();
+        if let Some(r) = self.recording.take() {
+            let until = r.until;
+            out.extend(
+                self.ring
+                    .iter()
+                    .skip(r.next)
+                    .take_while(|u| until.is_none_or(|t| u.time <= t))
+                    .cloned()
+                    .map(Output::Write),
+            );
+            out.push(Output::Close);
+        }
+        self.ring.clear();
+        out
+    }
+
+    /// Writes what the recording may write now, and closes it once past its end.
+    fn flush(&mut self) -> Vec<Output<T>> {
+        let mut out = Vec::new();
+        let Some(newest) = self.ring.back().map(|u| u.time) else {
+            return out;
+        };
+        let Some(r) = &mut self.recording else {
+            return out;
+        };
+        while let Some(unit) = self.ring.get(r.next) {
+            match r.until {
+                Some(until) if unit.time > until => {
+                    self.recording = None;
+                    out.push(Output::Close);
+                    return out;
+                }
+                Some(_) => {}
+                None if newest.saturating_sub(unit.time) < self.config.hold => break,
+                None => {}
+            }
+            out.push(Output::Write(unit.clone()));
+            r.next += 1;
+        }
+        out
+    }
+
+    /// Drops what neither the pre-roll nor the running clip needs, keyframe by keyframe.
+    fn trim(&mut self) {
+        let Some(newest) = self.ring.back().map(|u| u.time) else {
+            return;
+        };
+        let keep_from = newest.saturating_sub(self.config.preroll + self.config.hold);
+        let limit = self.recording.as_ref().map_or(usize::MAX, |r| r.next);
+        let cut = self
+            .ring
+            .iter()
+            .enumerate()
+            .skip(1)
+            .take_while(|(i, u)| *i <= limit && u.time <= keep_from)
+            .filter(|(_, u)| u.keyframe)
+            .map(|(i, _)| i)
+            .last();
+        if let Some(cut) = cut {
+            self.ring.drain(..cut);
+            if let Some(r) = &mut self.recording {
+                r.next -= cut;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FPS: u64 = 10;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// Frame `n` at 10 fps, a keyframe every second.
+    fn unit(n: u64) -> Unit<u64> {
+        Unit {
+            time: ms(n * 1000 / FPS),
+            keyframe: n.is_multiple_of(FPS),
+            payload: n,
+        }
+    }
+
+    fn recorder() -> Recorder<u64> {
+        Recorder::new(RecorderConfig {
+            preroll: ms(2000),
+            postroll: ms(1500),
+            hold: ms(3000),
+        })
+    }
+
+    /// Feeds frames `range`, calling `at(frame)` before each for boundaries.
+    fn run(
+        r: &mut Recorder<u64>,
+        range: std::ops::Range<u64>,
+        mut at: impl FnMut(&mut Recorder<u64>, u64) -> Vec<Output<u64>>,
+    ) -> Vec<Output<u64>> {
+        let mut out = Vec::new();
+        for n in range {
+            out.extend(at(r, n));
+            out.extend(r.push(unit(n)));
+        }
+        out
+    }
+
+    fn written(out: &[Output<u64>]) -> Vec<u64> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Write(u) => Some(u.payload),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn clip_is_preroll_event_postroll_from_a_keyframe() {
+        let mut r = recorder();
+        // Motion from frame 100 (10.0 s) to 150 (15.0 s), declared ended 3 s later.
+        let out = run(&mut r, 0..300, |r, n| match n {
+            101 => r.start(ms(10_000)),
+            181 => r.end(ms(15_000)),
+            _ => Vec::new(),
+        });
+        assert_eq!(out.first(), Some(&Output::Open));
+        assert_eq!(out.last(), Some(&Output::Close));
+        let frames = written(&out);
+        // Pre-roll reaches back to the keyframe at 8.0 s; post-roll ends at 16.5 s.
+        assert_eq!(frames, (80..=165).collect::<Vec<_>>());
+        assert_eq!(out.iter().filter(|o| **o == Output::Open).count(), 1);
+    }
+
+    #[test]
+    fn preroll_starts_at_the_keyframe_before_it_when_none_is_exactly_there() {
+        let mut r = recorder();
+        let out = run(&mut r, 0..200, |r, n| match n {
+            126 => r.start(ms(12_500)),
+            127 => r.end(ms(12_600)),
+            _ => Vec::new(),
+        });
+        // 12.5 s − 2 s = 10.5 s: the keyframe before it is frame 100.
+        assert_eq!(written(&out).first(), Some(&100));
+        assert_eq!(written(&out).last(), Some(&141));
+    }
+
+    #[test]
+    fn an_event_in_the_last_ones_postroll_extends_its_clip() {
+        let mut r = Recorder::new(RecorderConfig {
+            preroll: ms(2000),
+            postroll: ms(5000),
+            hold: ms(3000),
+        });
+        let out = run(&mut r, 0..400, |r, n| match n {
+            101 => r.start(ms(10_000)),
+            // Ends at 15 s, so the clip runs to 20 s; the next event starts at 19 s.
+            181 => r.end(ms(15_000)),
+            191 => r.start(ms(19_000)),
+            241 => r.end(ms(21_000)),
+            _ => Vec::new(),
+        });
+        assert_eq!(out.iter().filter(|o| **o == Output::Open).count(), 1);
+        assert_eq!(out.iter().filter(|o| **o == Output::Close).count(), 1);
+        assert_eq!(written(&out), (80..=260).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn ring_stays_bounded_while_idle_and_while_recording() {
+        let mut r = recorder();
+        let mut longest = Duration::ZERO;
+        run(&mut r, 0..2000, |r, n| {
+            if let Some((a, b)) = r.span() {
+                longest = longest.max(b - a);
+            }
+            if n == 500 {
+                r.start(ms(50_000))
+            } else {
+                Vec::new()
+            }
+        });
+        // preroll + hold + one keyframe interval.
+        assert!(longest <= ms(6000), "{longest:?}");
+        assert!(r.recording());
+    }
+
+    #[test]
+    fn units_before_the_first_keyframe_are_dropped_and_finish_closes() {
+        let mut r = recorder();
+        assert!(r.push(unit(5)).is_empty());
+        assert_eq!(r.span(), None);
+        let mut out = run(&mut r, 10..40, |r, n| {
+            if n == 20 {
+                r.start(ms(2000))
+            } else {
+                Vec::new()
+            }
+        });
+        out.extend(r.finish());
+        assert_eq!(written(&out), (10..40).collect::<Vec<_>>());
+        assert_eq!(out.last(), Some(&Output::Close));
+        assert!(!r.recording());
+    }
+}

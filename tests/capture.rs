@@ -1,0 +1,268 @@
+//! The live camera end to end: a recorded H.264 clip as the source, the agent's pipeline
+//! (pass-through, or decode → privacy mask → re-encode), the alert with its JPEG snapshot and
+//! the MP4 clip at a real mutual-TLS mosquitto — checked by decoding what arrived.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use support::scenes::*;
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_camagent");
+
+/// A box walks in from the left edge at 4.0 s, below the top-left corner, and is gone at 8.0 s.
+fn walk_scene() -> Scene {
+    Scene {
+        seconds: 14,
+        brightness: |_| 1.0,
+        object: |f| (40..80).contains(&f).then(|| ((f - 40) * 4, 70, 30, 70)),
+    }
+}
+
+const MASK: &str = "privacy_masks = [{ x = 0.0, y = 0.0, w = 0.25, h = 0.3 }]\n";
+
+fn capture_config(clip: &Path, masks: &str) -> String {
+    format!(
+        "[capture]\nsource = \"file\"\npath = \"{}\"\nloop = false\npreroll = \"2s\"\npostroll = \"2s\"\n{masks}\
+         [capture.encode]\nwidth = {W}\nheight = {H}\nfps = 10\nbitrate_kbps = 400\nkeyframe_interval = \"1s\"\n\
+         [capture.snapshot]\nwidth = 256\nheight = 144\nquality = 70\n\
+         [motion.events]\ngap = \"1s\"\ncooldown = \"1s\"\n",
+        clip.display()
+    )
+}
+
+struct Run {
+    _world: World,
+    _broker: Broker,
+    agent: Agent,
+    alert: serde_json::Value,
+    clip: serde_json::Value,
+    clip_file: PathBuf,
+    tmp: tempfile::TempDir,
+}
+
+/// Plays the walk scene through the agent and collects the start alert and the clip record.
+fn run(masks: &str) -> Run {
+    let world = World::new();
+    let broker = world.broker(false);
+    let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
+    let tmp = tempfile::tempdir().unwrap();
+    let scene = encode(tmp.path(), "walk", &walk_scene(), Codec::H264);
+    let mut setup = AgentSetup::new(&world, broker.port);
+    setup.extra = capture_config(&scene, masks);
+    let dir = world.path().join("agent");
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/policy.toml");
+    let agent = Agent::start(BIN, &setup.write(&world, &dir, &policy));
+    let Some(clip) = wait_for(PATIENCE, || cloud.on("/clip").into_iter().next()) else {
+        panic!("no clip record; agent log:\n{}", agent.log());
+    };
+    let starts: Vec<Message> = cloud
+        .on("/alarm")
+        .into_iter()
+        .filter(|m| m.json()["fields"]["event_data"]["phase"] == "start")
+        .collect();
+    assert_eq!(starts.len(), 1, "one event: {}", agent.log());
+    let clip = clip.json();
+    let id = clip["fields"]["clip"]["clip_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    Run {
+        alert: starts[0].json(),
+        clip_file: dir.join("state/clips").join(format!("{id}.mp4")),
+        clip,
+        agent,
+        _broker: broker,
+        _world: world,
+        tmp,
+    }
+}
+
+/// Every frame of `path` decoded to GRAY8 at `w × h`.
+fn decode_gray(path: &Path, w: usize, h: usize) -> Vec<Vec<u8>> {
+    gst::init().unwrap();
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={} ! decodebin ! videoconvert ! videoscale \
+         ! video/x-raw,format=GRAY8,width={w},height={h} ! appsink name=sink sync=false",
+        path.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gstreamer_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut frames = Vec::new();
+    while let Ok(sample) = sink.pull_sample() {
+        let map = sample.buffer().unwrap().map_readable().unwrap();
+        assert_eq!(map.len(), w * h, "GRAY8 rows are unpadded at these widths");
+        frames.push(map.to_vec());
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    frames
+}
+
+/// Access units of an MP4's H.264 track: (pts, keyframe).
+fn units(path: &Path) -> Vec<(f64, bool)> {
+    gst::init().unwrap();
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={} ! qtdemux ! h264parse ! appsink name=sink sync=false",
+        path.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gstreamer_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut units = Vec::new();
+    while let Ok(sample) = sink.pull_sample() {
+        let buffer = sample.buffer().unwrap();
+        units.push((
+            buffer.pts().unwrap().seconds_f64(),
+            !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
+        ));
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    units
+}
+
+/// Mean of the pixels in the fraction box `(x, y, w, h)` of a `width × height` frame.
+fn mean(frame: &[u8], width: usize, area: (f32, f32, f32, f32)) -> f32 {
+    let height = frame.len() / width;
+    let (x0, y0) = (
+        (area.0 * width as f32) as usize,
+        (area.1 * height as f32) as usize,
+    );
+    let (x1, y1) = (
+        ((area.0 + area.2) * width as f32) as usize,
+        ((area.1 + area.3) * height as f32) as usize,
+    );
+    let mut sum = 0u64;
+    for y in y0..y1 {
+        sum += frame[y * width + x0..y * width + x1]
+            .iter()
+            .map(|&p| u64::from(p))
+            .sum::<u64>();
+    }
+    sum as f32 / ((x1 - x0) * (y1 - y0)) as f32
+}
+
+/// Inside the mask (a margin in from its edges) and a textured background area beside it.
+const MASKED: (f32, f32, f32, f32) = (0.02, 0.02, 0.2, 0.24);
+const OPEN: (f32, f32, f32, f32) = (0.6, 0.02, 0.3, 0.24);
+
+fn sha256(path: &Path) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, &std::fs::read(path).unwrap());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Checks the clip on disk against its record and the scene: it plays, starts on a keyframe,
+/// and holds pre-roll (2 s) + event (4.0–8.0 s) + post-roll (2 s).
+fn check_clip(r: &Run) -> Vec<Vec<u8>> {
+    let record = &r.clip["fields"]["clip"];
+    assert_eq!(record["sha256"], sha256(&r.clip_file));
+    assert_eq!(
+        record["bytes"].as_u64().unwrap(),
+        std::fs::metadata(&r.clip_file).unwrap().len()
+    );
+    assert_eq!(record["content_type"], "video/mp4");
+    let event_id = &r.alert["fields"]["event_data"]["event_id"];
+    assert_eq!(r.clip["fields"]["event_data"]["event_ids"][0], *event_id);
+
+    let discovered = host_command("gst-discoverer-1.0")
+        .arg(&r.clip_file)
+        .output()
+        .expect("gst-discoverer-1.0 (gstreamer1.0-plugins-base-apps) must be installed");
+    let report = String::from_utf8_lossy(&discovered.stdout);
+    assert!(discovered.status.success(), "{report}");
+    assert!(report.contains("H.264"), "{report}");
+
+    let units = units(&r.clip_file);
+    assert!(units[0].1, "the clip starts on a keyframe");
+    // Shown first, too (with B-frames its time is the reorder delay, not zero).
+    let first = units.iter().map(|u| u.0).fold(f64::MAX, f64::min);
+    assert_eq!(units[0].0, first);
+    assert!(first < 0.5, "{first}");
+    let duration = units.iter().map(|u| u.0).fold(0.0, f64::max) - first + 0.1;
+    let recorded = record["duration_s"].as_f64().unwrap();
+    assert!(
+        (duration - recorded).abs() < 0.15,
+        "{duration} vs {recorded}"
+    );
+    // The event runs 4.0–8.0 s (± two analysis frames at 5 fps); the clip starts at the
+    // keyframe at or before 2.0 s and ends 2 s after the last moving frame.
+    assert!(
+        (7.5..=9.0).contains(&duration),
+        "clip of {duration} s; log:\n{}",
+        r.agent.log()
+    );
+    let frames = decode_gray(&r.clip_file, W, H);
+    assert_eq!(frames.len(), units.len(), "every unit decodes");
+    frames
+}
+
+#[test]
+fn masked_source_gives_an_alert_with_a_masked_snapshot_and_a_masked_clip() {
+    let r = run(MASK);
+    let snapshot = &r.alert["fields"]["snapshot"];
+    assert_eq!(snapshot["content_type"], "image/jpeg");
+    let jpeg = base64::engine::general_purpose::STANDARD
+        .decode(snapshot["base64"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(snapshot["bytes"].as_u64().unwrap(), jpeg.len() as u64);
+    assert_eq!(jpeg_size(&jpeg), Some((256, 144)), "the configured size");
+    let file = r.tmp.path().join("snapshot.jpg");
+    std::fs::write(&file, &jpeg).unwrap();
+    let picture = &decode_gray(&file, 256, 144)[0];
+    assert!(mean(picture, 256, MASKED) < 30.0, "masked area is black");
+    assert!(mean(picture, 256, OPEN) > 50.0, "the rest is the scene");
+
+    let frames = check_clip(&r);
+    for (i, frame) in frames.iter().enumerate() {
+        let (masked, open) = (mean(frame, W, MASKED), mean(frame, W, OPEN));
+        assert!(masked < 30.0 && open > 50.0, "frame {i}: {masked} / {open}");
+    }
+}
+
+#[test]
+fn h264_source_passes_through_into_a_clip_with_preroll_and_postroll() {
+    let r = run("");
+    assert_eq!(r.alert["fields"]["snapshot"]["content_type"], "image/jpeg");
+    let frames = check_clip(&r);
+    // Nothing masked: the top-left corner keeps the scene's texture.
+    assert!(mean(&frames[0], W, MASKED) > 50.0);
+    assert!(r.agent.log().contains("clip ready"));
+}
+
+/// Width and height from a JPEG's start-of-frame marker.
+fn jpeg_size(jpeg: &[u8]) -> Option<(u16, u16)> {
+    if jpeg.get(..2)? != [0xFF, 0xD8] {
+        return None;
+    }
+    let mut i = 2;
+    while i + 9 < jpeg.len() {
+        if jpeg[i] != 0xFF {
+            return None;
+        }
+        let marker = jpeg[i + 1];
+        let len = usize::from(u16::from_be_bytes([jpeg[i + 2], jpeg[i + 3]]));
+        if (0xC0..=0xC3).contains(&marker) {
+            let h = u16::from_be_bytes([jpeg[i + 5], jpeg[i + 6]]);
+            let w = u16::from_be_bytes([jpeg[i + 7], jpeg[i + 8]]);
+            return Some((w, h));
+        }
+        i += 2 + len;
+    }
+    None
+}
