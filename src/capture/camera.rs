@@ -262,7 +262,9 @@ impl Camera {
         let Some(buffer) = sample.buffer() else {
             return;
         };
-        let time = buffer.dts_or_pts().map_or(Duration::ZERO, |t| t.into());
+        // Running time, not the buffer's own: encoders shift their timestamps (x264enc by
+        // 1000 hours, to keep decode times positive) and say so in the segment.
+        let time = running_time(&sample, buffer.dts_or_pts());
         let unit = Unit {
             time: self.offset + time,
             keyframe: !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
@@ -299,8 +301,7 @@ impl Camera {
             info!("capture source running");
             self.report(CameraEvent::Source(SourceState::Running));
         }
-        let pts = buffer.pts().map_or(Duration::ZERO, |t| t.into());
-        let now = self.offset + pts;
+        let now = self.offset + running_time(sample, buffer.pts());
         self.last = now;
         let verdict = self.detector.analyse(&pixels);
         match self.machine.step(now, &verdict) {
@@ -311,7 +312,7 @@ impl Camera {
                 ..
             }) => {
                 let id = crate::policy::consent::uuid();
-                info!(event = %id, score, "motion started");
+                info!(event = %id, score, media_s = first.as_secs_f32(), "motion started");
                 // Snapshot first: the alert goes out with its picture.
                 let snapshot = self.snapshot(sample);
                 if let Err(e) = &snapshot {
@@ -348,7 +349,7 @@ impl Camera {
         let Some(event) = self.event.take() else {
             return;
         };
-        info!(event = %event.id, ?reason, "motion ended");
+        info!(event = %event.id, ?reason, media_s = at.as_secs_f32(), "motion ended");
         self.report(CameraEvent::MotionEnd {
             event_id: event.id,
             captured_ms,
@@ -379,8 +380,16 @@ impl Camera {
     fn record(&mut self, outputs: Vec<Output<gst::Sample>>) {
         for output in outputs {
             match output {
-                Output::Open => self.writer = None,
-                Output::Write(unit) => self.write(&unit.payload),
+                Output::Open => {
+                    tracing::debug!(ring = ?self.recorder.span(), "clip opens");
+                    self.writer = None;
+                }
+                Output::Write(unit) => {
+                    if self.writer.is_none() {
+                        tracing::debug!(first = ?unit.time, "clip's first unit");
+                    }
+                    self.write(&unit.payload)
+                }
                 Output::Close => self.close_clip(),
             }
         }
@@ -487,6 +496,16 @@ fn connect(graph: &Graph, tx: std_mpsc::Sender<Input>, pending: Arc<AtomicUsize>
             })
             .build(),
     );
+}
+
+/// `time` on the pipeline's clock (running time), by the segment the sample came in.
+fn running_time(sample: &gst::Sample, time: Option<gst::ClockTime>) -> Duration {
+    let running = sample
+        .segment()
+        .and_then(|s| s.downcast_ref::<gst::ClockTime>())
+        .zip(time)
+        .and_then(|(segment, time)| segment.to_running_time(time));
+    running.or(time).map_or(Duration::ZERO, Duration::from)
 }
 
 /// The wall-clock time at which the frame with running time `pts` was captured.

@@ -303,6 +303,27 @@ mod tests {
         );
     }
 
+    /// The commented-out `[capture]` block of `etc/camagent.toml`, uncommented, is valid.
+    #[test]
+    fn shipped_example_is_valid() {
+        let example = include_str!("../../etc/camagent.toml");
+        let start = example.find("# [capture]").unwrap();
+        let end = example.find("[motion]").unwrap();
+        let block: String = example[start..end]
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| {
+                l.starts_with('[') || l.split_once(" = ").is_some_and(|(k, _)| !k.contains(' '))
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let table: toml::Table = toml::from_str(&block).unwrap();
+        let c: CaptureConfig = table["capture"].clone().try_into().unwrap();
+        assert_eq!(c.privacy_masks.len(), 1);
+        assert_eq!(c.encode.encoder, "x264enc");
+        assert_eq!(c.snapshot.quality, 80);
+    }
+
     #[test]
     fn errors_name_the_key_and_the_fix() {
         let cases = [

@@ -326,6 +326,8 @@ pub struct Message {
     pub topic: String,
     pub payload: Vec<u8>,
     pub retain: bool,
+    /// When the subscriber received it.
+    pub received: std::time::SystemTime,
 }
 
 impl Message {
@@ -373,6 +375,7 @@ impl Subscriber {
                         topic: p.topic.clone(),
                         payload: p.payload.to_vec(),
                         retain: p.retain,
+                        received: std::time::SystemTime::now(),
                     }),
                     Ok(_) => {}
                     Err(rumqttc::ConnectionError::RequestsDone) => return,

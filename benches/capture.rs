@@ -1,0 +1,332 @@
+//! The whole camera, against the Motion daemon (Debian's `motion`), on the same 720p H.264
+//! clips at the same analysis size and rate: CPU seconds per minute of input, peak resident
+//! memory, events on each clip — and camagent's motion-to-alert latency at a real mutual-TLS
+//! mosquitto (from the capture time of the first moving frame to the alert at a subscriber).
+//!
+//! Both programs read each clip in real time; each runs alone. Run with
+//! `cargo bench --bench capture` (needs `motion`, `gst-launch-1.0`, x264enc and opencv-doc:
+//! `scripts/install-deps` and `apt-get install motion`). Takes about seven minutes.
+
+mod common;
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use support::scenes::{self, host_gst_launch, Scene};
+use support::*;
+
+const SECONDS: u64 = 60;
+/// The analysis both programs use: Motion wants sides that are multiples of 16.
+const WIDTH: u32 = 320;
+const HEIGHT: u32 = 176;
+const FPS: u32 = 5;
+
+struct Clip {
+    name: &'static str,
+    what: &'static str,
+    path: PathBuf,
+    /// Events a person watching would count.
+    truth: &'static str,
+}
+
+/// Encodes raw frames, or any clip GStreamer reads, to 60 s of 1280×720 H.264 at 15 fps.
+fn to_720p(source: &str, out: &Path) {
+    host_gst_launch(&format!(
+        "{source} ! videoconvert ! videoscale ! video/x-raw,width=1280,height=720,pixel-aspect-ratio=1/1 \
+         ! videorate ! video/x-raw,framerate=15/1 ! x264enc speed-preset=superfast bitrate=2500 key-int-max=30 \
+         ! h264parse ! mp4mux ! filesink location={}",
+        out.display()
+    ));
+}
+
+fn synthetic(dir: &Path, name: &str, scene: &Scene) -> PathBuf {
+    let small = scenes::clip(dir, name, scene);
+    let out = dir.join(format!("{name}-720p.mp4"));
+    to_720p(
+        &format!("filesrc location={} ! decodebin", small.display()),
+        &out,
+    );
+    out
+}
+
+fn clips(dir: &Path) -> Vec<Clip> {
+    let street = dir.join("street-720p.mp4");
+    to_720p(
+        &format!(
+            "filesrc location=/usr/share/doc/opencv-doc/examples/data/vtest.avi ! decodebin \
+             ! videorate ! video/x-raw,framerate=10/1 ! identity eos-after={}",
+            SECONDS * 10
+        ),
+        &street,
+    );
+    let lights = synthetic(
+        dir,
+        "lights",
+        &Scene {
+            seconds: SECONDS as usize,
+            // Lights on and off every 10 s, then a slow dusk over the last 20 s.
+            brightness: |f| match f / 100 {
+                0 | 2 => 1.0,
+                1 | 3 => 1.6,
+                _ => 1.0 - (f - 400) as f32 / 200.0 * 0.5,
+            },
+            object: |_| None,
+        },
+    );
+    let visits = synthetic(
+        dir,
+        "visits",
+        &Scene {
+            seconds: SECONDS as usize,
+            brightness: |_| 1.0,
+            // Someone walks through for 3 s, every 10 s from 5 s on.
+            object: |f| {
+                let t = f % 100;
+                (f >= 50 && (50..80).contains(&t)).then(|| ((t - 50) * 10, 60, 30, 70))
+            },
+        },
+    );
+    vec![
+        Clip {
+            name: "street",
+            what: "opencv-doc vtest.avi, people walking (first 60 s)",
+            path: street,
+            truth: "people in view most of the time",
+        },
+        Clip {
+            name: "lights",
+            what: "still scene, lights ×1.6 on/off every 10 s, then a slow dusk",
+            path: lights,
+            truth: "0",
+        },
+        Clip {
+            name: "visits",
+            what: "still scene, a person-sized box crosses for 3 s every 10 s",
+            path: visits,
+            truth: "6",
+        },
+    ]
+}
+
+struct Measured {
+    cpu_s: f64,
+    peak_rss_kib: u64,
+    events: usize,
+}
+
+/// CPU seconds (user + system, all threads) of a running process.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Lets `child` play the whole clip, then measures it and stops it.
+fn measure_until_played(child: &mut Child, started: Instant) -> (f64, u64) {
+    let until = started + Duration::from_secs(SECONDS + 3);
+    while Instant::now() < until {
+        assert!(child.try_wait().unwrap().is_none(), "exited early");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let pid = child.id();
+    let measured = (cpu_seconds(pid), peak_rss_kib(pid));
+    signal(pid, "TERM");
+    let _ = child.wait();
+    measured
+}
+
+fn run_motion(dir: &Path, clip: &Clip) -> Measured {
+    let out = dir.join(format!("motion-{}", clip.name));
+    std::fs::create_dir_all(&out).unwrap();
+    let events = out.join("events.txt");
+    let config = out.join("motion.conf");
+    std::fs::write(
+        &config,
+        format!(
+            "daemon off\nsetup_mode off\nlog_level 4\ntarget_dir {out}\nnetcam_url file://{clip}\n\
+             width {WIDTH}\nheight {HEIGHT}\nframerate {FPS}\n\
+             movie_output off\npicture_output off\nwebcontrol_port 0\nstream_port 0\n\
+             on_event_start echo start >> {events}\n",
+            out = out.display(),
+            clip = clip.path.display(),
+            events = events.display()
+        ),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let mut child = Command::new("motion")
+        .args(["-n", "-c"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("motion must be installed: apt-get install motion");
+    let (cpu_s, peak_rss_kib) = measure_until_played(&mut child, started);
+    let events = std::fs::read_to_string(&events)
+        .unwrap_or_default()
+        .lines()
+        .count();
+    Measured {
+        cpu_s,
+        peak_rss_kib,
+        events,
+    }
+}
+
+/// Runs the agent on `clip` against a real broker; returns its figures and, per alert, the
+/// latency from the first moving frame's capture to the subscriber.
+fn run_camagent(world: &World, broker: &Broker, clip: &Clip) -> (Measured, Vec<Duration>) {
+    let cloud = Subscriber::connect(world, broker.port, &format!("cloud-{}", clip.name), false);
+    let mut setup = AgentSetup::new(world, broker.port);
+    setup.extra = format!(
+        "[capture]\nsource = \"file\"\npath = \"{}\"\nloop = false\n\n\
+         [motion]\nwidth = {WIDTH}\nheight = {HEIGHT}\nfps = {FPS}\n",
+        clip.path.display()
+    );
+    let dir = world.path().join(format!("agent-{}", clip.name));
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/policy.toml");
+    let config = setup.write(world, &dir, &policy);
+    let started = Instant::now();
+    let mut agent = Agent::start(env!("CARGO_BIN_EXE_camagent"), &config);
+    let (cpu_s, peak_rss_kib) = measure_until_played(&mut agent.child, started);
+    let latencies: Vec<Duration> = cloud
+        .on("/alarm")
+        .iter()
+        .filter_map(|m| {
+            let body = m.json();
+            let event = &body["fields"]["event_data"];
+            (event["phase"] == "start").then(|| {
+                let captured = humantime::parse_rfc3339(event["time"].as_str().unwrap()).unwrap();
+                m.received.duration_since(captured).unwrap_or_default()
+            })
+        })
+        .collect();
+    let events = agent.log().matches("motion started").count();
+    (
+        Measured {
+            cpu_s,
+            peak_rss_kib,
+            events,
+        },
+        latencies,
+    )
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let clips = clips(tmp.path());
+    let world = World::new();
+    let broker = world.broker(false);
+    let mut rows = String::new();
+    let mut latencies = Vec::new();
+    let (mut ours, mut theirs) = (0.0, 0.0);
+    for clip in &clips {
+        let (a, mut l) = run_camagent(&world, &broker, clip);
+        let m = run_motion(tmp.path(), clip);
+        eprintln!(
+            "{}: camagent {:.2} s CPU, {} KiB, {} events; motion {:.2} s CPU, {} KiB, {} events",
+            clip.name, a.cpu_s, a.peak_rss_kib, a.events, m.cpu_s, m.peak_rss_kib, m.events
+        );
+        ours += a.cpu_s;
+        theirs += m.cpu_s;
+        rows.push_str(&format!(
+            "| {} ({}) | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {} | {} | {} |\n",
+            clip.name,
+            clip.what,
+            a.cpu_s * 60.0 / SECONDS as f64,
+            m.cpu_s * 60.0 / SECONDS as f64,
+            a.cpu_s / m.cpu_s,
+            a.peak_rss_kib as f64 / 1024.0,
+            m.peak_rss_kib as f64 / 1024.0,
+            clip.truth,
+            a.events,
+            m.events,
+        ));
+        latencies.append(&mut l);
+    }
+    latencies.sort();
+    let frame = Duration::from_secs(1) / FPS;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let latency = if latencies.is_empty() {
+        "no alerts arrived".to_owned()
+    } else {
+        format!(
+            "{} alerts: min {:.0} ms, median {:.0} ms, p90 {:.0} ms, max {:.0} ms \
+             (median {:.1} analysis frames of {:.0} ms)",
+            latencies.len(),
+            ms(latencies[0]),
+            ms(percentile(&latencies, 0.5)),
+            ms(percentile(&latencies, 0.9)),
+            ms(*latencies.last().unwrap()),
+            percentile(&latencies, 0.5).as_secs_f64() / frame.as_secs_f64(),
+            ms(frame),
+        )
+    };
+    let when = humantime::format_rfc3339_seconds(SystemTime::now());
+    let section = format!(
+        "## Camera: camagent against the Motion daemon\n\n\
+         `cargo bench --bench capture` — {when}, {cpu}, 2 cores. Each program plays each 60 s \
+         1280×720 H.264 (15 fps) clip in real time, alone, analysing {WIDTH}×{HEIGHT} at {FPS} fps \
+         (Motion {motion}: `netcam_url file://…`, movie and picture output off; camagent: the \
+         agent daemon with the default policy, H.264 passed through to its pre-roll ring and \
+         clips, snapshots with alerts, a real mutual-TLS mosquitto). CPU is user + system \
+         seconds of the whole process (all threads) over the clip, scaled to a minute of input; \
+         peak RSS is VmHWM.\n\n\
+         | clip | camagent CPU s/min | Motion CPU s/min | ratio | camagent peak RSS MiB | Motion peak RSS MiB | events (truth) | camagent events | Motion events |\n\
+         |---|---|---|---|---|---|---|---|---|\n{rows}\n\
+         Over all clips camagent used {ratio:.2}× Motion's CPU.\n\n\
+         Motion-to-alert latency (first moving frame's capture → alert with snapshot at the \
+         subscriber, over TLS), all clips: {latency}. An event needs two moving analysis frames \
+         (`min_frames = 2`), so one frame interval of it is the detector waiting for the second.\n",
+        cpu = common::cpu(),
+        motion = motion_version(),
+        ratio = ours / theirs,
+    );
+    print!("{section}");
+    common::update_benchmarks(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md"),
+        "## Camera: camagent against the Motion daemon",
+        &section,
+    );
+}
+
+fn motion_version() -> String {
+    Command::new("motion")
+        .arg("-h")
+        .output()
+        .ok()
+        .and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stdout).to_string()
+                + &String::from_utf8_lossy(&o.stderr);
+            text.split_whitespace()
+                .skip_while(|w| *w != "Version")
+                .nth(1)
+                .map(|v| v.trim_end_matches(',').to_owned())
+        })
+        .unwrap_or_else(|| "unknown version".into())
+}
