@@ -443,6 +443,21 @@ key_file = "device.key"
     }
 
     #[test]
+    fn board_profiles_are_valid_configs() {
+        let boards = Path::new(env!("CARGO_MANIFEST_DIR")).join("board");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&boards).unwrap() {
+            let profile = entry.unwrap().path().join("camagent.toml");
+            if profile.exists() {
+                let c = Config::load(&profile).unwrap_or_else(|e| panic!("{e}"));
+                assert!(c.capture.is_some(), "{}: a board has a camera", profile.display());
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 3, "qemu-virt, raspberry-pi, generic-soc");
+    }
+
+    #[test]
     fn minimal_config_gets_defaults() {
         let c = parse(MINIMAL).unwrap();
         assert_eq!(c.broker.port, 8883);

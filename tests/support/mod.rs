@@ -148,7 +148,8 @@ impl World {
         // mosquitto started as root drops to its own user: let it reach the files it needs.
         std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let pki = Pki::new(tmp.path(), "main");
-        let server = pki.issue("broker", &["localhost"], true);
+        // `broker.qemu`: the name the emulated board (board/qemu-virt) gives the host.
+        let server = pki.issue("broker", &["localhost", "broker.qemu"], true);
         let device = pki.issue("device", &[], false);
         let cloud = pki.issue("cloud", &[], false);
         Self {
