@@ -23,23 +23,44 @@ use support::*;
 const LIMIT: Duration = Duration::from_secs(600);
 
 fn main() {
-    let image = PathBuf::from(std::env::args().nth(1).expect("usage: qemu_board IMAGE_DIR"));
+    let image = PathBuf::from(
+        std::env::args()
+            .nth(1)
+            .expect("usage: qemu_board IMAGE_DIR"),
+    );
     let world = World::new();
     let broker = world.broker(false);
     let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
     let identity = provision(&world, broker.port, &image);
 
-    println!("booting the board (qemu-system-arm -M virt); broker on host port {}", broker.port);
+    println!(
+        "booting the board (qemu-system-arm -M virt); broker on host port {}",
+        broker.port
+    );
     let booted = Instant::now();
     let mut qemu = Command::new("qemu-system-arm")
-        .args(["-M", "virt", "-cpu", "cortex-a15", "-smp", "2", "-m", "1536"])
+        .args([
+            "-M",
+            "virt",
+            "-cpu",
+            "cortex-a15",
+            "-smp",
+            "2",
+            "-m",
+            "1536",
+        ])
         .args(["-nographic", "-no-reboot"])
         .arg("-kernel")
         .arg(image.join("vmlinuz"))
         .arg("-initrd")
         .arg(&identity)
         .args(["-append", "console=ttyAMA0 rdinit=/init panic=5 quiet"])
-        .args(["-netdev", "user,id=net0", "-device", "virtio-net-device,netdev=net0"])
+        .args([
+            "-netdev",
+            "user,id=net0",
+            "-device",
+            "virtio-net-device,netdev=net0",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -59,9 +80,10 @@ fn main() {
     });
 
     let alert = wait_for(LIMIT, || {
-        cloud.on("/alarm").into_iter().find(|m| {
-            m.json()["fields"]["event_data"]["phase"] == "start"
-        })
+        cloud
+            .on("/alarm")
+            .into_iter()
+            .find(|m| m.json()["fields"]["event_data"]["phase"] == "start")
     });
     let Some(alert) = alert else {
         let _ = qemu.kill();

@@ -450,7 +450,11 @@ key_file = "device.key"
             let profile = entry.unwrap().path().join("camagent.toml");
             if profile.exists() {
                 let c = Config::load(&profile).unwrap_or_else(|e| panic!("{e}"));
-                assert!(c.capture.is_some(), "{}: a board has a camera", profile.display());
+                assert!(
+                    c.capture.is_some(),
+                    "{}: a board has a camera",
+                    profile.display()
+                );
                 seen += 1;
             }
         }
