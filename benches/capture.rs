@@ -233,26 +233,22 @@ fn run_camagent(world: &World, broker: &Broker, clip: &Clip) -> (Measured, Vec<D
 /// CPU seconds the clip's H.264 decode alone costs (`avdec_h264` into `fakesink`, as fast as
 /// it goes): the floor under both programs, which must decode every frame to see any.
 fn decode_floor(clip: &Clip) -> f64 {
-    let child = scenes::host_command("gst-launch-1.0")
+    let before = children_cpu_seconds();
+    let status = scenes::host_command("gst-launch-1.0")
         .args(["-q", "filesrc"])
         .arg(format!("location={}", clip.path.display()))
-        .args([
-            "!",
-            "qtdemux",
-            "!",
-            "h264parse",
-            "!",
-            "avdec_h264",
-            "!",
-            "fakesink",
-        ])
-        .spawn()
+        .args(["!", "qtdemux", "!", "h264parse", "!", "avdec_h264", "!", "fakesink"])
+        .status()
         .unwrap();
-    let mut status = 0;
-    // SAFETY: rusage is plain data the kernel fills in; the pid is our own child.
+    assert!(status.success());
+    children_cpu_seconds() - before
+}
+
+/// User + system CPU seconds of all children waited for so far.
+fn children_cpu_seconds() -> f64 {
+    // SAFETY: rusage is plain data that getrusage fills in.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let waited = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(waited, child.id() as i32);
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) }, 0);
     let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
