@@ -237,7 +237,16 @@ fn decode_floor(clip: &Clip) -> f64 {
     let status = scenes::host_command("gst-launch-1.0")
         .args(["-q", "filesrc"])
         .arg(format!("location={}", clip.path.display()))
-        .args(["!", "qtdemux", "!", "h264parse", "!", "avdec_h264", "!", "fakesink"])
+        .args([
+            "!",
+            "qtdemux",
+            "!",
+            "h264parse",
+            "!",
+            "avdec_h264",
+            "!",
+            "fakesink",
+        ])
         .status()
         .unwrap();
     assert!(status.success());
@@ -248,7 +257,10 @@ fn decode_floor(clip: &Clip) -> f64 {
 fn children_cpu_seconds() -> f64 {
     // SAFETY: rusage is plain data that getrusage fills in.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) }, 0);
+    assert_eq!(
+        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) },
+        0
+    );
     let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }

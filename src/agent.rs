@@ -25,6 +25,7 @@ use crate::uplink::backoff::Backoff;
 use crate::uplink::outbox::{Outbox, OutboxError};
 use crate::uplink::session::{self, Session, Stores};
 use crate::uplink::tls::{self, TlsError};
+use crate::uplink::upload::{Manifest, Uploads};
 
 /// How long a clean shutdown waits for the broker to acknowledge the offline status.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -103,8 +104,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         disclosures: DisclosureLog::new(&state_dir, config.agent.disclosure_log_max_bytes),
         replay: ReplayGuard::new(&state_dir),
         verify_key: config.commands.key_bytes(),
+        uploads: Uploads::open(&state_dir.join(CLIPS_DIR)),
+        upload_rate: config.outbox.upload_kbps.map(|k| u64::from(k) * 1000),
         state_dir,
     };
+    if !stores.uploads.is_empty() {
+        info!(clips = stores.uploads.len(), "resuming clip uploads");
+    }
 
     let b = &config.broker;
     let mut options = MqttOptions::new(
@@ -187,7 +193,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         tokio::select! {
             Some(event) = net_rx.recv() => session.on_net(event),
             Some(record) = record_rx.recv() => session.accept(record),
-            Some(event) = camera_rx.recv() => on_camera(&mut session, event, notifier.as_ref()),
+            Some(event) = camera_rx.recv() => on_camera(&mut session, event, &config, notifier.as_ref()),
             _ = tick.tick() => session.tick(),
             // Pinged from this loop, so a hung loop stops the pings and systemd restarts us.
             _ = watchdog.tick() => {
@@ -214,7 +220,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         camera.stop();
         let drain = async {
             while let Some(event) = camera_rx.recv().await {
-                on_camera(&mut session, event, None);
+                on_camera(&mut session, event, &config, None);
             }
         };
         if tokio::time::timeout(CAMERA_GRACE, drain).await.is_err() {
@@ -254,6 +260,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 fn on_camera(
     session: &mut Session,
     event: CameraEvent,
+    config: &Config,
     notifier: Option<&crate::systemd::Notifier>,
 ) {
     use serde_json::json;
@@ -297,25 +304,33 @@ fn on_camera(
                 "peak_score": peak_score,
             }),
         ),
-        CameraEvent::ClipReady { event_ids, clip } => Record::new(
-            Flow::Clip,
-            BTreeMap::from([
-                (
-                    Field::EventData,
-                    Value::Json(json!({ "event_ids": event_ids })),
-                ),
-                (
-                    Field::Clip,
-                    Value::Json(json!({
-                        "clip_id": clip.id,
-                        "content_type": "video/mp4",
-                        "bytes": clip.bytes,
-                        "duration_s": clip.duration.as_secs_f64(),
-                        "sha256": clip.sha256,
-                    })),
-                ),
-            ]),
-        ),
+        CameraEvent::ClipReady { event_ids, clip } => {
+            let chunk_bytes = config.outbox.chunk_bytes;
+            let manifest = Manifest {
+                clip_id: clip.id,
+                content_type: "video/mp4".into(),
+                bytes: clip.bytes,
+                duration_ms: clip.duration.as_millis() as u64,
+                sha256: clip.sha256,
+                chunk_bytes,
+                chunks: Manifest::chunk_count(clip.bytes, chunk_bytes),
+                event_ids: event_ids.clone(),
+            };
+            let record = Record::new(
+                Flow::Clip,
+                BTreeMap::from([
+                    (
+                        Field::EventData,
+                        Value::Json(json!({ "event_ids": event_ids })),
+                    ),
+                    (Field::Clip, Value::Json(json!(manifest))),
+                ]),
+            );
+            // The manifest first: it is queued ahead of every chunk.
+            session.accept(record);
+            session.upload(manifest);
+            return;
+        }
         CameraEvent::Source(state) => {
             if let Some(n) = notifier {
                 n.notify(&match state {

@@ -198,6 +198,16 @@ pub struct OutboxConfig {
     /// Bytes the outbox may occupy on disk; records beyond it are refused, never dropped later.
     #[serde(default = "default_outbox_max_bytes")]
     pub max_bytes: u64,
+    /// Clip bytes per chunk message; with its header and topic it must fit
+    /// `broker.max_packet_bytes`.
+    #[serde(default = "default_chunk_bytes")]
+    pub chunk_bytes: u32,
+    /// Bandwidth cap for clip uploads, in kilobytes (1000 bytes) per second; none if unset.
+    pub upload_kbps: Option<u32>,
+}
+
+fn default_chunk_bytes() -> u32 {
+    127 * 1024
 }
 
 impl Default for AgentConfig {
@@ -216,6 +226,8 @@ impl Default for OutboxConfig {
     fn default() -> Self {
         Self {
             max_bytes: default_outbox_max_bytes(),
+            chunk_bytes: default_chunk_bytes(),
+            upload_kbps: None,
         }
     }
 }
@@ -324,6 +336,24 @@ impl Config {
                 "broker.max_packet_bytes",
                 format!("is {}", b.max_packet_bytes),
                 "use at least 16384; 131072 (AWS IoT Core's limit) is the default",
+            ));
+        }
+        let chunk = self.outbox.chunk_bytes as usize;
+        if chunk < 1024 || chunk + 1024 > b.max_packet_bytes {
+            return Err(invalid(
+                "outbox.chunk_bytes",
+                format!(
+                    "is {chunk}, which with its header does not fit broker.max_packet_bytes ({})",
+                    b.max_packet_bytes
+                ),
+                "use at least 1024 and at most broker.max_packet_bytes − 1024 (the default, 130048, suits 128 KiB)",
+            ));
+        }
+        if self.outbox.upload_kbps == Some(0) {
+            return Err(invalid(
+                "outbox.upload_kbps",
+                "is 0, which would never upload a clip".into(),
+                "remove it for no cap, or give the cap in kB/s, e.g. 256",
             ));
         }
         if b.max_inflight == 0 {

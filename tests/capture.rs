@@ -67,13 +67,22 @@ fn run(masks: &str) -> Run {
         .collect();
     assert_eq!(starts.len(), 1, "one event: {}", agent.log());
     let clip = clip.json();
-    let id = clip["fields"]["clip"]["clip_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let manifest = &clip["fields"]["clip"];
+    let Some(bytes) = wait_for(PATIENCE, || cloud.clip(manifest)) else {
+        panic!(
+            "the clip's chunks did not all arrive; log:\n{}",
+            agent.log()
+        );
+    };
+    let clip_file = tmp.path().join("received.mp4");
+    std::fs::write(&clip_file, bytes).unwrap();
+    let id = manifest["clip_id"].as_str().unwrap();
+    let local = dir.join("state/clips").join(format!("{id}.mp4"));
+    wait_for(PATIENCE, || (!local.exists()).then_some(()))
+        .expect("the local copy is deleted once every chunk is acknowledged");
     Run {
         alert: starts[0].json(),
-        clip_file: dir.join("state/clips").join(format!("{id}.mp4")),
+        clip_file,
         clip,
         agent,
         _broker: broker,
@@ -171,6 +180,7 @@ fn sha256(path: &Path) -> String {
 /// and holds pre-roll (2 s) + event (4.0–8.0 s) + post-roll (2 s).
 fn check_clip(r: &Run) -> Vec<Vec<u8>> {
     let record = &r.clip["fields"]["clip"];
+    // What the cloud reassembled is byte for byte what the camera recorded.
     assert_eq!(record["sha256"], sha256(&r.clip_file));
     assert_eq!(
         record["bytes"].as_u64().unwrap(),
@@ -179,6 +189,7 @@ fn check_clip(r: &Run) -> Vec<Vec<u8>> {
     assert_eq!(record["content_type"], "video/mp4");
     let event_id = &r.alert["fields"]["event_data"]["event_id"];
     assert_eq!(r.clip["fields"]["event_data"]["event_ids"][0], *event_id);
+    assert_eq!(record["event_ids"][0], *event_id);
 
     let discovered = host_command("gst-discoverer-1.0")
         .arg(&r.clip_file)
@@ -195,7 +206,7 @@ fn check_clip(r: &Run) -> Vec<Vec<u8>> {
     assert_eq!(units[0].0, first);
     assert!(first < 0.5, "{first}");
     let duration = units.iter().map(|u| u.0).fold(0.0, f64::max) - first + 0.1;
-    let recorded = record["duration_s"].as_f64().unwrap();
+    let recorded = record["duration_ms"].as_f64().unwrap() / 1000.0;
     assert!(
         (duration - recorded).abs() < 0.15,
         "{duration} vs {recorded}"

@@ -11,12 +11,15 @@ use super::consent::Ledger;
 use super::{transform, Field, Flow, KeyScope, LegalBasis, Policy, PseudonymKey};
 use crate::record::{rfc3339, Record, Value};
 use crate::uplink::topic::{self, TopicError};
+use crate::uplink::upload::{self, ChunkHeader, Manifest};
 
 /// Scope of the pseudonym that replaces the serial number in topics.
 const DEVICE_ID_SCOPE: &str = "camagent/device-id";
 
 /// Version of the JSON payload schema, carried in every payload as `schema`.
 pub const PAYLOAD_SCHEMA: u32 = 1;
+/// The topic level of clip chunks (beside the clip flow's own, which carries the manifest).
+pub const CLIP_DATA: &str = "clip_data";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
@@ -207,6 +210,37 @@ impl Gate {
             Some(serial) if serial_in_clear && topic::is_safe_level(serial) => serial.clone(),
             _ => self.pseudonym_id(&self.key_for(rule.key, rule.id)),
         }
+    }
+
+    /// Admits chunk `index` of a clip, with the decision the clip record gets: the clip
+    /// flow's purpose must permit the `clip` field, and the owner's consent must allow it.
+    pub fn admit_chunk(
+        &self,
+        manifest: &Manifest,
+        index: u32,
+        data: &[u8],
+    ) -> Result<Admitted, Refusal> {
+        let rule = self.rule(Flow::Clip)?;
+        if !rule.fields.contains(&Field::Clip) || self.policy.never_leave.contains(&Field::Clip) {
+            return Err(Refusal::NothingPermitted(rule.id.to_owned()));
+        }
+        let topic = topic::build(&self.prefix, &self.device_id(Flow::Clip), CLIP_DATA)?;
+        let header = ChunkHeader {
+            schema: PAYLOAD_SCHEMA,
+            clip_id: manifest.clip_id.clone(),
+            index,
+            chunks: manifest.chunks,
+            purpose: rule.id.to_owned(),
+            legal_basis: rule.basis.dpv().to_owned(),
+        };
+        Ok(Admitted {
+            topic,
+            payload: upload::frame(&header, data),
+            retain: false,
+            purpose: rule.id.to_owned(),
+            legal_basis: rule.basis.name(),
+            fields: vec![Field::Clip],
+        })
     }
 
     /// Applies the policy to `record`. `seq` is the outbox sequence number, if queued.

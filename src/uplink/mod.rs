@@ -6,3 +6,4 @@ pub mod outbox;
 pub mod session;
 pub mod tls;
 pub mod topic;
+pub mod upload;

@@ -14,6 +14,10 @@
 //! pass, and records of a purpose that may no longer send are purged from the outbox. If that
 //! happens while offline, the event loop is told to discard its replay list on reconnect, so a
 //! withdrawn record handed over before the outage is not sent either.
+//!
+//! Clips go in chunks ([`super::upload`]) when no record is waiting: an alert never queues
+//! behind a clip, and at most [`CHUNKS_IN_FLIGHT`] chunks are ahead of it at the broker.
+//! Chunks are re-sent from the upload's persisted progress after a lost session or a restart.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -27,6 +31,7 @@ use tracing::{debug, error, info, warn};
 
 use super::backoff::Backoff;
 use super::outbox::{Outbox, OutboxError};
+use super::upload::{Manifest, Uploads};
 use crate::command::{self, Action, ReplayGuard};
 use crate::policy::consent::{self, LedgerFile, Via};
 use crate::policy::disclosure::{Disclosure, DisclosureLog};
@@ -154,10 +159,14 @@ pub fn last_will(gate: &Gate, disclosures: &DisclosureLog) -> Option<LastWill> {
     ))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Clip chunks handed to the client and not yet acknowledged, at most.
+pub const CHUNKS_IN_FLIGHT: usize = 4;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Sent {
     Record(u64),
     Status,
+    Chunk { clip: String, index: u32 },
 }
 
 #[derive(Debug)]
@@ -171,6 +180,7 @@ struct InFlight {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
     pub delivered: u64,
+    pub clips_delivered: u64,
     pub refused: u64,
     pub reconnects: u64,
 }
@@ -183,6 +193,10 @@ pub struct Stores {
     pub replay: ReplayGuard,
     /// The cloud's Ed25519 key; without it every command is refused.
     pub verify_key: Option<Vec<u8>>,
+    /// Clips on their way up, with their progress.
+    pub uploads: Uploads,
+    /// Clip upload bandwidth cap in bytes per second, if any.
+    pub upload_rate: Option<u64>,
 }
 
 pub struct Session {
@@ -199,6 +213,8 @@ pub struct Session {
     discard: Arc<AtomicBool>,
     ledger_stamp: Option<std::time::SystemTime>,
     command_topic: String,
+    /// Bytes the upload cap still allows now, and when it was last refilled.
+    upload_budget: (f64, std::time::Instant),
 }
 
 impl Session {
@@ -224,6 +240,7 @@ impl Session {
             discard,
             ledger_stamp: None,
             command_topic,
+            upload_budget: (0.0, std::time::Instant::now()),
         };
         session.refresh_consent();
         session
@@ -319,15 +336,24 @@ impl Session {
             }
             Net::Acked(pkid) => {
                 if let Some(i) = self.in_flight.iter().position(|f| f.pkid == Some(pkid)) {
-                    if let Some(InFlight {
-                        what: Sent::Record(seq),
-                        ..
-                    }) = self.in_flight.remove(i)
-                    {
-                        self.stats.delivered += 1;
-                        if let Err(e) = self.outbox.remove(seq) {
-                            error!("delivered record {seq} could not be deleted: {e}");
+                    match self.in_flight.remove(i).map(|f| f.what) {
+                        Some(Sent::Record(seq)) => {
+                            self.stats.delivered += 1;
+                            if let Err(e) = self.outbox.remove(seq) {
+                                error!("delivered record {seq} could not be deleted: {e}");
+                            }
                         }
+                        Some(Sent::Chunk { clip, index }) => {
+                            match self.stores.uploads.ack(&clip, index) {
+                                Ok(Some(done)) => {
+                                    self.stats.clips_delivered += 1;
+                                    info!(clip = %done.clip_id, bytes = done.bytes, chunks = done.chunks, "clip delivered");
+                                }
+                                Ok(None) => {}
+                                Err(e) => error!("{e}"),
+                            }
+                        }
+                        _ => {}
                     }
                 }
                 self.pump();
@@ -358,8 +384,23 @@ impl Session {
 
     /// Marks the device offline on purpose (a clean disconnect suppresses the last will).
     pub fn go_offline(&mut self) {
+        self.stores.uploads.save_all();
         if self.connected {
             self.publish_status(false);
+        }
+    }
+
+    /// Starts uploading a clip whose record was just accepted — if its purpose lets the clip
+    /// itself leave. Otherwise the clip stays on the device.
+    pub fn upload(&mut self, manifest: Manifest) {
+        let probe = self.gate.admit_chunk(&manifest, 0, &[]);
+        if let Err(refusal) = probe {
+            info!(clip = %manifest.clip_id, "clip kept on the device: {refusal}");
+            return;
+        }
+        match self.stores.uploads.add(manifest) {
+            Ok(()) => self.pump(),
+            Err(e) => error!("clip not queued for upload: {e}"),
         }
     }
 
@@ -511,6 +552,8 @@ impl Session {
                 return;
             }
         };
+        // The clips (and their progress) are gone with the rest.
+        self.stores.uploads = Uploads::open(&self.stores.uploads.dir().to_owned());
         match PseudonymKey::load_or_create(&self.stores.state_dir.join(crate::agent::KEY_FILE)) {
             Ok(key) => self.gate.set_key(key),
             Err(e) => error!("erase: cannot create a new pseudonym key: {e}"),
@@ -553,9 +596,16 @@ impl Session {
 
     /// Hands outbox entries to the client, oldest first, while the window has room.
     fn pump(&mut self) {
+        if self.pump_records() {
+            self.pump_chunks();
+        }
+    }
+
+    /// Hands queued records to the client; `true` when none is left waiting.
+    fn pump_records(&mut self) -> bool {
         while self.connected && self.in_flight.len() < self.max_in_flight {
             let Some(seq) = self.outbox.next_after(self.cursor) else {
-                return;
+                return true;
             };
             let record = match self.outbox.get(seq) {
                 Ok(record) => record,
@@ -565,7 +615,7 @@ impl Session {
                 }
                 Err(e) => {
                     error!("cannot read outbox entry {seq}: {e}");
-                    return;
+                    return false;
                 }
             };
             // The policy and consent may have changed since the record was queued.
@@ -585,7 +635,7 @@ impl Session {
                 }
             };
             if !self.hand_over(&admitted) {
-                return;
+                return false;
             }
             self.cursor = Some(seq);
             self.in_flight.push_back(InFlight {
@@ -593,6 +643,78 @@ impl Session {
                 pkid: None,
             });
         }
+        false
+    }
+
+    /// Hands clip chunks to the client, oldest clip first, within the bandwidth cap.
+    fn pump_chunks(&mut self) {
+        if let Some(rate) = self.stores.upload_rate {
+            // Refill, capped at one second's worth so an idle link does not bank a burst.
+            let (tokens, last) = self.upload_budget;
+            let now = std::time::Instant::now();
+            let refilled = tokens + rate as f64 * now.duration_since(last).as_secs_f64();
+            self.upload_budget = (refilled.min(rate as f64), now);
+        }
+        loop {
+            let chunks = self
+                .in_flight
+                .iter()
+                .filter(|f| matches!(f.what, Sent::Chunk { .. }))
+                .count();
+            if !self.connected
+                || chunks >= CHUNKS_IN_FLIGHT
+                || self.in_flight.len() >= self.max_in_flight
+                || (self.stores.upload_rate.is_some() && self.upload_budget.0 <= 0.0)
+            {
+                return;
+            }
+            let Some((manifest, index)) = self.next_chunk() else {
+                return;
+            };
+            let data = match self.stores.uploads.chunk(&manifest.clip_id, index) {
+                Ok(data) => data,
+                Err(e) => {
+                    error!("{e}; the upload is abandoned");
+                    self.stores.uploads.remove(&manifest.clip_id);
+                    continue;
+                }
+            };
+            let admitted = match self.gate.admit_chunk(&manifest, index, &data) {
+                Ok(admitted) => admitted,
+                Err(refusal) => {
+                    warn!(clip = %manifest.clip_id, "clip upload stopped: {refusal}");
+                    self.stores.uploads.remove(&manifest.clip_id);
+                    continue;
+                }
+            };
+            if !self.hand_over(&admitted) {
+                return;
+            }
+            self.upload_budget.0 -= data.len() as f64;
+            self.in_flight.push_back(InFlight {
+                what: Sent::Chunk {
+                    clip: manifest.clip_id.clone(),
+                    index,
+                },
+                pkid: None,
+            });
+        }
+    }
+
+    /// The next chunk to send: the oldest clip's first chunk neither acknowledged nor on its
+    /// way.
+    fn next_chunk(&self) -> Option<(Manifest, u32)> {
+        self.stores.uploads.iter().find_map(|p| {
+            let sending = self
+                .in_flight
+                .iter()
+                .filter_map(|f| match &f.what {
+                    Sent::Chunk { clip, index } if *clip == p.manifest.clip_id => Some(*index),
+                    _ => None,
+                })
+                .collect();
+            p.next(&sending).map(|i| (p.manifest.clone(), i))
+        })
     }
 
     /// The one place bytes go to the broker, and it takes only gate output.

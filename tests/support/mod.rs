@@ -437,6 +437,34 @@ impl Subscriber {
     }
 }
 
+impl Subscriber {
+    /// The clip named by a clip record's manifest, reassembled from the chunks received so
+    /// far (each index once, whatever was re-sent); `None` while some are missing.
+    pub fn clip(&self, manifest: &serde_json::Value) -> Option<Vec<u8>> {
+        let id = manifest["clip_id"].as_str()?;
+        let count = manifest["chunks"].as_u64()? as u32;
+        let mut chunks = std::collections::BTreeMap::new();
+        for m in self.on("/clip_data") {
+            let (header, data) = camagent::uplink::upload::parse(&m.payload).ok()?;
+            if header.clip_id == id {
+                chunks.insert(header.index, data.to_vec());
+            }
+        }
+        (chunks.len() as u32 == count && chunks.keys().copied().eq(0..count))
+            .then(|| chunks.into_values().flatten().collect())
+    }
+
+    /// Chunk messages received for clip `id`, re-sent ones included.
+    pub fn chunk_messages(&self, id: &str) -> usize {
+        self.on("/clip_data")
+            .iter()
+            .filter(|m| {
+                camagent::uplink::upload::parse(&m.payload).is_ok_and(|(h, _)| h.clip_id == id)
+            })
+            .count()
+    }
+}
+
 impl Drop for Subscriber {
     fn drop(&mut self) {
         let _ = self.client.disconnect();

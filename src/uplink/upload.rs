@@ -1,0 +1,353 @@
+//! Clip uploads. A clip travels as its manifest — the clip record, queued in the outbox like
+//! any record — and as chunks of at most `chunk_bytes`, each published at QoS 1. Which chunks
+//! the broker acknowledged is kept beside the clip (`<id>.upload`), so an upload resumes where
+//! it stopped after a reconnect or a restart instead of starting again; the clip file is
+//! deleted once every chunk is acknowledged.
+//!
+//! A chunk's payload is binary: a 4-byte big-endian header length, the JSON [`ChunkHeader`],
+//! then the clip's bytes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+/// What a receiver needs to reassemble and verify a clip; carried by the clip record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub clip_id: String,
+    pub content_type: String,
+    pub bytes: u64,
+    pub duration_ms: u64,
+    /// Lowercase hex SHA-256 of the whole clip.
+    pub sha256: String,
+    pub chunk_bytes: u32,
+    pub chunks: u32,
+    pub event_ids: Vec<String>,
+}
+
+impl Manifest {
+    pub fn chunk_count(bytes: u64, chunk_bytes: u32) -> u32 {
+        bytes.div_ceil(u64::from(chunk_bytes.max(1))) as u32
+    }
+
+    /// Byte range of chunk `index` in the clip.
+    pub fn range(&self, index: u32) -> (u64, u64) {
+        let start = u64::from(index) * u64::from(self.chunk_bytes);
+        (start, (start + u64::from(self.chunk_bytes)).min(self.bytes))
+    }
+}
+
+/// The header of a chunk's payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkHeader {
+    pub schema: u32,
+    pub clip_id: String,
+    pub index: u32,
+    pub chunks: u32,
+    pub purpose: String,
+    pub legal_basis: String,
+}
+
+pub fn frame(header: &ChunkHeader, data: &[u8]) -> Vec<u8> {
+    let head = serde_json::to_vec(header).unwrap_or_default();
+    let mut out = Vec::with_capacity(4 + head.len() + data.len());
+    out.extend_from_slice(&(head.len() as u32).to_be_bytes());
+    out.extend_from_slice(&head);
+    out.extend_from_slice(data);
+    out
+}
+
+/// Splits a chunk payload into its header and data.
+pub fn parse(payload: &[u8]) -> Result<(ChunkHeader, &[u8]), String> {
+    let len = payload
+        .get(..4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .ok_or("payload shorter than its header length")?;
+    let head = payload
+        .get(4..4 + len)
+        .ok_or("payload shorter than its header")?;
+    let header = serde_json::from_slice(head).map_err(|e| format!("chunk header: {e}"))?;
+    Ok((header, &payload[4 + len..]))
+}
+
+/// One clip's upload: its manifest and the chunks the broker acknowledged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    pub manifest: Manifest,
+    pub acked: BTreeSet<u32>,
+}
+
+impl Progress {
+    pub fn complete(&self) -> bool {
+        self.acked.len() as u32 >= self.manifest.chunks
+    }
+
+    /// The first chunk neither acknowledged nor in `sending`.
+    pub fn next(&self, sending: &BTreeSet<u32>) -> Option<u32> {
+        (0..self.manifest.chunks).find(|i| !self.acked.contains(i) && !sending.contains(i))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("clip upload {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The uploads in progress, oldest clip first, persisted in the clip directory.
+#[derive(Debug)]
+pub struct Uploads {
+    dir: PathBuf,
+    active: BTreeMap<String, Progress>,
+    /// Clip ids in the order they were added (clip ids are UUIDs: not time-ordered).
+    order: Vec<String>,
+}
+
+const PROGRESS: &str = "upload";
+
+impl Uploads {
+    /// Loads every upload in progress under `dir`. A progress file that cannot be read is
+    /// reported and restarted from its clip; one whose clip is gone is dropped.
+    pub fn open(dir: &Path) -> Self {
+        let mut uploads = Self {
+            dir: dir.to_owned(),
+            active: BTreeMap::new(),
+            order: Vec::new(),
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return uploads;
+        };
+        let mut found: Vec<(std::time::SystemTime, Progress)> = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_none_or(|e| e != PROGRESS) {
+                continue;
+            }
+            let progress = std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Progress>(&b).ok());
+            match progress {
+                Some(p) if uploads.clip_path(&p.manifest.clip_id).exists() => {
+                    let modified = entry
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .unwrap_or(std::time::UNIX_EPOCH);
+                    found.push((modified, p));
+                }
+                _ => {
+                    warn!(file = %path.display(), "clip upload without a readable progress or clip, dropped");
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        found.sort_by_key(|(t, _)| *t);
+        for (_, p) in found {
+            uploads.order.push(p.manifest.clip_id.clone());
+            uploads.active.insert(p.manifest.clip_id.clone(), p);
+        }
+        uploads
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn clip_path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.mp4"))
+    }
+
+    fn progress_path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.{PROGRESS}"))
+    }
+
+    pub fn len(&self) -> usize {
+        self.active.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.active.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Progress> {
+        self.order.iter().filter_map(|id| self.active.get(id))
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Progress> {
+        self.active.get(id)
+    }
+
+    /// Starts uploading a clip that is on disk.
+    pub fn add(&mut self, manifest: Manifest) -> Result<(), UploadError> {
+        let progress = Progress {
+            manifest,
+            acked: BTreeSet::new(),
+        };
+        self.save(&progress)?;
+        let id = progress.manifest.clip_id.clone();
+        self.order.push(id.clone());
+        self.active.insert(id, progress);
+        Ok(())
+    }
+
+    /// Reads chunk `index` of clip `id` from disk.
+    pub fn chunk(&self, id: &str, index: u32) -> Result<Vec<u8>, UploadError> {
+        use std::io::{Read, Seek, SeekFrom};
+        let path = self.clip_path(id);
+        let io = |source| UploadError::Io {
+            path: path.clone(),
+            source,
+        };
+        let Some(p) = self.active.get(id) else {
+            return Ok(Vec::new());
+        };
+        let (start, end) = p.manifest.range(index);
+        let mut file = std::fs::File::open(&path).map_err(io)?;
+        file.seek(SeekFrom::Start(start)).map_err(io)?;
+        let mut data = vec![0; (end - start) as usize];
+        file.read_exact(&mut data).map_err(io)?;
+        Ok(data)
+    }
+
+    /// Records the broker's acknowledgement of a chunk; returns the manifest when the clip is
+    /// complete (its local copy and progress are then deleted).
+    pub fn ack(&mut self, id: &str, index: u32) -> Result<Option<Manifest>, UploadError> {
+        let Some(p) = self.active.get_mut(id) else {
+            return Ok(None);
+        };
+        p.acked.insert(index);
+        if p.complete() {
+            let manifest = p.manifest.clone();
+            self.remove(id);
+            return Ok(Some(manifest));
+        }
+        // Every few chunks: a crash then re-sends at most that many.
+        if p.acked.len() % 8 == 0 {
+            let p = p.clone();
+            self.save(&p)?;
+        }
+        Ok(None)
+    }
+
+    /// Forgets an upload and deletes its clip (delivered, expired or evicted).
+    pub fn remove(&mut self, id: &str) {
+        self.active.remove(id);
+        self.order.retain(|o| o != id);
+        for path in [self.clip_path(id), self.progress_path(id)] {
+            if let Err(e) = std::fs::remove_file(&path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    warn!(file = %path.display(), "cannot delete: {e}");
+                }
+            }
+        }
+    }
+
+    /// Persists every upload's progress (at shutdown).
+    pub fn save_all(&self) {
+        for p in self.active.values() {
+            if let Err(e) = self.save(p) {
+                warn!("{e}");
+            }
+        }
+    }
+
+    fn save(&self, progress: &Progress) -> Result<(), UploadError> {
+        let path = self.progress_path(&progress.manifest.clip_id);
+        let bytes = serde_json::to_vec(progress).unwrap_or_default();
+        crate::durable::write_atomic(&path, &bytes)
+            .map_err(|source| UploadError::Io { path, source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(id: &str, bytes: u64, chunk: u32) -> Manifest {
+        Manifest {
+            clip_id: id.into(),
+            content_type: "video/mp4".into(),
+            bytes,
+            duration_ms: 1000,
+            sha256: "00".into(),
+            chunk_bytes: chunk,
+            chunks: Manifest::chunk_count(bytes, chunk),
+            event_ids: vec!["e".into()],
+        }
+    }
+
+    #[test]
+    fn frames_round_trip() {
+        let header = ChunkHeader {
+            schema: 1,
+            clip_id: "c".into(),
+            index: 3,
+            chunks: 9,
+            purpose: "p".into(),
+            legal_basis: "dpv:Contract".into(),
+        };
+        let payload = frame(&header, b"\x00\x01data");
+        let (back, data) = parse(&payload).unwrap();
+        assert_eq!(back, header);
+        assert_eq!(data, b"\x00\x01data");
+        assert!(parse(&payload[..6]).is_err());
+        assert!(parse(&[0, 0, 0, 2, b'{', b'}']).is_err());
+    }
+
+    #[test]
+    fn chunks_cover_the_clip_and_progress_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let clip: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(dir.path().join("a.mp4"), &clip).unwrap();
+        let mut uploads = Uploads::open(dir.path());
+        uploads.add(manifest("a", 1000, 64)).unwrap();
+        let chunks = uploads.get("a").unwrap().manifest.chunks;
+        assert_eq!(chunks, 16);
+        let joined: Vec<u8> = (0..chunks)
+            .flat_map(|i| uploads.chunk("a", i).unwrap())
+            .collect();
+        assert_eq!(joined, clip);
+        for i in 0..8 {
+            assert_eq!(uploads.ack("a", i).unwrap(), None);
+        }
+        // A restart: the first eight acknowledgements were persisted.
+        let mut again = Uploads::open(dir.path());
+        let p = again.get("a").unwrap();
+        assert_eq!(p.next(&BTreeSet::new()), Some(8));
+        assert_eq!(p.next(&BTreeSet::from([8, 9])), Some(10));
+        for i in 8..15 {
+            assert_eq!(again.ack("a", i).unwrap(), None);
+        }
+        let done = again.ack("a", 15).unwrap().unwrap();
+        assert_eq!(done.clip_id, "a");
+        assert!(again.is_empty());
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "clip and progress deleted"
+        );
+    }
+
+    #[test]
+    fn unreadable_progress_or_missing_clip_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("x.upload"), b"{torn").unwrap();
+        std::fs::write(
+            dir.path().join("y.upload"),
+            serde_json::to_vec(&Progress {
+                manifest: manifest("y", 10, 4),
+                acked: BTreeSet::new(),
+            })
+            .unwrap(),
+        )
+        .unwrap();
+        let uploads = Uploads::open(dir.path());
+        assert!(uploads.is_empty());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}
