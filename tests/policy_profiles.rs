@@ -41,6 +41,7 @@ fn carried(flow: &str) -> BTreeSet<&'static str> {
         "location" => vec!["location", "country"],
         "consent_receipt" => vec!["consent_record"],
         "alarm" => vec!["event_data", "snapshot"],
+        "clip" => vec!["event_data", "clip"],
         other => panic!("unexpected flow {other}"),
     };
     set.into_iter().collect()
@@ -134,6 +135,14 @@ fn run_profile(file: &str) {
     let messages = cloud.snapshot();
     let mut seen_flows = BTreeSet::new();
     for m in &messages {
+        if m.topic.ends_with("/clip_data") {
+            // A clip's bytes: only where the clip purpose carries the clip itself.
+            let (header, _) = camagent::uplink::upload::parse(&m.payload).unwrap();
+            let p = policy.purpose_for_flow(Flow::Clip).expect("a clip purpose");
+            assert!(p.fields.contains(&Field::Clip), "{file}: clip data sent");
+            assert_eq!(header.purpose, p.id);
+            continue;
+        }
         let body = m.json();
         let flow = body["flow"].as_str().unwrap().to_owned();
         let (allowed, purpose_fields): (BTreeSet<&str>, BTreeSet<Field>) =

@@ -553,7 +553,8 @@ impl Session {
             }
         };
         // The clips (and their progress) are gone with the rest.
-        self.stores.uploads = Uploads::open(&self.stores.uploads.dir().to_owned());
+        let fresh = Uploads::open(self.stores.uploads.dir());
+        self.stores.uploads = fresh;
         match PseudonymKey::load_or_create(&self.stores.state_dir.join(crate::agent::KEY_FILE)) {
             Ok(key) => self.gate.set_key(key),
             Err(e) => error!("erase: cannot create a new pseudonym key: {e}"),

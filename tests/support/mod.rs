@@ -166,12 +166,17 @@ impl World {
     }
 
     pub fn broker(&self, persistent: bool) -> Broker {
-        Broker::start(self, free_port(), persistent)
+        Broker::start(self, free_port(), persistent, "")
+    }
+
+    /// A broker with extra `mosquitto.conf` lines, e.g. `max_packet_size 131072`.
+    pub fn broker_with(&self, persistent: bool, extra: &str) -> Broker {
+        Broker::start(self, free_port(), persistent, extra)
     }
 }
 
 impl Broker {
-    fn start(world: &World, port: u16, persistent: bool) -> Self {
+    fn start(world: &World, port: u16, persistent: bool, extra: &str) -> Self {
         let dir = world.path().join(format!("broker-{port}"));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
@@ -199,6 +204,7 @@ impl Broker {
         } else {
             text += "persistence false\n";
         }
+        text += extra;
         std::fs::write(&conf, text).unwrap();
         let mut broker = Self {
             port,

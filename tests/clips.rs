@@ -1,0 +1,167 @@
+//! Clips reach the cloud whole under faults: a recorded H.264 scene plays as the camera, its
+//! clip travels as a manifest and QoS 1 chunks to a real mutual-TLS mosquitto, and the cloud's
+//! subscriber reassembles it. Each test checks the clip arrives byte-identical (the manifest's
+//! SHA-256) and the local copy is deleted once the broker acknowledged every chunk.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use support::scenes::*;
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_camagent");
+
+/// A box crosses the scene from 2 s to 6 s; the clip is about 8 s.
+fn scene_clip(dir: &Path) -> PathBuf {
+    let scene = Scene {
+        seconds: 9,
+        brightness: |_| 1.0,
+        object: |f| (20..60).contains(&f).then(|| ((f - 20) * 6, 70, 30, 70)),
+    };
+    encode(dir, "walk", &scene, Codec::H264)
+}
+
+/// Config for the agent: the scene once, small chunks and an upload cap when given, so the
+/// upload takes long enough to be interrupted.
+fn setup(world: &World, port: u16, clip: &Path, outbox: &str) -> PathBuf {
+    let mut setup = AgentSetup::new(world, port);
+    setup.extra = format!(
+        "[outbox]\n{outbox}\n\
+         [capture]\nsource = \"file\"\npath = \"{}\"\nloop = false\npreroll = \"1s\"\npostroll = \"1s\"\n\
+         [capture.encode]\nwidth = {W}\nheight = {H}\nfps = 10\nbitrate_kbps = 600\nkeyframe_interval = \"1s\"\n\
+         [motion.events]\ngap = \"1s\"\n",
+        clip.display()
+    );
+    let dir = world.path().join("agent");
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/policy.toml");
+    setup.write(world, &dir, &policy)
+}
+
+/// The first clip record's manifest.
+fn manifest(cloud: &Subscriber, agent: &Agent) -> serde_json::Value {
+    match wait_for(PATIENCE, || cloud.on("/clip").into_iter().next()) {
+        Some(m) => m.json()["fields"]["clip"].clone(),
+        None => panic!("no clip record; agent log:\n{}", agent.log()),
+    }
+}
+
+/// Waits for the whole clip at the cloud and checks it against its manifest.
+fn received_whole(
+    cloud: &Subscriber,
+    manifest: &serde_json::Value,
+    agent_log: impl Fn() -> String,
+) {
+    let Some(bytes) = wait_for(PATIENCE * 2, || cloud.clip(manifest)) else {
+        panic!("the clip did not arrive whole; agent log:\n{}", agent_log());
+    };
+    assert_eq!(bytes.len() as u64, manifest["bytes"].as_u64().unwrap());
+    let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(hex, manifest["sha256"].as_str().unwrap(), "byte-identical");
+}
+
+fn local_copy_deleted(dir: &Path, manifest: &serde_json::Value, agent: &Agent) {
+    let id = manifest["clip_id"].as_str().unwrap();
+    let local = dir.join("state/clips").join(format!("{id}.mp4"));
+    if wait_for(PATIENCE * 2, || (!local.exists()).then_some(())).is_none() {
+        panic!("local copy not deleted; agent log:\n{}", agent.log());
+    }
+    assert!(!local.with_extension("upload").exists());
+}
+
+#[test]
+fn clip_survives_a_broker_restart_mid_upload() {
+    let world = World::new();
+    let mut broker = world.broker(true);
+    // The cloud's session is persistent too, so what the broker accepted while the cloud was
+    // reconnecting still reaches it.
+    let cloud = Subscriber::connect(&world, broker.port, "cloud", true);
+    let tmp = tempfile::tempdir().unwrap();
+    let config = setup(
+        &world,
+        broker.port,
+        &scene_clip(tmp.path()),
+        "chunk_bytes = 4096\nupload_kbps = 40",
+    );
+    let agent = Agent::start(BIN, &config);
+    let manifest = manifest(&cloud, &agent);
+    let id = manifest["clip_id"].as_str().unwrap().to_owned();
+    let chunks = manifest["chunks"].as_u64().unwrap() as usize;
+    assert!(
+        chunks >= 20,
+        "a clip of {chunks} chunks is too short to interrupt"
+    );
+    wait_for(PATIENCE, || (cloud.chunk_messages(&id) >= 5).then_some(()))
+        .expect("upload under way");
+    broker.restart();
+    received_whole(&cloud, &manifest, || agent.log());
+    local_copy_deleted(&world.path().join("agent"), &manifest, &agent);
+}
+
+#[test]
+fn an_agent_killed_mid_upload_resumes_where_it_stopped() {
+    let world = World::new();
+    let broker = world.broker(false);
+    let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
+    let tmp = tempfile::tempdir().unwrap();
+    let config = setup(
+        &world,
+        broker.port,
+        &scene_clip(tmp.path()),
+        "chunk_bytes = 4096\nupload_kbps = 40",
+    );
+    let mut agent = Agent::start(BIN, &config);
+    let manifest = manifest(&cloud, &agent);
+    let id = manifest["clip_id"].as_str().unwrap().to_owned();
+    let chunks = manifest["chunks"].as_u64().unwrap() as usize;
+    wait_for(PATIENCE, || {
+        (cloud.chunk_messages(&id) >= chunks / 2).then_some(())
+    })
+    .expect("half the clip sent");
+    agent.child.kill().unwrap();
+    agent.child.wait().unwrap();
+    let sent_before = cloud.chunk_messages(&id);
+    assert!(
+        sent_before < chunks,
+        "killed mid-upload ({sent_before} of {chunks})"
+    );
+
+    let again = Agent::start(BIN, &config);
+    again.wait_log("resuming clip uploads");
+    received_whole(&cloud, &manifest, || again.log());
+    // Resumed, not restarted: only what was sent since the last saved progress (every eight
+    // acknowledgements) and what was in flight goes again.
+    let resent = cloud.chunk_messages(&id) - chunks;
+    assert!(
+        resent <= 8 + camagent::uplink::session::CHUNKS_IN_FLIGHT,
+        "{resent} chunks sent twice"
+    );
+    local_copy_deleted(&world.path().join("agent"), &manifest, &again);
+}
+
+#[test]
+fn uploads_fit_a_broker_that_caps_packets_at_128_kib() {
+    let world = World::new();
+    let broker = world.broker_with(false, "max_packet_size 131072\n");
+    let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
+    let tmp = tempfile::tempdir().unwrap();
+    // The default chunk size (127 KiB) and a clip of several chunks.
+    let config = setup(&world, broker.port, &scene_clip(tmp.path()), "");
+    let agent = Agent::start(BIN, &config);
+    let manifest = manifest(&cloud, &agent);
+    assert!(manifest["chunks"].as_u64().unwrap() >= 2, "{manifest}");
+    received_whole(&cloud, &manifest, || agent.log());
+    // The alert (with its snapshot) fits too, and arrives once.
+    let starts = cloud
+        .on("/alarm")
+        .iter()
+        .filter(|m| m.json()["fields"]["event_data"]["phase"] == "start")
+        .count();
+    assert_eq!(starts, 1);
+    assert!(
+        !agent.log().contains("broker connection lost"),
+        "{}",
+        agent.log()
+    );
+}
