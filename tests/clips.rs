@@ -165,3 +165,95 @@ fn uploads_fit_a_broker_that_caps_packets_at_128_kib() {
         agent.log()
     );
 }
+
+/// The reference receiver (`camagent-receiver`) against a real agent: it writes the alert's
+/// snapshot, reassembles and verifies the clip, and in audit mode names a field the given
+/// policy does not permit (here: a stricter policy without snapshots in alerts).
+#[test]
+fn the_reference_receiver_verifies_clips_and_audits_fields() {
+    let world = World::new();
+    let broker = world.broker(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let strict = tmp.path().join("strict.toml");
+    let policy = std::fs::read_to_string(root.join("etc/policy.toml")).unwrap();
+    std::fs::write(
+        &strict,
+        policy.replace(
+            "fields = [\"event_data\", \"snapshot\"]",
+            "fields = [\"event_data\"]",
+        ),
+    )
+    .unwrap();
+    let receiver_config = tmp.path().join("receiver.toml");
+    std::fs::write(
+        &receiver_config,
+        format!(
+            "[broker]\nhost = \"localhost\"\nport = {}\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\ntopic_prefix = \"test/cams\"\n",
+            broker.port,
+            world.pki.ca_file("main").display(),
+            world.cloud.cert.display(),
+            world.cloud.key.display(),
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("received");
+    let lines = tmp.path().join("receiver.jsonl");
+    let mut receiver = agent_command(env!("CARGO_BIN_EXE_camagent-receiver"))
+        .arg("--config")
+        .arg(&receiver_config)
+        .arg("--out")
+        .arg(&out)
+        .arg("--audit")
+        .arg(&strict)
+        .stdout(std::fs::File::create(&lines).unwrap())
+        .spawn()
+        .unwrap();
+    let read = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&lines)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    // The receiver subscribes before the agent starts.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let config = setup(&world, broker.port, &scene_clip(tmp.path()), "");
+    let agent = Agent::start(BIN, &config);
+    let clip = wait_for(PATIENCE * 2, || {
+        read().into_iter().find(|l| l["type"] == "clip")
+    });
+    let _ = receiver.kill();
+    let _ = receiver.wait();
+    let Some(clip) = clip else {
+        panic!(
+            "no clip at the receiver: {:?}\nagent log:\n{}",
+            read(),
+            agent.log()
+        );
+    };
+    assert_eq!(clip["verified"], true, "{clip}");
+    let file = std::fs::read(clip["path"].as_str().unwrap()).unwrap();
+    let digest = ring::digest::digest(&ring::digest::SHA256, &file);
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(clip["sha256"], hex);
+
+    let lines = read();
+    let alert = lines
+        .iter()
+        .find(|l| l["type"] == "alert" && l["phase"] == "start")
+        .expect("the alert");
+    let jpeg = std::fs::read(alert["snapshot"].as_str().unwrap()).unwrap();
+    assert_eq!(&jpeg[..2], &[0xFF, 0xD8], "a JPEG");
+    let audits: Vec<&serde_json::Value> = lines.iter().filter(|l| l["type"] == "audit").collect();
+    assert!(
+        audits
+            .iter()
+            .any(|a| a["flow"] == "alarm" && a["outside"] == serde_json::json!(["snapshot"])),
+        "{audits:?}"
+    );
+    assert!(
+        audits.iter().all(|a| a["flow"] == "alarm"),
+        "only the snapshot is outside the strict policy: {audits:?}"
+    );
+}

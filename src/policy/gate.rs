@@ -18,8 +18,6 @@ const DEVICE_ID_SCOPE: &str = "camagent/device-id";
 
 /// Version of the JSON payload schema, carried in every payload as `schema`.
 pub const PAYLOAD_SCHEMA: u32 = 1;
-/// The topic level of clip chunks (beside the clip flow's own, which carries the manifest).
-pub const CLIP_DATA: &str = "clip_data";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
@@ -224,7 +222,11 @@ impl Gate {
         if !rule.fields.contains(&Field::Clip) || self.policy.never_leave.contains(&Field::Clip) {
             return Err(Refusal::NothingPermitted(rule.id.to_owned()));
         }
-        let topic = topic::build(&self.prefix, &self.device_id(Flow::Clip), CLIP_DATA)?;
+        let topic = topic::build(
+            &self.prefix,
+            &self.device_id(Flow::Clip),
+            upload::CLIP_DATA_LEVEL,
+        )?;
         let header = ChunkHeader {
             schema: PAYLOAD_SCHEMA,
             clip_id: manifest.clip_id.clone(),

@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
+/// The topic level of clip chunks (beside the clip flow's own, which carries the manifest).
+pub const CLIP_DATA_LEVEL: &str = "clip_data";
+
 /// What a receiver needs to reassemble and verify a clip; carried by the clip record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
