@@ -106,6 +106,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         verify_key: config.commands.key_bytes(),
         uploads: Uploads::open(&state_dir.join(CLIPS_DIR)),
         upload_rate: config.outbox.upload_kbps.map(|k| u64::from(k) * 1000),
+        clips_max_bytes: config.outbox.clips_max_bytes,
         state_dir,
     };
     if !stores.uploads.is_empty() {
@@ -186,6 +187,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     };
 
     let mut tick = tokio::time::interval(TICK);
+    let mut status_file = crate::status::StatusFile::new(&config.agent.state_dir);
+    let mut camera_state = if camera.is_some() { "starting" } else { "none" }.to_owned();
+    let mut last_event: Option<crate::status::LastEvent> = None;
     let mut telemetry = tokio::time::interval(config.agent.telemetry_interval);
     telemetry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
@@ -193,8 +197,30 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         tokio::select! {
             Some(event) = net_rx.recv() => session.on_net(event),
             Some(record) = record_rx.recv() => session.accept(record),
-            Some(event) = camera_rx.recv() => on_camera(&mut session, event, &config, notifier.as_ref()),
-            _ = tick.tick() => session.tick(),
+            Some(event) = camera_rx.recv() => {
+                match &event {
+                    CameraEvent::Source(SourceState::Running) => camera_state = "running".into(),
+                    CameraEvent::Source(SourceState::Failed { reason, .. }) => {
+                        camera_state = format!("failing: {reason}");
+                    }
+                    CameraEvent::MotionStart { event_id, captured_ms, .. } => {
+                        last_event = Some(crate::status::LastEvent {
+                            event_id: event_id.clone(),
+                            time: rfc3339(*captured_ms),
+                        });
+                    }
+                    _ => {}
+                }
+                on_camera(&mut session, event, &config, notifier.as_ref());
+            }
+            _ = tick.tick() => {
+                session.tick();
+                status_file.update(crate::status::Status {
+                    camera: camera_state.clone(),
+                    last_event: last_event.clone(),
+                    ..session.status()
+                });
+            }
             // Pinged from this loop, so a hung loop stops the pings and systemd restarts us.
             _ = watchdog.tick() => {
                 if let Some(n) = &notifier {
@@ -239,6 +265,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
     }
     session.disconnect().await;
+    status_file.update(crate::status::Status {
+        connected: false,
+        camera: "stopped".into(),
+        last_event,
+        ..session.status()
+    });
     let stats = session.stats();
     info!(
         delivered = stats.delivered,

@@ -204,6 +204,14 @@ pub struct OutboxConfig {
     pub chunk_bytes: u32,
     /// Bandwidth cap for clip uploads, in kilobytes (1000 bytes) per second; none if unset.
     pub upload_kbps: Option<u32>,
+    /// Disk the clips waiting to go up may use; beyond it the oldest clip is evicted (alerts
+    /// and other records are never evicted for clips).
+    #[serde(default = "default_clips_max_bytes")]
+    pub clips_max_bytes: u64,
+}
+
+fn default_clips_max_bytes() -> u64 {
+    64 * 1024 * 1024
 }
 
 fn default_chunk_bytes() -> u32 {
@@ -228,6 +236,7 @@ impl Default for OutboxConfig {
             max_bytes: default_outbox_max_bytes(),
             chunk_bytes: default_chunk_bytes(),
             upload_kbps: None,
+            clips_max_bytes: default_clips_max_bytes(),
         }
     }
 }

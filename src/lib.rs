@@ -13,5 +13,6 @@ pub mod human_duration;
 pub mod motion;
 pub mod policy;
 pub mod record;
+pub mod status;
 pub mod systemd;
 pub mod uplink;

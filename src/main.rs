@@ -54,6 +54,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The running agent's status: connection, queued records, clip uploads, evictions, the
+    /// camera and the last event.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
     /// Erase the owner's data on the device: queued records, clips, snapshots, consent ledger,
     /// disclosure log, pseudonym keys. The agent must be stopped; it confirms to the cloud at
     /// its next start.
@@ -169,6 +175,43 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             print_label(&policy, Some(&ledger), json)
         }
         Command::Consent(c) => consent_command(&config, c),
+        Command::Status { json } => {
+            let s = camagent::status::read(state).with_context(|| {
+                format!(
+                    "no status in {} (has the agent run with this state directory?)",
+                    state.display()
+                )
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                println!(
+                    "broker      {}",
+                    if s.connected {
+                        "connected"
+                    } else {
+                        "not connected"
+                    }
+                );
+                println!(
+                    "queued      {} records, {} bytes",
+                    s.outbox_records, s.outbox_bytes
+                );
+                println!("delivered   {} records, {} clips ({} clips evicted unsent, {} records refused)", s.delivered, s.clips_delivered, s.clips_evicted, s.refused);
+                for u in &s.uploads {
+                    println!(
+                        "uploading   clip {}: {}/{} chunks of {} bytes",
+                        u.clip_id, u.acknowledged, u.chunks, u.bytes
+                    );
+                }
+                println!("camera      {}", s.camera);
+                match &s.last_event {
+                    Some(e) => println!("last event  {} at {}", e.event_id, e.time),
+                    None => println!("last event  none"),
+                }
+            }
+            Ok(())
+        }
         Command::Disclosures { json } => {
             let log = DisclosureLog::new(state, config.agent.disclosure_log_max_bytes);
             let entries = log.read().context("cannot read the disclosure log")?;

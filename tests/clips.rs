@@ -257,3 +257,66 @@ fn the_reference_receiver_verifies_clips_and_audits_fields() {
         "only the snapshot is outside the strict policy: {audits:?}"
     );
 }
+
+/// Clip quota reached during an outage: clips are evicted (here every one: the quota is a
+/// byte), each logged and counted in `camagent status`; every alert accepted meanwhile is
+/// delivered once the broker is back. (Oldest-first order: `upload::tests`.)
+#[test]
+fn a_full_clip_quota_evicts_clips_and_never_alerts() {
+    let world = World::new();
+    // Persistent, with the cloud's session too: what the agent sends as soon as the broker is
+    // back reaches the cloud even if it reconnects later.
+    let mut broker = world.broker(true);
+    let cloud = Subscriber::connect(&world, broker.port, "cloud", true);
+    wait_for(PATIENCE, || (*cloud.subacks.lock().unwrap() > 0).then_some(())).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    // Three crossings, 10 s apart.
+    let scene = Scene {
+        seconds: 30,
+        brightness: |_| 1.0,
+        object: |f| {
+            let t = f % 100;
+            (20..50).contains(&t).then(|| ((t - 20) * 8, 70, 30, 70))
+        },
+    };
+    let clip = encode(tmp.path(), "three", &scene, Codec::H264);
+    let config = setup(&world, broker.port, &clip, "clips_max_bytes = 1");
+    broker.stop();
+    let agent = Agent::start(BIN, &config);
+    let evicted = || agent.log().matches("clip evicted unsent").count();
+    if wait_for(PATIENCE * 2, || (evicted() >= 3).then_some(())).is_none() {
+        panic!("three clips not evicted; log:\n{}", agent.log());
+    }
+    // The status file follows within a tick.
+    let status = wait_for(PATIENCE, || {
+        let (ok, out, _) = cli_with(BIN, &config, &["status", "--json"]);
+        let status: serde_json::Value = serde_json::from_str(&out).ok()?;
+        (ok && status["clips_evicted"] == 3).then_some(status)
+    })
+    .expect("camagent status counts three evictions");
+    assert_eq!(status["connected"], false);
+    assert!(
+        status["outbox_records"].as_u64().unwrap() >= 6,
+        "alerts wait: {status}"
+    );
+
+    broker.restart();
+    let starts = || {
+        let mut seqs: Vec<u64> = cloud
+            .on("/alarm")
+            .iter()
+            .map(|m| m.json())
+            .filter(|b| b["fields"]["event_data"]["phase"] == "start")
+            .map(|b| b["seq"].as_u64().unwrap())
+            .collect();
+        seqs.dedup();
+        seqs.len()
+    };
+    if wait_for(PATIENCE, || (starts() == 3).then_some(())).is_none() {
+        panic!("{} of 3 alerts; log:\n{}", starts(), agent.log());
+    }
+    assert!(
+        cloud.on("/clip_data").is_empty(),
+        "evicted clips never go up"
+    );
+}

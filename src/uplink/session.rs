@@ -181,6 +181,8 @@ struct InFlight {
 pub struct Stats {
     pub delivered: u64,
     pub clips_delivered: u64,
+    /// Clips deleted unsent to stay within the clip quota.
+    pub clips_evicted: u64,
     pub refused: u64,
     pub reconnects: u64,
 }
@@ -197,6 +199,8 @@ pub struct Stores {
     pub uploads: Uploads,
     /// Clip upload bandwidth cap in bytes per second, if any.
     pub upload_rate: Option<u64>,
+    /// Disk the clips waiting to go up may use.
+    pub clips_max_bytes: u64,
 }
 
 pub struct Session {
@@ -248,6 +252,32 @@ impl Session {
 
     pub fn gate(&self) -> &Gate {
         &self.gate
+    }
+
+    /// The uplink's part of the status; the agent adds the camera's.
+    pub fn status(&self) -> crate::status::Status {
+        crate::status::Status {
+            connected: self.connected,
+            outbox_records: self.outbox.len(),
+            outbox_bytes: self.outbox.bytes(),
+            uploads: self
+                .stores
+                .uploads
+                .iter()
+                .map(|p| crate::status::UploadStatus {
+                    clip_id: p.manifest.clip_id.clone(),
+                    bytes: p.manifest.bytes,
+                    chunks: p.manifest.chunks,
+                    acknowledged: p.acked.len() as u32,
+                })
+                .collect(),
+            delivered: self.stats.delivered,
+            clips_delivered: self.stats.clips_delivered,
+            clips_evicted: self.stats.clips_evicted,
+            refused: self.stats.refused,
+            reconnects: self.stats.reconnects,
+            ..Default::default()
+        }
     }
 
     pub fn stats(&self) -> Stats {
@@ -393,15 +423,21 @@ impl Session {
     /// Starts uploading a clip whose record was just accepted — if its purpose lets the clip
     /// itself leave. Otherwise the clip stays on the device.
     pub fn upload(&mut self, manifest: Manifest) {
-        let probe = self.gate.admit_chunk(&manifest, 0, &[]);
-        if let Err(refusal) = probe {
-            info!(clip = %manifest.clip_id, "clip kept on the device: {refusal}");
+        if let Err(refusal) = self.gate.admit_chunk(&manifest, 0, &[]) {
+            // Nothing may carry it off the device: do not fill the flash with it.
+            info!(clip = %manifest.clip_id, "clip deleted, it may not leave: {refusal}");
+            let _ = std::fs::remove_file(self.stores.uploads.clip_path(&manifest.clip_id));
             return;
         }
-        match self.stores.uploads.add(manifest) {
-            Ok(()) => self.pump(),
-            Err(e) => error!("clip not queued for upload: {e}"),
+        if let Err(e) = self.stores.uploads.add(manifest) {
+            error!("clip not queued for upload: {e}");
+            return;
         }
+        for id in self.stores.uploads.evict_to(self.stores.clips_max_bytes) {
+            self.stats.clips_evicted += 1;
+            warn!(clip = %id, quota = self.stores.clips_max_bytes, "clip evicted unsent: the clip quota is full (oldest first)");
+        }
+        self.pump();
     }
 
     pub async fn disconnect(&self) {
@@ -487,6 +523,17 @@ impl Session {
                 "queued records expired unsent (purpose retention)"
             );
             self.forget_in_flight(&gone);
+        }
+        let clip_retention = self
+            .gate
+            .policy()
+            .purpose_for_flow(Flow::Clip)
+            .and_then(|p| p.retention);
+        if let Some(retention) = clip_retention {
+            let cutoff = now.saturating_sub(retention.as_millis() as u64);
+            for id in self.stores.uploads.expire_before(cutoff) {
+                warn!(clip = %id, "clip expired unsent (purpose retention)");
+            }
         }
     }
 

@@ -80,6 +80,9 @@ pub fn parse(payload: &[u8]) -> Result<(ChunkHeader, &[u8]), String> {
 pub struct Progress {
     pub manifest: Manifest,
     pub acked: BTreeSet<u32>,
+    /// When the upload was queued (ms since the epoch), for the purpose's retention.
+    #[serde(default)]
+    pub queued_ms: u64,
 }
 
 impl Progress {
@@ -190,6 +193,7 @@ impl Uploads {
         let progress = Progress {
             manifest,
             acked: BTreeSet::new(),
+            queued_ms: crate::record::now_ms(),
         };
         self.save(&progress)?;
         let id = progress.manifest.clip_id.clone();
@@ -248,6 +252,37 @@ impl Uploads {
                 }
             }
         }
+    }
+
+    /// Bytes of the clips waiting to go up.
+    pub fn bytes(&self) -> u64 {
+        self.active.values().map(|p| p.manifest.bytes).sum()
+    }
+
+    /// Evicts the oldest clips until the rest fit in `max_bytes`; returns their ids.
+    pub fn evict_to(&mut self, max_bytes: u64) -> Vec<String> {
+        let mut evicted = Vec::new();
+        while self.bytes() > max_bytes {
+            let Some(oldest) = self.order.first().cloned() else {
+                break;
+            };
+            self.remove(&oldest);
+            evicted.push(oldest);
+        }
+        evicted
+    }
+
+    /// Removes the uploads queued before `cutoff_ms`; returns their ids.
+    pub fn expire_before(&mut self, cutoff_ms: u64) -> Vec<String> {
+        let old: Vec<String> = self
+            .iter()
+            .filter(|p| p.queued_ms < cutoff_ms)
+            .map(|p| p.manifest.clip_id.clone())
+            .collect();
+        for id in &old {
+            self.remove(id);
+        }
+        old
     }
 
     /// Persists every upload's progress (at shutdown).
@@ -337,6 +372,29 @@ mod tests {
     }
 
     #[test]
+    fn eviction_takes_the_oldest_clips_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut uploads = Uploads::open(dir.path());
+        for id in ["old", "mid", "new"] {
+            std::fs::write(dir.path().join(format!("{id}.mp4")), [0u8; 100]).unwrap();
+            uploads.add(manifest(id, 100, 64)).unwrap();
+        }
+        assert_eq!(uploads.bytes(), 300);
+        assert_eq!(uploads.evict_to(250), vec!["old".to_owned()]);
+        assert_eq!(uploads.evict_to(100), vec!["mid".to_owned()]);
+        assert!(!dir.path().join("old.mp4").exists());
+        assert_eq!(
+            uploads
+                .iter()
+                .map(|p| p.manifest.clip_id.as_str())
+                .collect::<Vec<_>>(),
+            ["new"]
+        );
+        assert!(uploads.expire_before(0).is_empty());
+        assert_eq!(uploads.expire_before(u64::MAX), vec!["new".to_owned()]);
+    }
+
+    #[test]
     fn unreadable_progress_or_missing_clip_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("x.upload"), b"{torn").unwrap();
@@ -345,6 +403,7 @@ mod tests {
             serde_json::to_vec(&Progress {
                 manifest: manifest("y", 10, 4),
                 acked: BTreeSet::new(),
+                queued_ms: 0,
             })
             .unwrap(),
         )

@@ -1,0 +1,71 @@
+//! The agent's status as the owner or a support tool sees it locally (`camagent status`):
+//! connection, what waits to go up, uploads in progress, evictions, the camera, the last event.
+//! The daemon rewrites `status.json` in its state directory when something changed.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub const STATUS_FILE: &str = "status.json";
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub connected: bool,
+    pub outbox_records: usize,
+    pub outbox_bytes: u64,
+    pub uploads: Vec<UploadStatus>,
+    pub delivered: u64,
+    pub clips_delivered: u64,
+    pub clips_evicted: u64,
+    pub refused: u64,
+    pub reconnects: u64,
+    /// `running`, `failing: <reason>`, or `none` without `[capture]`.
+    pub camera: String,
+    pub last_event: Option<LastEvent>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UploadStatus {
+    pub clip_id: String,
+    pub bytes: u64,
+    pub chunks: u32,
+    pub acknowledged: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastEvent {
+    pub event_id: String,
+    /// RFC 3339 time of its first moving frame.
+    pub time: String,
+}
+
+/// Writes the status when it differs from the last one written.
+pub struct StatusFile {
+    path: PathBuf,
+    last: Option<Status>,
+}
+
+impl StatusFile {
+    pub fn new(state_dir: &Path) -> Self {
+        Self {
+            path: state_dir.join(STATUS_FILE),
+            last: None,
+        }
+    }
+
+    pub fn update(&mut self, status: Status) {
+        if self.last.as_ref() == Some(&status) {
+            return;
+        }
+        let bytes = serde_json::to_vec_pretty(&status).unwrap_or_default();
+        if let Err(e) = crate::durable::write_atomic(&self.path, &bytes) {
+            tracing::warn!(file = %self.path.display(), "cannot write the status: {e}");
+        }
+        self.last = Some(status);
+    }
+}
+
+pub fn read(state_dir: &Path) -> std::io::Result<Status> {
+    let bytes = std::fs::read(state_dir.join(STATUS_FILE))?;
+    serde_json::from_slice(&bytes).map_err(std::io::Error::other)
+}
