@@ -268,7 +268,10 @@ fn a_full_clip_quota_evicts_clips_and_never_alerts() {
     // back reaches the cloud even if it reconnects later.
     let mut broker = world.broker(true);
     let cloud = Subscriber::connect(&world, broker.port, "cloud", true);
-    wait_for(PATIENCE, || (*cloud.subacks.lock().unwrap() > 0).then_some(())).unwrap();
+    wait_for(PATIENCE, || {
+        (*cloud.subacks.lock().unwrap() > 0).then_some(())
+    })
+    .unwrap();
     let tmp = tempfile::tempdir().unwrap();
     // Three crossings, 10 s apart.
     let scene = Scene {
@@ -301,20 +304,25 @@ fn a_full_clip_quota_evicts_clips_and_never_alerts() {
     );
 
     broker.restart();
-    let starts = || {
+    // Every alert, once after de-duplication by seq, in the order they were accepted.
+    let alerts = || {
         let mut seqs: Vec<u64> = cloud
             .on("/alarm")
             .iter()
-            .map(|m| m.json())
-            .filter(|b| b["fields"]["event_data"]["phase"] == "start")
-            .map(|b| b["seq"].as_u64().unwrap())
+            .map(|m| m.json()["seq"].as_u64().unwrap())
             .collect();
         seqs.dedup();
-        seqs.len()
+        seqs
     };
-    if wait_for(PATIENCE, || (starts() == 3).then_some(())).is_none() {
-        panic!("{} of 3 alerts; log:\n{}", starts(), agent.log());
+    if wait_for(PATIENCE, || (alerts().len() == 6).then_some(())).is_none() {
+        panic!(
+            "{:?}: not 3 starts and 3 ends; log:\n{}",
+            alerts(),
+            agent.log()
+        );
     }
+    let seqs = alerts();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order: {seqs:?}");
     assert!(
         cloud.on("/clip_data").is_empty(),
         "evicted clips never go up"
