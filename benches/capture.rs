@@ -117,19 +117,6 @@ struct Measured {
     events: usize,
 }
 
-/// CPU seconds (user + system, all threads) of a running process.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    ticks as f64 / 100.0
-}
-
 fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
@@ -147,7 +134,7 @@ fn measure_until_played(child: &mut Child, started: Instant) -> (f64, u64) {
         std::thread::sleep(Duration::from_millis(200));
     }
     let pid = child.id();
-    let measured = (cpu_seconds(pid), peak_rss_kib(pid));
+    let measured = (common::cpu_seconds(pid), peak_rss_kib(pid));
     signal(pid, "TERM");
     let _ = child.wait();
     measured
@@ -233,7 +220,7 @@ fn run_camagent(world: &World, broker: &Broker, clip: &Clip) -> (Measured, Vec<D
 /// CPU seconds the clip's H.264 decode alone costs (`avdec_h264` into `fakesink`, as fast as
 /// it goes): the floor under both programs, which must decode every frame to see any.
 fn decode_floor(clip: &Clip) -> f64 {
-    let before = children_cpu_seconds();
+    let before = common::children_cpu_seconds();
     let status = scenes::host_command("gst-launch-1.0")
         .args(["-q", "filesrc"])
         .arg(format!("location={}", clip.path.display()))
@@ -250,19 +237,7 @@ fn decode_floor(clip: &Clip) -> f64 {
         .status()
         .unwrap();
     assert!(status.success());
-    children_cpu_seconds() - before
-}
-
-/// User + system CPU seconds of all children waited for so far.
-fn children_cpu_seconds() -> f64 {
-    // SAFETY: rusage is plain data that getrusage fills in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    assert_eq!(
-        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) },
-        0
-    );
-    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+    common::children_cpu_seconds() - before
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

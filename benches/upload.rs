@@ -19,28 +19,6 @@ use support::*;
 const CLIP_BYTES: usize = 64 * 1024 * 1024;
 const CHUNK: u32 = 127 * 1024;
 
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    (fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()) as f64 / 100.0
-}
-
-fn children_cpu_seconds() -> f64 {
-    // SAFETY: rusage is plain data that getrusage fills in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    assert_eq!(
-        unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) },
-        0
-    );
-    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    seconds(usage.ru_utime) + seconds(usage.ru_stime)
-}
-
 /// camagent: (MiB/s, CPU seconds per MiB).
 fn camagent(world: &World, broker: &Broker, clip: &[u8]) -> (f64, f64) {
     let cloud = Subscriber::connect(world, broker.port, "cloud", false);
@@ -84,7 +62,7 @@ fn camagent(world: &World, broker: &Broker, clip: &[u8]) -> (f64, f64) {
         .expect("the clip arrives");
     // The agent's whole CPU since it started (connecting and start-up included: an upper
     // bound), and the time from the first chunk's arrival at the subscriber to the last's.
-    let cpu = cpu_seconds(agent.child.id());
+    let cpu = common::cpu_seconds(agent.child.id());
     let times: Vec<std::time::SystemTime> =
         cloud.on("/clip_data").iter().map(|m| m.received).collect();
     let first = times.iter().min().unwrap();
@@ -100,7 +78,7 @@ fn mosquitto_pub(world: &World, broker: &Broker, clip: &[u8]) -> (f64, f64) {
     let chunk = world.path().join("chunk.bin");
     std::fs::write(&chunk, &clip[..CHUNK as usize]).unwrap();
     let count = clip.len() / CHUNK as usize;
-    let before = children_cpu_seconds();
+    let before = common::children_cpu_seconds();
     let started = Instant::now();
     let status = std::process::Command::new("mosquitto_pub")
         .args(["-h", "localhost", "-p", &broker.port.to_string(), "-q", "1"])
@@ -118,7 +96,10 @@ fn mosquitto_pub(world: &World, broker: &Broker, clip: &[u8]) -> (f64, f64) {
     assert!(status.success());
     let elapsed = started.elapsed().as_secs_f64();
     let mib = (count * CHUNK as usize) as f64 / (1024.0 * 1024.0);
-    (mib / elapsed, (children_cpu_seconds() - before) / mib)
+    (
+        mib / elapsed,
+        (common::children_cpu_seconds() - before) / mib,
+    )
 }
 
 fn main() {

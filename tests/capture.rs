@@ -91,12 +91,11 @@ fn run(masks: &str) -> Run {
     }
 }
 
-/// Every frame of `path` decoded to GRAY8 at `w × h`.
-fn decode_gray(path: &Path, w: usize, h: usize) -> Vec<Vec<u8>> {
+/// Runs `filesrc location=PATH ! TAIL ! appsink` to the end, mapping each sample with `each`.
+fn pull_all<T>(path: &Path, tail: &str, mut each: impl FnMut(&gst::Sample) -> T) -> Vec<T> {
     gst::init().unwrap();
     let pipeline = gst::parse::launch(&format!(
-        "filesrc location={} ! decodebin ! videoconvert ! videoscale \
-         ! video/x-raw,format=GRAY8,width={w},height={h} ! appsink name=sink sync=false",
+        "filesrc location={} ! {tail} ! appsink name=sink sync=false",
         path.display()
     ))
     .unwrap()
@@ -108,42 +107,35 @@ fn decode_gray(path: &Path, w: usize, h: usize) -> Vec<Vec<u8>> {
         .downcast::<gstreamer_app::AppSink>()
         .unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
-    let mut frames = Vec::new();
+    let mut out = Vec::new();
     while let Ok(sample) = sink.pull_sample() {
-        let map = sample.buffer().unwrap().map_readable().unwrap();
-        assert_eq!(map.len(), w * h, "GRAY8 rows are unpadded at these widths");
-        frames.push(map.to_vec());
+        out.push(each(&sample));
     }
     pipeline.set_state(gst::State::Null).unwrap();
-    frames
+    out
+}
+
+/// Every frame of `path` decoded to GRAY8 at `w × h`.
+fn decode_gray(path: &Path, w: usize, h: usize) -> Vec<Vec<u8>> {
+    let tail = format!(
+        "decodebin ! videoconvert ! videoscale ! video/x-raw,format=GRAY8,width={w},height={h}"
+    );
+    pull_all(path, &tail, |sample| {
+        let map = sample.buffer().unwrap().map_readable().unwrap();
+        assert_eq!(map.len(), w * h, "GRAY8 rows are unpadded at these widths");
+        map.to_vec()
+    })
 }
 
 /// Access units of an MP4's H.264 track: (pts, keyframe).
 fn units(path: &Path) -> Vec<(f64, bool)> {
-    gst::init().unwrap();
-    let pipeline = gst::parse::launch(&format!(
-        "filesrc location={} ! qtdemux ! h264parse ! appsink name=sink sync=false",
-        path.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gstreamer_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let mut units = Vec::new();
-    while let Ok(sample) = sink.pull_sample() {
+    pull_all(path, "qtdemux ! h264parse", |sample| {
         let buffer = sample.buffer().unwrap();
-        units.push((
+        (
             buffer.pts().unwrap().seconds_f64(),
             !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
-        ));
-    }
-    pipeline.set_state(gst::State::Null).unwrap();
-    units
+        )
+    })
 }
 
 /// Mean of the pixels in the fraction box `(x, y, w, h)` of a `width × height` frame.
