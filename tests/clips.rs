@@ -328,3 +328,71 @@ fn a_full_clip_quota_evicts_clips_and_never_alerts() {
         "evicted clips never go up"
     );
 }
+
+/// Outbox entries torn or corrupted on disk while the agent was down (a power cut, a bad
+/// flash page) are quarantined at start and reported; every entry around them is delivered.
+#[test]
+fn corrupt_outbox_entries_are_quarantined_and_the_rest_delivered() {
+    let world = World::new();
+    let mut broker = world.broker(false);
+    broker.stop();
+    let mut setup = AgentSetup::new(&world, broker.port);
+    setup.facts_interval = "200ms";
+    let dir = world.path().join("agent");
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/policy.toml");
+    let config = setup.write(&world, &dir, &policy);
+    let mut agent = Agent::start(BIN, &config);
+    wait_for(PATIENCE, || (queued_records(&dir) >= 8).then_some(()))
+        .expect("records queued offline");
+    assert!(agent.stop().success());
+
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir.join("state/outbox"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rec"))
+        .collect();
+    entries.sort();
+    let total = entries.len();
+    // One torn in half, one with a flipped byte in the middle.
+    let torn = std::fs::read(&entries[2]).unwrap();
+    std::fs::write(&entries[2], &torn[..torn.len() / 2]).unwrap();
+    let mut flipped = std::fs::read(&entries[5]).unwrap();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x5A;
+    std::fs::write(&entries[5], flipped).unwrap();
+
+    broker.restart();
+    let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
+    wait_for(PATIENCE, || {
+        (*cloud.subacks.lock().unwrap() > 0).then_some(())
+    })
+    .unwrap();
+    let agent = Agent::start(BIN, &config);
+    let delivered = || {
+        let mut seqs: Vec<u64> = cloud
+            .on("/activation")
+            .iter()
+            .filter_map(|m| m.json()["seq"].as_u64())
+            .collect();
+        seqs.sort();
+        seqs.dedup();
+        seqs
+    };
+    // Everything queued but the two bad entries (and what the agent queues meanwhile).
+    if wait_for(PATIENCE, || (delivered().len() >= total - 2).then_some(())).is_none() {
+        panic!("{:?} of {total}; log:\n{}", delivered(), agent.log());
+    }
+    let log = agent.log();
+    assert_eq!(log.matches("outbox entry quarantined").count(), 2, "{log}");
+    assert_eq!(
+        std::fs::read_dir(dir.join("state/outbox/quarantine"))
+            .unwrap()
+            .count(),
+        2
+    );
+    let seqs = delivered();
+    assert!(
+        seqs.contains(&1) && seqs.contains(&3) && seqs.contains(&4),
+        "around them: {seqs:?}"
+    );
+}
