@@ -215,11 +215,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             }
             _ = tick.tick() => {
                 session.tick();
-                status_file.update(crate::status::Status {
+                let status = crate::status::Status {
                     camera: camera_state.clone(),
                     last_event: last_event.clone(),
                     ..session.status()
-                });
+                };
+                session.report_status(status.for_cloud());
+                status_file.update(status);
             }
             // Pinged from this loop, so a hung loop stops the pings and systemd restarts us.
             _ = watchdog.tick() => {

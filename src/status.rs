@@ -39,6 +39,24 @@ pub struct LastEvent {
     pub time: String,
 }
 
+impl Status {
+    /// What the retained status message carries: the same, without the connection (the
+    /// message's own `online_status` says it) and with the camera's state but not its reason
+    /// (which may name local paths).
+    pub fn for_cloud(&self) -> serde_json::Value {
+        let camera = self.camera.split(':').next().unwrap_or_default();
+        let mut value = serde_json::to_value(Status {
+            camera: camera.to_owned(),
+            ..self.clone()
+        })
+        .unwrap_or_default();
+        if let Some(map) = value.as_object_mut() {
+            map.remove("connected");
+        }
+        value
+    }
+}
+
 /// Writes the status when it differs from the last one written.
 pub struct StatusFile {
     path: PathBuf,

@@ -323,6 +323,10 @@ fn a_full_clip_quota_evicts_clips_and_never_alerts() {
     }
     let seqs = alerts();
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order: {seqs:?}");
+    // The retained status tells the cloud about the evictions too.
+    let evictions = |m: &Message| m.json()["fields"]["agent_status"]["clips_evicted"] == 3;
+    wait_for(PATIENCE, || cloud.on("/status").into_iter().find(evictions))
+        .expect("retained status with the evictions");
     assert!(
         cloud.on("/clip_data").is_empty(),
         "evicted clips never go up"

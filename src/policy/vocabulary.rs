@@ -47,6 +47,7 @@ vocabulary! {
         EmailAlertCredentials = "email_alert_credentials",
         Channel = "channel",
         OnlineStatus = "online_status",
+        AgentStatus = "agent_status",
         Configuration = "configuration",
         Uptime = "uptime",
         Logs = "logs",
@@ -78,6 +79,7 @@ impl Field {
             Field::EmailAlertCredentials => "pd:Password",
             Field::Channel => "camagent:ChannelInfo",
             Field::OnlineStatus => "camagent:OnlineStatus",
+            Field::AgentStatus => "camagent:AgentStatus",
             Field::Configuration => "camagent:DeviceConfiguration",
             Field::Uptime => "camagent:Uptime",
             Field::Logs => "camagent:DeviceLogs",
@@ -108,6 +110,9 @@ impl Field {
             Field::EmailAlertCredentials => "mail account and password used for e-mail alerts",
             Field::Channel => "video channel information ([device.sources])",
             Field::OnlineStatus => "whether the agent is connected: online / offline",
+            Field::AgentStatus => {
+                "the agent's state: queued records, clip uploads, evictions, camera, last event"
+            }
             Field::Configuration => "device configuration ([device.sources])",
             Field::Uptime => "seconds since boot (/proc/uptime)",
             Field::Logs => "the agent's operational logs",

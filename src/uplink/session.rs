@@ -219,7 +219,13 @@ pub struct Session {
     command_topic: String,
     /// Bytes the upload cap still allows now, and when it was last refilled.
     upload_budget: (f64, std::time::Instant),
+    /// The agent's state for the retained status, and when it was last published.
+    agent_status: Option<serde_json::Value>,
+    agent_status_sent: Option<(serde_json::Value, std::time::Instant)>,
 }
+
+/// The retained status is republished when the agent's state changes, at most this often.
+const STATUS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Session {
     pub fn new(
@@ -245,6 +251,8 @@ impl Session {
             ledger_stamp: None,
             command_topic,
             upload_budget: (0.0, std::time::Instant::now()),
+            agent_status: None,
+            agent_status_sent: None,
         };
         session.refresh_consent();
         session
@@ -628,8 +636,34 @@ impl Session {
         self.pump();
     }
 
+    /// Takes the agent's current state; the retained status carries it (where the policy
+    /// lets it) when it changed, at most every [`STATUS_EVERY`].
+    pub fn report_status(&mut self, state: serde_json::Value) {
+        let permitted = self
+            .gate
+            .policy()
+            .purpose_for_flow(Flow::Status)
+            .is_some_and(|p| p.fields.contains(&Field::AgentStatus));
+        self.agent_status = Some(state.clone());
+        let due = match &self.agent_status_sent {
+            Some((sent, at)) => *sent != state && at.elapsed() >= STATUS_EVERY,
+            None => true,
+        };
+        if permitted && due && self.connected {
+            self.publish_status(true);
+        }
+    }
+
     fn publish_status(&mut self, online: bool) {
-        match self.gate.admit(&Record::status(online), None) {
+        let mut record = Record::status(online);
+        if let (true, Some(state)) = (online, &self.agent_status) {
+            record.fields.insert(
+                Field::AgentStatus,
+                crate::record::Value::Json(state.clone()),
+            );
+            self.agent_status_sent = Some((state.clone(), std::time::Instant::now()));
+        }
+        match self.gate.admit(&record, None) {
             Ok(admitted) => {
                 if self.hand_over(&admitted) {
                     self.in_flight.push_back(InFlight {
