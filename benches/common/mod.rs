@@ -34,6 +34,8 @@ pub fn cpu() -> String {
 
 /// Replaces the section that starts with `heading` (up to the next `## `) or appends it.
 pub fn update_benchmarks(path: &Path, heading: &str, section: &str) {
+    // A blank line between sections, however the section text ends.
+    let section = &format!("{}\n\n", section.trim_end());
     let text = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n\nFigures measured on this project's CI machine kind (2 cores). Each section names the command that reproduces it.\n\n".into());
     let new = match text.find(heading) {
         Some(start) => {
