@@ -177,7 +177,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             capture.clone(),
             config.motion.clone(),
             config.agent.state_dir.join(CLIPS_DIR),
-            b.max_packet_bytes,
             camera_tx,
         )?),
         None => {
@@ -313,14 +312,32 @@ fn on_camera(
                 "score": score,
                 "regions": regions,
             });
-            let snapshot = snapshot.map_or_else(Value::Unavailable, Value::jpeg);
-            Record::new(
+            let mut awaits = None;
+            let snapshot = match snapshot {
+                Err(reason) => Value::Unavailable(reason),
+                // Base64 (4/3) in one message with the alert and its envelope.
+                Ok(jpeg) if jpeg.len() / 3 * 4 + 4096 <= config.broker.max_packet_bytes => {
+                    Value::jpeg(jpeg)
+                }
+                // Too large for one message: it goes in chunks, ahead of its alert, which
+                // carries its manifest.
+                Ok(jpeg) => match chunked_snapshot(session, config, &event_id, &jpeg) {
+                    Ok(manifest) => {
+                        awaits = Some(manifest.clip_id.clone());
+                        Value::Json(json!(manifest))
+                    }
+                    Err(e) => Value::Unavailable(format!("snapshot not stored: {e}")),
+                },
+            };
+            let mut record = Record::new(
                 Flow::Alarm,
                 BTreeMap::from([
                     (Field::EventData, Value::Json(data)),
                     (Field::Snapshot, snapshot),
                 ]),
-            )
+            );
+            record.awaits = awaits;
+            record
         }
         CameraEvent::MotionEnd {
             event_id,
@@ -379,6 +396,35 @@ fn on_camera(
         }
     };
     session.accept(record);
+}
+
+/// Stores a snapshot too large for one message beside the clips and starts its upload.
+fn chunked_snapshot(
+    session: &mut Session,
+    config: &Config,
+    event_id: &str,
+    jpeg: &[u8],
+) -> std::io::Result<Manifest> {
+    let chunk_bytes = config.outbox.chunk_bytes;
+    let digest = ring::digest::digest(&ring::digest::SHA256, jpeg);
+    let manifest = Manifest {
+        clip_id: format!("{event_id}-snapshot"),
+        content_type: "image/jpeg".into(),
+        bytes: jpeg.len() as u64,
+        duration_ms: 0,
+        sha256: crate::hex::encode(digest.as_ref()),
+        chunk_bytes,
+        chunks: Manifest::chunk_count(jpeg.len() as u64, chunk_bytes),
+        event_ids: vec![event_id.to_owned()],
+    };
+    let dir = config.agent.state_dir.join(CLIPS_DIR);
+    std::fs::create_dir_all(&dir)?;
+    crate::durable::write_atomic(
+        &dir.join(format!("{}.{}", manifest.clip_id, manifest.extension())),
+        jpeg,
+    )?;
+    session.upload(manifest.clone());
+    Ok(manifest)
 }
 
 /// Health: uptime, firmware and that the agent runs.

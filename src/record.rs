@@ -55,6 +55,10 @@ pub struct Record {
     /// Milliseconds since the Unix epoch when the record was made.
     pub created_ms: u64,
     pub fields: BTreeMap<Field, Value>,
+    /// An upload (a snapshot too large for one message) that must reach the broker before
+    /// this record does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub awaits: Option<String>,
 }
 
 impl Record {
@@ -63,6 +67,7 @@ impl Record {
             flow,
             created_ms: now_ms(),
             fields,
+            awaits: None,
         }
     }
 

@@ -22,6 +22,61 @@ fn scene_clip(dir: &Path) -> PathBuf {
     encode(dir, "walk", &scene, Codec::H264)
 }
 
+/// A snapshot too large for one message (a 16 KiB broker packet limit here) goes in chunks,
+/// every one of them ahead of its alert, which carries the snapshot's manifest.
+#[test]
+fn a_snapshot_too_large_for_one_message_goes_in_chunks_ahead_of_its_alert() {
+    let world = World::new();
+    let broker = world.broker(false);
+    let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
+    wait_for(PATIENCE, || {
+        (*cloud.subacks.lock().unwrap() > 0).then_some(())
+    })
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut setup = AgentSetup::new(&world, broker.port);
+    setup.broker_extra = "max_packet_bytes = 16384\n".into();
+    setup.extra = format!(
+        "[outbox]\nchunk_bytes = 8192\n\
+         [capture]\nsource = \"file\"\npath = \"{}\"\nloop = false\n\
+         [capture.snapshot]\nwidth = 1280\nheight = 720\nquality = 95\n",
+        scene_clip(tmp.path()).display()
+    );
+    let dir = world.path().join("agent");
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/policy.toml");
+    let agent = Agent::start(BIN, &setup.write(&world, &dir, &policy));
+    let start = |m: &Message| m.json()["fields"]["event_data"]["phase"] == "start";
+    let Some(alert) = wait_for(PATIENCE, || cloud.on("/alarm").into_iter().find(start)) else {
+        panic!("no alert; log:\n{}", agent.log());
+    };
+    let manifest = alert.json()["fields"]["snapshot"].clone();
+    assert_eq!(manifest["content_type"], "image/jpeg", "{manifest}");
+    assert!(manifest["chunks"].as_u64().unwrap() >= 2, "{manifest}");
+    let id = manifest["clip_id"].as_str().unwrap();
+    // Every chunk of the picture was received before the alert.
+    let order = cloud.snapshot();
+    let alert_at = order
+        .iter()
+        .position(|m| m.payload == alert.payload)
+        .unwrap();
+    let chunks_before = order[..alert_at]
+        .iter()
+        .filter(|m| {
+            m.topic.ends_with("/clip_data")
+                && camagent::uplink::upload::parse(&m.payload).is_ok_and(|(h, _)| h.clip_id == id)
+        })
+        .count() as u64;
+    assert!(
+        chunks_before >= manifest["chunks"].as_u64().unwrap(),
+        "{chunks_before} before the alert"
+    );
+    let jpeg = cloud.clip(&manifest).expect("the whole snapshot");
+    let digest = ring::digest::digest(&ring::digest::SHA256, &jpeg);
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(hex, manifest["sha256"].as_str().unwrap());
+    assert_eq!(&jpeg[..2], &[0xFF, 0xD8]);
+}
+
 /// Config for the agent: the scene once, small chunks and an upload cap when given, so the
 /// upload takes long enough to be interrupted.
 fn setup(world: &World, port: u16, clip: &Path, outbox: &str) -> PathBuf {

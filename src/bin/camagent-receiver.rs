@@ -160,7 +160,17 @@ impl Receiver {
                     "phase": event["phase"],
                     "time": event["time"],
                 });
-                if let Some(data) = fields["snapshot"]["base64"].as_str() {
+                if fields["snapshot"]["chunks"].is_u64() {
+                    // Too large for one message: its chunks came first.
+                    let manifest: Manifest = serde_json::from_value(fields["snapshot"].clone())
+                        .context("snapshot manifest")?;
+                    line["snapshot"] = json!(self.out.join(format!(
+                        "{}.{}",
+                        safe_name(&manifest.clip_id),
+                        manifest.extension()
+                    )));
+                    self.on_manifest(manifest)?;
+                } else if let Some(data) = fields["snapshot"]["base64"].as_str() {
                     let jpeg = base64::engine::general_purpose::STANDARD
                         .decode(data)
                         .map_err(|e| anyhow::anyhow!("snapshot: {e}"))?;
@@ -177,22 +187,28 @@ impl Receiver {
                 emit(
                     json!({"type": "manifest", "device": device, "clip_id": manifest.clip_id, "chunks": manifest.chunks}),
                 );
-                let id = manifest.clip_id.clone();
-                let assembly = self.clips.entry(id.clone()).or_default();
-                if assembly.manifest.is_none() {
-                    assembly.manifest = Some(manifest);
-                    let early = std::mem::take(&mut assembly.early);
-                    for (index, data) in early {
-                        self.store_chunk(&id, index, &data)?;
-                    }
-                    self.finish_if_complete(&id)?;
-                }
+                self.on_manifest(manifest)?;
             }
             _ => {
                 emit(json!({"type": "record", "device": device, "flow": kind, "seq": body["seq"]}))
             }
         }
         Ok(())
+    }
+
+    /// A clip's or snapshot's manifest: chunks that came before it are stored now.
+    fn on_manifest(&mut self, manifest: Manifest) -> anyhow::Result<()> {
+        let id = manifest.clip_id.clone();
+        let assembly = self.clips.entry(id.clone()).or_default();
+        if assembly.manifest.is_some() {
+            return Ok(());
+        }
+        assembly.manifest = Some(manifest);
+        let early = std::mem::take(&mut assembly.early);
+        for (index, data) in early {
+            self.store_chunk(&id, index, &data)?;
+        }
+        self.finish_if_complete(&id)
     }
 
     fn on_chunk(&mut self, payload: &[u8]) -> anyhow::Result<()> {
@@ -249,11 +265,20 @@ impl Receiver {
         let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
         let sha256: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
         let verified = sha256 == manifest.sha256 && bytes.len() as u64 == manifest.bytes;
-        let name = if verified { "mp4" } else { "bad" };
+        let name = if verified {
+            manifest.extension()
+        } else {
+            "bad"
+        };
         let path = self.out.join(format!("{}.{name}", safe_name(id)));
         std::fs::rename(&part, &path)?;
+        let kind = if manifest.content_type == "image/jpeg" {
+            "snapshot"
+        } else {
+            "clip"
+        };
         emit(json!({
-            "type": "clip",
+            "type": kind,
             "clip_id": id,
             "bytes": bytes.len(),
             "sha256": sha256,

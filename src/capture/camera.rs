@@ -81,15 +81,12 @@ pub fn spawn(
     capture: CaptureConfig,
     motion: MotionConfig,
     clips_dir: PathBuf,
-    max_message_bytes: usize,
     events: mpsc::Sender<CameraEvent>,
 ) -> Result<CameraHandle, CaptureError> {
     gst::init().map_err(|e| CaptureError::Init(e.to_string()))?;
     clip::remove_partials(&clips_dir);
     let stop = Arc::new(AtomicBool::new(false));
     let mut camera = Camera::new(capture, motion, clips_dir, events, stop.clone());
-    // The JPEG travels base64-encoded (4/3) in one message with the alert and its envelope.
-    camera.max_snapshot_bytes = max_message_bytes.saturating_sub(4096) / 4 * 3;
     let thread = std::thread::Builder::new()
         .name("camera".into())
         .spawn(move || camera.run())
@@ -132,7 +129,6 @@ struct Camera {
     offset: Duration,
     last: Duration,
     running: bool,
-    max_snapshot_bytes: usize,
 }
 
 impl Camera {
@@ -164,7 +160,6 @@ impl Camera {
             offset: Duration::ZERO,
             last: Duration::ZERO,
             running: false,
-            max_snapshot_bytes: usize::MAX,
         }
     }
 
@@ -314,7 +309,8 @@ impl Camera {
                 let id = crate::policy::consent::uuid();
                 info!(event = %id, score, media_s = first.as_secs_f32(), "motion started");
                 // Snapshot first: the alert goes out with its picture.
-                let snapshot = self.snapshot(sample);
+                let snapshot = snapshot::jpeg(sample, self.capture.snapshot.quality)
+                    .map_err(|e| e.to_string());
                 if let Err(e) = &snapshot {
                     warn!(event = %id, "no snapshot: {e}");
                 }
@@ -441,24 +437,6 @@ impl Camera {
             .spawn(finish)
         {
             warn!("cannot finish the clip: {e}");
-        }
-    }
-
-    /// The JPEG of `sample` at the configured quality, or lower until it fits one message.
-    fn snapshot(&self, sample: &gst::Sample) -> Result<Vec<u8>, String> {
-        let mut quality = self.capture.snapshot.quality;
-        loop {
-            let jpeg = snapshot::jpeg(sample, quality).map_err(|e| e.to_string())?;
-            if jpeg.len() <= self.max_snapshot_bytes {
-                return Ok(jpeg);
-            }
-            if quality <= 10 {
-                return Err(format!(
-                    "the snapshot is {} bytes even at quality {quality}; make [capture.snapshot] smaller",
-                    jpeg.len()
-                ));
-            }
-            quality = quality.saturating_sub(15).max(10);
         }
     }
 

@@ -218,15 +218,16 @@ impl Gate {
         index: u32,
         data: &[u8],
     ) -> Result<Admitted, Refusal> {
-        let rule = self.rule(Flow::Clip)?;
-        if !rule.fields.contains(&Field::Clip) || self.policy.never_leave.contains(&Field::Clip) {
+        // A snapshot sent in chunks is the alarm purpose's snapshot; anything else a clip.
+        let (flow, field) = match manifest.content_type.as_str() {
+            "image/jpeg" => (Flow::Alarm, Field::Snapshot),
+            _ => (Flow::Clip, Field::Clip),
+        };
+        let rule = self.rule(flow)?;
+        if !rule.fields.contains(&field) || self.policy.never_leave.contains(&field) {
             return Err(Refusal::NothingPermitted(rule.id.to_owned()));
         }
-        let topic = topic::build(
-            &self.prefix,
-            &self.device_id(Flow::Clip),
-            upload::CLIP_DATA_LEVEL,
-        )?;
+        let topic = topic::build(&self.prefix, &self.device_id(flow), upload::CLIP_DATA_LEVEL)?;
         let header = ChunkHeader {
             schema: PAYLOAD_SCHEMA,
             clip_id: manifest.clip_id.clone(),
@@ -241,7 +242,7 @@ impl Gate {
             retain: false,
             purpose: rule.id.to_owned(),
             legal_basis: rule.basis.name(),
-            fields: vec![Field::Clip],
+            fields: vec![field],
         })
     }
 

@@ -434,7 +434,7 @@ impl Session {
         if let Err(refusal) = self.gate.admit_chunk(&manifest, 0, &[]) {
             // Nothing may carry it off the device: do not fill the flash with it.
             info!(clip = %manifest.clip_id, "clip deleted, it may not leave: {refusal}");
-            let _ = std::fs::remove_file(self.stores.uploads.clip_path(&manifest.clip_id));
+            let _ = std::fs::remove_file(self.stores.uploads.path_of(&manifest));
             return;
         }
         if let Err(e) = self.stores.uploads.add(manifest) {
@@ -679,7 +679,7 @@ impl Session {
     /// Hands outbox entries to the client, oldest first, while the window has room.
     fn pump(&mut self) {
         if self.pump_records() {
-            self.pump_chunks();
+            self.pump_chunks(None);
         }
     }
 
@@ -700,6 +700,13 @@ impl Session {
                     return false;
                 }
             };
+            // An alert whose snapshot goes in chunks waits for them: the picture arrives first.
+            if let Some(media) = record.awaits.clone() {
+                if self.stores.uploads.get(&media).is_some() {
+                    self.pump_chunks(Some(&media));
+                    return false;
+                }
+            }
             // The policy and consent may have changed since the record was queued.
             let admitted = match self.gate.admit(&record, Some(seq)) {
                 Ok(admitted) => admitted,
@@ -728,8 +735,9 @@ impl Session {
         false
     }
 
-    /// Hands clip chunks to the client, oldest clip first, within the bandwidth cap.
-    fn pump_chunks(&mut self) {
+    /// Hands chunks to the client — of upload `only`, or of the oldest first — within the
+    /// bandwidth cap.
+    fn pump_chunks(&mut self, only: Option<&str>) {
         if let Some(rate) = self.stores.upload_rate {
             // Refill, capped at one second's worth so an idle link does not bank a burst.
             let (tokens, last) = self.upload_budget;
@@ -750,7 +758,7 @@ impl Session {
             {
                 return;
             }
-            let Some((manifest, index)) = self.next_chunk() else {
+            let Some((manifest, index)) = self.next_chunk(only) else {
                 return;
             };
             let data = match self.stores.uploads.chunk(&manifest.clip_id, index) {
@@ -785,8 +793,12 @@ impl Session {
 
     /// The next chunk to send: the oldest clip's first chunk neither acknowledged nor on its
     /// way.
-    fn next_chunk(&self) -> Option<(Manifest, u32)> {
-        self.stores.uploads.iter().find_map(|p| {
+    fn next_chunk(&self, only: Option<&str>) -> Option<(Manifest, u32)> {
+        let mut uploads = self.stores.uploads.iter();
+        uploads.find_map(|p| {
+            if only.is_some_and(|id| id != p.manifest.clip_id) {
+                return None;
+            }
             let sending = self
                 .in_flight
                 .iter()

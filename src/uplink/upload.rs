@@ -36,6 +36,14 @@ impl Manifest {
     }
 
     /// Byte range of chunk `index` in the clip.
+    /// The file name extension its content type is stored under.
+    pub fn extension(&self) -> &'static str {
+        match self.content_type.as_str() {
+            "image/jpeg" => "jpg",
+            _ => "mp4",
+        }
+    }
+
     pub fn range(&self, index: u32) -> (u64, u64) {
         let start = u64::from(index) * u64::from(self.chunk_bytes);
         (start, (start + u64::from(self.chunk_bytes)).min(self.bytes))
@@ -139,7 +147,7 @@ impl Uploads {
                 .ok()
                 .and_then(|b| serde_json::from_slice::<Progress>(&b).ok());
             match progress {
-                Some(p) if uploads.clip_path(&p.manifest.clip_id).exists() => {
+                Some(p) if uploads.path_of(&p.manifest).exists() => {
                     let modified = entry
                         .metadata()
                         .and_then(|m| m.modified())
@@ -164,8 +172,11 @@ impl Uploads {
         &self.dir
     }
 
-    pub fn clip_path(&self, id: &str) -> PathBuf {
-        self.dir.join(format!("{id}.mp4"))
+    /// Where the media a manifest describes is stored: `<id>.mp4` for a clip, `<id>.jpg` for
+    /// a snapshot.
+    pub fn path_of(&self, manifest: &Manifest) -> PathBuf {
+        self.dir
+            .join(format!("{}.{}", manifest.clip_id, manifest.extension()))
     }
 
     fn progress_path(&self, id: &str) -> PathBuf {
@@ -205,13 +216,13 @@ impl Uploads {
     /// Reads chunk `index` of clip `id` from disk.
     pub fn chunk(&self, id: &str, index: u32) -> Result<Vec<u8>, UploadError> {
         use std::io::{Read, Seek, SeekFrom};
-        let path = self.clip_path(id);
+        let Some(p) = self.active.get(id) else {
+            return Ok(Vec::new());
+        };
+        let path = self.path_of(&p.manifest);
         let io = |source| UploadError::Io {
             path: path.clone(),
             source,
-        };
-        let Some(p) = self.active.get(id) else {
-            return Ok(Vec::new());
         };
         let (start, end) = p.manifest.range(index);
         let mut file = std::fs::File::open(&path).map_err(io)?;
@@ -243,9 +254,9 @@ impl Uploads {
 
     /// Forgets an upload and deletes its clip (delivered, expired or evicted).
     pub fn remove(&mut self, id: &str) {
-        self.active.remove(id);
+        let media = self.active.remove(id).map(|p| self.path_of(&p.manifest));
         self.order.retain(|o| o != id);
-        for path in [self.clip_path(id), self.progress_path(id)] {
+        for path in media.into_iter().chain([self.progress_path(id)]) {
             if let Err(e) = std::fs::remove_file(&path) {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     warn!(file = %path.display(), "cannot delete: {e}");

@@ -572,6 +572,8 @@ pub struct AgentSetup {
     pub sources: String,
     /// Extra config sections, e.g. `[commands]`.
     pub extra: String,
+    /// Extra `[broker]` lines.
+    pub broker_extra: String,
     pub reconnect_min: &'static str,
     pub reconnect_max: &'static str,
 }
@@ -586,6 +588,7 @@ impl AgentSetup {
             telemetry_interval: "1h",
             sources: String::new(),
             extra: String::new(),
+            broker_extra: String::new(),
             reconnect_min: "100ms",
             reconnect_max: "1s",
         }
@@ -602,7 +605,7 @@ impl AgentSetup {
                 "[broker]\nhost = \"{host}\"\nport = {port}\n\
                  ca_file = \"{ca}\"\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\n\
                  topic_prefix = \"test/cams\"\nkeep_alive = \"5s\"\n\
-                 reconnect_min = \"{rmin}\"\nreconnect_max = \"{rmax}\"\n\n\
+                 reconnect_min = \"{rmin}\"\nreconnect_max = \"{rmax}\"\n{broker_extra}\n\
                  [agent]\nstate_dir = \"{state}\"\npolicy_file = \"{policy}\"\n\
                  facts_interval = \"{interval}\"\ntelemetry_interval = \"{telemetry}\"\n\n{extra}\n{device}",
                 host = self.host,
@@ -612,6 +615,7 @@ impl AgentSetup {
                 key = world.device.key.display(),
                 rmin = self.reconnect_min,
                 rmax = self.reconnect_max,
+                broker_extra = self.broker_extra,
                 state = dir.join("state").display(),
                 policy = policy.display(),
                 interval = self.facts_interval,
