@@ -57,11 +57,7 @@ fn main() -> anyhow::Result<()> {
                 std::thread::sleep(Duration::from_millis(100));
                 let all = messages.lock().unwrap().clone();
                 for m in &all[shown..] {
-                    println!(
-                        "  cloud <- {}  {}",
-                        m.topic,
-                        String::from_utf8_lossy(&m.payload)
-                    );
+                    println!("  cloud <- {}  {}", m.topic, readable(&m.payload));
                 }
                 shown = all.len();
             }
@@ -73,4 +69,25 @@ fn main() -> anyhow::Result<()> {
     printer.join().ok();
     println!("\nagent stopped; its retained status now says offline.");
     Ok(())
+}
+
+/// A payload as a person wants to read it: clip chunks by their header, pictures by size.
+fn readable(payload: &[u8]) -> String {
+    if let Ok((header, data)) = camagent::uplink::upload::parse(payload) {
+        return format!(
+            "chunk {}/{} of {} ({} bytes)",
+            header.index + 1,
+            header.chunks,
+            header.clip_id,
+            data.len()
+        );
+    }
+    let Ok(mut body) = serde_json::from_slice::<serde_json::Value>(payload) else {
+        return String::from_utf8_lossy(payload).into_owned();
+    };
+    if let Some(data) = body["fields"]["snapshot"]["base64"].as_str() {
+        let shown = format!("<{} base64 characters of JPEG>", data.len());
+        body["fields"]["snapshot"]["base64"] = serde_json::json!(shown);
+    }
+    body.to_string()
 }
