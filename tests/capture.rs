@@ -164,8 +164,7 @@ const MASKED: (f32, f32, f32, f32) = (0.02, 0.02, 0.2, 0.24);
 const OPEN: (f32, f32, f32, f32) = (0.6, 0.02, 0.3, 0.24);
 
 fn sha256(path: &Path) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, &std::fs::read(path).unwrap());
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    sha256_hex(&std::fs::read(path).unwrap())
 }
 
 /// Checks the clip on disk against its record and the scene: it plays, starts on a keyframe,

@@ -71,8 +71,7 @@ fn a_snapshot_too_large_for_one_message_goes_in_chunks_ahead_of_its_alert() {
         "{chunks_before} before the alert"
     );
     let jpeg = cloud.clip(&manifest).expect("the whole snapshot");
-    let digest = ring::digest::digest(&ring::digest::SHA256, &jpeg);
-    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let hex = sha256_hex(&jpeg);
     assert_eq!(hex, manifest["sha256"].as_str().unwrap());
     assert_eq!(&jpeg[..2], &[0xFF, 0xD8]);
 }
@@ -111,8 +110,7 @@ fn received_whole(
         panic!("the clip did not arrive whole; agent log:\n{}", agent_log());
     };
     assert_eq!(bytes.len() as u64, manifest["bytes"].as_u64().unwrap());
-    let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
-    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let hex = sha256_hex(&bytes);
     assert_eq!(hex, manifest["sha256"].as_str().unwrap(), "byte-identical");
 }
 
@@ -289,8 +287,7 @@ fn the_reference_receiver_verifies_clips_and_audits_fields() {
     };
     assert_eq!(clip["verified"], true, "{clip}");
     let file = std::fs::read(clip["path"].as_str().unwrap()).unwrap();
-    let digest = ring::digest::digest(&ring::digest::SHA256, &file);
-    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let hex = sha256_hex(&file);
     assert_eq!(clip["sha256"], hex);
 
     let lines = read();

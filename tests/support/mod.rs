@@ -699,6 +699,12 @@ impl Drop for Agent {
     }
 }
 
+/// Lowercase hex SHA-256, as manifests carry it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Records waiting in the outbox of the agent whose files are under `agent_dir`.
 pub fn queued_records(agent_dir: &Path) -> usize {
     std::fs::read_dir(agent_dir.join("state/outbox"))
