@@ -18,6 +18,7 @@ use tracing::{info, warn};
 
 use super::clip::{self, ClipFile, ClipWriter};
 use super::config::CaptureConfig;
+use super::elements::Ended;
 use super::pipeline::{self, Graph};
 use super::recorder::{Output, Recorder, RecorderConfig, Unit};
 use super::{scale, snapshot, CaptureError};
@@ -107,10 +108,6 @@ enum Stopped {
     Failed(CaptureError),
 }
 
-struct Event {
-    id: String,
-}
-
 struct Camera {
     capture: CaptureConfig,
     motion: MotionConfig,
@@ -120,7 +117,8 @@ struct Camera {
     detector: Detector,
     machine: EventMachine,
     recorder: Recorder<gst::Sample>,
-    event: Option<Event>,
+    /// The id of the event in progress.
+    event: Option<String>,
     /// Events the clip being recorded covers, and its writer once the first unit came.
     clip_events: Vec<String>,
     writer: Option<ClipWriter>,
@@ -239,8 +237,10 @@ impl Camera {
             if self.closing() {
                 break Stopped::Closed;
             }
-            if let Some(stopped) = bus_state(&graph.pipeline) {
-                break stopped;
+            match super::elements::posted_end(&graph.pipeline) {
+                Some(Ended::Eos) => break Stopped::Ended,
+                Some(Ended::Error(e)) => break Stopped::Failed(e),
+                None => {}
             }
         };
         let _ = graph.pipeline.set_state(gst::State::Null);
@@ -323,7 +323,7 @@ impl Camera {
                     snapshot,
                 });
                 self.clip_events.push(id.clone());
-                self.event = Some(Event { id });
+                self.event = Some(id);
                 let out = self.recorder.start(first);
                 self.record(out);
             }
@@ -342,12 +342,12 @@ impl Camera {
     }
 
     fn end_event(&mut self, at: Duration, captured_ms: u64, reason: EndReason, peak_score: f32) {
-        let Some(event) = self.event.take() else {
+        let Some(event_id) = self.event.take() else {
             return;
         };
-        info!(event = %event.id, ?reason, media_s = at.as_secs_f32(), "motion ended");
+        info!(event = %event_id, ?reason, media_s = at.as_secs_f32(), "motion ended");
         self.report(CameraEvent::MotionEnd {
-            event_id: event.id,
+            event_id,
             captured_ms,
             reason,
             peak_score,
@@ -495,23 +495,4 @@ fn captured_ms(graph: &Graph, pts: Duration) -> u64 {
     let running = clock.time().saturating_sub(base);
     let age = Duration::from(running).saturating_sub(pts);
     now.saturating_sub(age.as_millis() as u64)
-}
-
-/// An error or the end of the stream, if the pipeline posted one.
-fn bus_state(pipeline: &gst::Pipeline) -> Option<Stopped> {
-    let bus = pipeline.bus()?;
-    while let Some(msg) = bus.pop() {
-        match msg.view() {
-            gst::MessageView::Error(err) => {
-                let debug = err.debug().map(|d| format!(" ({d})")).unwrap_or_default();
-                return Some(Stopped::Failed(CaptureError::Input(format!(
-                    "{}{debug}",
-                    err.error()
-                ))));
-            }
-            gst::MessageView::Eos(_) => return Some(Stopped::Ended),
-            _ => {}
-        }
-    }
-    None
 }

@@ -20,15 +20,20 @@ pub fn pipeline_error(e: impl std::fmt::Display) -> CaptureError {
     CaptureError::Pipeline(e.to_string())
 }
 
+/// Raw video of one format, size and rate, with square pixels.
+pub fn raw_caps(format: &str, width: usize, height: usize, fps: u32) -> gst::Caps {
+    gst::Caps::builder("video/x-raw")
+        .field("format", format)
+        .field("width", width as i32)
+        .field("height", height as i32)
+        .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+        .field("framerate", gst::Fraction::new(fps as i32, 1))
+        .build()
+}
+
 /// Small GRAY8 frames at the analysis size and rate.
 pub fn analysis_caps(motion: &MotionConfig) -> gst::Caps {
-    gst::Caps::builder("video/x-raw")
-        .field("format", "GRAY8")
-        .field("width", motion.width as i32)
-        .field("height", motion.height as i32)
-        .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
-        .field("framerate", gst::Fraction::new(motion.fps as i32, 1))
-        .build()
+    raw_caps("GRAY8", motion.width, motion.height, motion.fps)
 }
 
 /// decodebin makes its pads once it knows the streams: link the first video one to `to`.
@@ -71,14 +76,33 @@ pub fn frame_of(sample: &gst::Sample, motion: &MotionConfig) -> Result<Frame, Ca
     })
 }
 
-/// The first error the pipeline posted, if any.
-pub fn posted_error(pipeline: &gst::Pipeline) -> Option<CaptureError> {
+/// How a pipeline said it stopped.
+pub enum Ended {
+    Eos,
+    Error(CaptureError),
+}
+
+/// The first error or end of stream the pipeline posted, if any.
+pub fn posted_end(pipeline: &gst::Pipeline) -> Option<Ended> {
     let bus = pipeline.bus()?;
     while let Some(msg) = bus.pop() {
-        if let gst::MessageView::Error(err) = msg.view() {
-            let debug = err.debug().map(|d| format!(" ({d})")).unwrap_or_default();
-            return Some(CaptureError::Input(format!("{}{debug}", err.error())));
+        match msg.view() {
+            gst::MessageView::Error(err) => {
+                let debug = err.debug().map(|d| format!(" ({d})")).unwrap_or_default();
+                let error = CaptureError::Input(format!("{}{debug}", err.error()));
+                return Some(Ended::Error(error));
+            }
+            gst::MessageView::Eos(_) => return Some(Ended::Eos),
+            _ => {}
         }
     }
     None
+}
+
+/// The first error the pipeline posted, if any (for callers that see the end elsewhere).
+pub fn posted_error(pipeline: &gst::Pipeline) -> Option<CaptureError> {
+    match posted_end(pipeline)? {
+        Ended::Error(error) => Some(error),
+        Ended::Eos => None,
+    }
 }

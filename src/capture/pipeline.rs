@@ -25,7 +25,7 @@ use gstreamer_video::prelude::*;
 use tracing::warn;
 
 use super::config::{CaptureConfig, Source};
-use super::elements::{make, pipeline_error};
+use super::elements::{make, pipeline_error, raw_caps};
 use super::mask::{self, Plane};
 use super::CaptureError;
 
@@ -72,15 +72,12 @@ pub fn build(capture: &CaptureConfig, analysis_fps: u32) -> Result<Graph, Captur
     frames_in.set_property("drop-only", true);
     let convert = make("videoconvert")?;
     let scale = make("videoscale")?;
-    let snapshot_caps = capsfilter(
-        gst::Caps::builder("video/x-raw")
-            .field("format", "I420")
-            .field("width", capture.snapshot.width as i32)
-            .field("height", capture.snapshot.height as i32)
-            .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
-            .field("framerate", gst::Fraction::new(analysis_fps as i32, 1))
-            .build(),
-    )?;
+    let snapshot_caps = capsfilter(raw_caps(
+        "I420",
+        capture.snapshot.width as usize,
+        capture.snapshot.height as usize,
+        analysis_fps,
+    ))?;
     let frame_queue = small_queue(!sync)?;
     let frames = gst_app::AppSink::builder().sync(sync).build();
     let frames_chain = [
@@ -193,15 +190,7 @@ fn attach_raw(parts: &Arc<Parts>, pad: &gst::Pad) -> Result<(), CaptureError> {
     let convert = make("videoconvert")?;
     let scale = make("videoscale")?;
     let rate = make("videorate")?;
-    let caps = capsfilter(
-        gst::Caps::builder("video/x-raw")
-            .field("format", "I420")
-            .field("width", e.width as i32)
-            .field("height", e.height as i32)
-            .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
-            .field("framerate", gst::Fraction::new(e.fps as i32, 1))
-            .build(),
-    )?;
+    let caps = capsfilter(raw_caps("I420", e.width as usize, e.height as usize, e.fps))?;
     let masks = parts.capture.privacy_masks.clone();
     if !masks.is_empty() {
         static_pad(&caps, "src")?.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
