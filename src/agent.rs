@@ -419,10 +419,7 @@ fn chunked_snapshot(
     };
     let dir = config.agent.state_dir.join(CLIPS_DIR);
     std::fs::create_dir_all(&dir)?;
-    crate::durable::write_atomic(
-        &dir.join(format!("{}.{}", manifest.clip_id, manifest.extension())),
-        jpeg,
-    )?;
+    crate::durable::write_atomic(&manifest.path_in(&dir), jpeg)?;
     session.upload(manifest.clone());
     Ok(manifest)
 }

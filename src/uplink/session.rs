@@ -794,8 +794,7 @@ impl Session {
     /// The next chunk to send: the oldest clip's first chunk neither acknowledged nor on its
     /// way.
     fn next_chunk(&self, only: Option<&str>) -> Option<(Manifest, u32)> {
-        let mut uploads = self.stores.uploads.iter();
-        uploads.find_map(|p| {
+        self.stores.uploads.iter().find_map(|p| {
             if only.is_some_and(|id| id != p.manifest.clip_id) {
                 return None;
             }

@@ -44,6 +44,11 @@ impl Manifest {
         }
     }
 
+    /// Where the media is stored in the upload directory `dir`.
+    pub fn path_in(&self, dir: &Path) -> PathBuf {
+        dir.join(format!("{}.{}", self.clip_id, self.extension()))
+    }
+
     pub fn range(&self, index: u32) -> (u64, u64) {
         let start = u64::from(index) * u64::from(self.chunk_bytes);
         (start, (start + u64::from(self.chunk_bytes)).min(self.bytes))
@@ -175,8 +180,7 @@ impl Uploads {
     /// Where the media a manifest describes is stored: `<id>.mp4` for a clip, `<id>.jpg` for
     /// a snapshot.
     pub fn path_of(&self, manifest: &Manifest) -> PathBuf {
-        self.dir
-            .join(format!("{}.{}", manifest.clip_id, manifest.extension()))
+        manifest.path_in(&self.dir)
     }
 
     fn progress_path(&self, id: &str) -> PathBuf {
