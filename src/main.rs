@@ -42,6 +42,14 @@ enum Command {
         #[arg(long)]
         input: PathBuf,
     },
+    /// Run motion detection over every clip of a corpus (`NAME.truth.json` beside each clip,
+    /// as `scripts/build-corpus` makes them) and score it: per clip truth against found,
+    /// onset and end error; then false events, missed events and error percentiles.
+    Eval {
+        dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a policy file, or explain what this device sends.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -144,14 +152,18 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
     {
         return print_label(&Policy::load(file)?, None, *json);
     }
-    if let Command::Detect { input } = &cli.command {
+    if let Command::Detect { .. } | Command::Eval { .. } = &cli.command {
         // The config is optional here: without one, the defaults are what gets tuned.
         let motion = if cli.config.exists() {
             Config::load(&cli.config)?.motion
         } else {
             camagent::config::MotionConfig::default()
         };
-        return detect(input, &motion);
+        return match &cli.command {
+            Command::Eval { dir, json } => eval(dir, &motion, *json),
+            Command::Detect { input } => detect(input, &motion),
+            _ => Ok(()),
+        };
     }
     let config = Config::load(&cli.config)?;
     let state = &config.agent.state_dir;
@@ -164,7 +176,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             run(config)
         }
         Command::Facts => facts(&config),
-        Command::Detect { .. } => unreachable!("handled above"),
+        Command::Detect { .. } | Command::Eval { .. } => Ok(()), // handled above
         Command::Policy(_) => {
             let policy = Policy::load(&config.agent.policy_file)?;
             let ledger = LedgerFile::new(state).load()?;
@@ -378,6 +390,23 @@ fn detect(input: &std::path::Path, motion: &camagent::config::MotionConfig) -> a
         "{} analysis frames ({:.1} s of media at {} fps, {}x{}) in {took:.2} s",
         summary.frames, summary.media_seconds, motion.fps, motion.width, motion.height
     );
+    Ok(())
+}
+
+fn eval(
+    dir: &std::path::Path,
+    motion: &camagent::config::MotionConfig,
+    json: bool,
+) -> anyhow::Result<()> {
+    use camagent::motion::eval::{totals, Report};
+    let scores = camagent::capture::eval::evaluate_dir(dir, motion)
+        .with_context(|| format!("cannot evaluate {}", dir.display()))?;
+    if json {
+        let report = serde_json::json!({ "clips": scores, "totals": totals(&scores) });
+        println!("{report}");
+    } else {
+        println!("{}", Report(&scores));
+    }
     Ok(())
 }
 

@@ -7,6 +7,7 @@ pub mod camera;
 pub mod clip;
 pub mod config;
 mod elements;
+pub mod eval;
 pub mod mask;
 mod pipeline;
 pub mod recorder;

@@ -2,6 +2,7 @@
 //! types, so it can be tested and benchmarked alone.
 
 pub mod detector;
+pub mod eval;
 pub mod events;
 
 pub use detector::{Analysis, Detector, DetectorConfig, Rect};
