@@ -72,6 +72,13 @@ pub struct MotionConfig {
     pub min_area: f32,
     #[serde(default = "default_learning_rate")]
     pub learning_rate: f32,
+    /// How long something that stopped moving (or the ghost of something that left) stays
+    /// motion before it becomes background: events end this long after motion stops.
+    #[serde(default = "default_absorb", with = "crate::human_duration")]
+    pub absorb: std::time::Duration,
+    /// Learn where motion never stops (foliage, water, flags, rain) and demand more there.
+    #[serde(default = "default_suppress_nuisance")]
+    pub suppress_nuisance: bool,
     /// Where to look, in fractions of the frame; empty means everywhere.
     #[serde(default)]
     pub zones: Vec<crate::motion::Rect>,
@@ -88,6 +95,8 @@ impl Default for MotionConfig {
             sensitivity: default_sensitivity(),
             min_area: default_min_area(),
             learning_rate: default_learning_rate(),
+            absorb: default_absorb(),
+            suppress_nuisance: default_suppress_nuisance(),
             zones: Vec::new(),
             events: Default::default(),
         }
@@ -101,6 +110,9 @@ impl MotionConfig {
             min_area: self.min_area,
             zones: self.zones.clone(),
             learning_rate: self.learning_rate,
+            absorb: self.absorb,
+            suppress_nuisance: self.suppress_nuisance,
+            fps: self.fps,
         }
     }
 }
@@ -122,6 +134,12 @@ fn default_min_area() -> f32 {
 }
 fn default_learning_rate() -> f32 {
     crate::motion::DetectorConfig::default().learning_rate
+}
+fn default_absorb() -> std::time::Duration {
+    crate::motion::DetectorConfig::default().absorb
+}
+fn default_suppress_nuisance() -> bool {
+    crate::motion::DetectorConfig::default().suppress_nuisance
 }
 
 /// Signed cloud commands (consent, erase). Without a key, every command is refused.
@@ -424,6 +442,13 @@ impl Config {
                 "use 1 to 30; 5 to 10 is typical",
             ));
         }
+        if m.absorb.is_zero() || m.absorb > std::time::Duration::from_secs(600) {
+            return Err(invalid(
+                "motion.absorb",
+                format!("is {:?}", m.absorb),
+                "use \"1s\" to \"10m\"; a few seconds ends events soon after motion stops",
+            ));
+        }
         if !(1..=100).contains(&m.sensitivity) {
             return Err(invalid(
                 "motion.sensitivity",
@@ -537,6 +562,23 @@ key_file = "device.key"
             .to_string();
         assert!(err.contains("`broker.port`"), "{err}");
         assert!(err.contains("8883"), "{err}");
+    }
+
+    #[test]
+    fn motion_absorb_of_zero_is_refused_with_a_fix() {
+        let err = parse(&format!("{MINIMAL}\n[motion]\nabsorb = \"0s\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`motion.absorb`") && err.contains("\"1s\""),
+            "{err}"
+        );
+        let ok = parse(&format!(
+            "{MINIMAL}\n[motion]\nabsorb = \"5s\"\nsuppress_nuisance = false\n"
+        ))
+        .unwrap();
+        assert_eq!(ok.motion.detector().absorb, Duration::from_secs(5));
+        assert!(!ok.motion.detector().suppress_nuisance);
     }
 
     #[test]

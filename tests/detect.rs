@@ -133,7 +133,9 @@ fn real_street_footage_has_motion() {
         !s.is_empty(),
         "people walk through vtest.avi from the start: {events:?}"
     );
-    assert!(s[0] < 2.0, "{events:?}");
+    // The detector spends its first two seconds learning the scene (what always moves
+    // there), so people in view from the first frame are reported once that is done.
+    assert!(s[0] <= 2.2, "{events:?}");
     assert_eq!(
         events.iter().filter(|e| e["type"] == "end").count(),
         s.len(),

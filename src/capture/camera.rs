@@ -298,7 +298,10 @@ impl Camera {
         }
         let now = self.offset + running_time(sample, buffer.pts());
         self.last = now;
-        let verdict = self.detector.analyse(&pixels);
+        let verdict = self
+            .detector
+            .analyse(&pixels)
+            .map_err(|e| CaptureError::Input(e.to_string()))?;
         match self.machine.step(now, &verdict) {
             Some(Boundary::Start {
                 pts: first,

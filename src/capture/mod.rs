@@ -112,7 +112,9 @@ pub fn detect_file(
     while let Some(frame) = frames.next_frame()? {
         count += 1;
         last = frame.pts;
-        let verdict = detector.analyse(&frame.pixels);
+        let verdict = detector
+            .analyse(&frame.pixels)
+            .map_err(|e| CaptureError::Input(e.to_string()))?;
         if let Some(b) = events.step(frame.pts, &verdict) {
             on_boundary(b.into());
         }

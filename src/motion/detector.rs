@@ -1,19 +1,37 @@
 //! Motion detection over small GRAY8 frames. Pure: plain buffers in, a verdict out.
 //!
-//! 1. A per-pixel background model (running average in 8.8 fixed point).
-//! 2. Global lighting is estimated as the median ratio of frame to background over the
-//!    detection zones; the background is scaled by it before differencing. A median is
-//!    unmoved by real motion covering less than half the zone, so a light switched on while
-//!    someone walks in still leaves the walker standing out.
-//! 3. A pixel changed if its difference beats a threshold set by the sensitivity and the
-//!    measured noise (median absolute difference); 8×8 cells with enough changed pixels are
-//!    active, which drops sensor speckle without blurring.
-//! 4. Motion is the active area inside the zones, compared with the minimum area. Regions are
-//!    the bounding boxes of connected active cells.
-//! 5. The background learns from inactive cells at the configured rate and from active ones
-//!    at a quarter of it, so a parked car becomes background but a walker does not.
+//! Light is not motion, whatever shape it takes, so the detector compares structure after
+//! taking the light out twice:
+//!
+//! 1. **Globally**, a monotone intensity transfer function ([`super::transfer`]) maps the
+//!    background's grey levels to this frame's: gain with clipping, offsets, tone curves.
+//! 2. **Locally**, each 8×8 cell fits the frame to its relit background as `a·bg + b`, with
+//!    the gain `a` bounded: cloud shadows, headlight beams, WDR. What that cannot explain —
+//!    the residual variance — is change of structure: an edge, texture that came or went.
+//!    Pixels the sensor clipped carry no structure and are left out.
+//!
+//! A cell changed when its residual beats a threshold set by the sensitivity and the frame's
+//! own noise (the median residual over all cells, which also rises with compression
+//! artefacts). Then:
+//!
+//! - a change over most of the frame at once is the camera, not the scene (the IR-cut
+//!   switch, an exposure jump the fit cannot follow): the background is rebased on the frame;
+//! - **nuisance motion** (foliage, water, flags, rain): cells that change again and again
+//!   become *busy* and need a much stronger change to count, so a person in front of a
+//!   swaying tree still does; an isolated changed cell does not count;
+//! - **events end**: a changed cell whose content has stopped changing (something that
+//!   stopped, or the ghost of something that left) is absorbed into the background after
+//!   `absorb`.
+//!
+//! Motion is the area of counted cells inside the zones, against the minimum area; regions
+//! are the bounding boxes of connected cells.
+
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use super::cells::{self, CellStats, Sums, CLIPPED_ABOVE, CLIPPED_BELOW};
+use super::transfer::TransferFit;
 
 /// Cell edge in pixels: the unit of area and of regions.
 pub const CELL: usize = 8;
@@ -40,50 +58,49 @@ impl Rect {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DetectorConfig {
-    /// 1 (only large, strong changes) to 100 (the faintest): sets the pixel threshold.
-    #[serde(default = "default_sensitivity")]
+    /// 1 (only large, strong changes) to 100 (the faintest): the contrast a change needs.
     pub sensitivity: u8,
     /// Smallest moving area that counts, as a fraction of the zones' area.
-    #[serde(default = "default_min_area")]
     pub min_area: f32,
     /// Where to look; empty means the whole frame.
-    #[serde(default)]
     pub zones: Vec<Rect>,
     /// Background learning per frame, 0.0–1.0.
-    #[serde(default = "default_learning_rate")]
     pub learning_rate: f32,
-}
-
-fn default_sensitivity() -> u8 {
-    60
-}
-fn default_min_area() -> f32 {
-    0.005
-}
-fn default_learning_rate() -> f32 {
-    0.05
+    /// How long something that stopped moving (or the ghost of something that left) stays
+    /// motion before it becomes background.
+    pub absorb: Duration,
+    /// Learn where motion never stops (foliage, water, flags, rain) and demand more there.
+    pub suppress_nuisance: bool,
+    /// Analysis frames per second: turns the times above into frames.
+    pub fps: u32,
 }
 
 impl Default for DetectorConfig {
     fn default() -> Self {
         Self {
-            sensitivity: default_sensitivity(),
-            min_area: default_min_area(),
+            sensitivity: 60,
+            min_area: 0.005,
             zones: Vec::new(),
-            learning_rate: default_learning_rate(),
+            learning_rate: 0.05,
+            absorb: Duration::from_secs(2),
+            suppress_nuisance: true,
+            fps: 5,
         }
     }
 }
 
 impl DetectorConfig {
-    /// Pixel difference (0–255) that counts as change before noise is added.
-    fn base_threshold(&self) -> u16 {
-        let s = u16::from(self.sensitivity.clamp(1, 100));
-        // 100 → 6, 60 → 18, 1 → 36 grey levels.
-        6 + (100 - s) * 30 / 99
+    /// The residual a cell needs before noise is added, as a standard deviation in grey
+    /// levels: 100 → 10, 60 → 20, 1 → about 35.
+    fn base_threshold(&self) -> f32 {
+        let s = f32::from(self.sensitivity.clamp(1, 100));
+        10.0 + (100.0 - s) * 0.25
+    }
+
+    fn frames(&self, seconds: f32) -> u32 {
+        (seconds * self.fps.max(1) as f32).round().max(1.0) as u32
     }
 }
 
@@ -96,24 +113,95 @@ pub struct Analysis {
     pub motion: bool,
     /// Bounding boxes of moving regions, in fractions of the frame.
     pub regions: Vec<Rect>,
-    /// The global lighting gain that was compensated (1.0 = unchanged).
+    /// How the light changed since the last frame: the transfer function's gain at mid-grey
+    /// (1.0 = unchanged).
     pub lighting: f32,
 }
+
+impl Analysis {
+    fn quiet(lighting: f32) -> Self {
+        Self {
+            score: 0.0,
+            motion: false,
+            regions: Vec::new(),
+            lighting,
+        }
+    }
+}
+
+/// A frame that is not `width × height` GRAY8 bytes.
+#[derive(Debug, thiserror::Error)]
+#[error("analysis frame of {got} bytes; the detector expects {width}×{height} GRAY8")]
+pub struct FrameSizeError {
+    pub got: usize,
+    pub width: usize,
+    pub height: usize,
+}
+
+/// Seconds after the start that only learn.
+const WARM_UP: f32 = 2.0;
+/// Over this fraction of the zones changed at once, the change is the camera's.
+const GLOBAL_CHANGE: f32 = 0.5;
+/// A cell whose brightness the transfer function misses by this many base thresholds has
+/// shifted; most cells shifting at once is the camera (materials that swap brightness
+/// under IR light, which no monotone map follows).
+const SHIFT_FACTOR: f32 = 2.0;
+/// A cell starts a moving region only if its change of structure (residual variance) is
+/// at least this share of its change of brightness squared: a beam or a shadow's edge
+/// brightens a cell far more than it changes its structure; an object's outline does both.
+/// Cells next to it then count by `WEAK` alone.
+const STRUCTURE_SHARE: f32 = 0.25;
+/// ...and if this share of its pixels changed clearly: raindrops and snowflakes are a few
+/// pixels of a cell.
+const SPREAD: f32 = 0.125;
+/// Next to a counted cell, a cell counts with this share of the threshold.
+const WEAK: f32 = 0.5;
+/// A light change of this factor from one frame to the next is a jump...
+const LIGHT_JUMP: f32 = 1.15;
+/// ...and with this share of the zones changed, or the noise up this many times, the
+/// camera switched modes.
+const SWITCH_CHANGE: f32 = 0.1;
+const NOISE_JUMP: f32 = 2.0;
+/// Noise is this many times the median residual in the threshold.
+const NOISE_FACTOR: f32 = 6.0;
+/// A cell's usual residual is the running `USUAL_QUANTILE` of its residuals, followed in
+/// multiplicative steps of about `USUAL_STEP` a frame (a decaying maximum while warming
+/// up): a
+/// passer-by moves it a few steps, a swaying bush all the way, and it remembers gusts.
+const USUAL_STEP: f32 = 0.1;
+const USUAL_QUANTILE: f32 = 0.9;
+/// A cell needs the threshold plus this many times what it usually shows beyond noise.
+const USUAL_FACTOR: f32 = 2.0;
 
 pub struct Detector {
     config: DetectorConfig,
     width: usize,
     height: usize,
-    /// Background in 8.8 fixed point.
-    background: Vec<u16>,
-    /// Which cells lie in a zone (cells wide × cells high).
-    zone_cells: Vec<bool>,
     cols: usize,
     rows: usize,
-    primed: bool,
-    /// Scratch: per-pixel changed flags, reused between frames.
-    changed: Vec<u8>,
-    samples: Vec<u16>,
+    /// Background in 8.8 fixed point.
+    background: Vec<u16>,
+    previous: Vec<u8>,
+    /// Which cells lie in a zone.
+    zone_cells: Vec<bool>,
+    /// Per cell: the residual it usually shows, for nuisance suppression.
+    usual: Vec<f32>,
+    /// Per cell: frames it has been changed but still.
+    still: Vec<u32>,
+    frames: u64,
+    /// The last frame's noise, to see a jump, and threshold.
+    noise: f32,
+    threshold: f32,
+    // Scratch, reused between frames.
+    fit: TransferFit,
+    relight: [u16; 256],
+    stats: Vec<CellStats>,
+    changed: Vec<bool>,
+    counted: Vec<bool>,
+    absorbed: Vec<bool>,
+    /// Per cell: what it needs next to a counted cell.
+    weak: Vec<f32>,
+    samples: Vec<f32>,
 }
 
 impl Detector {
@@ -133,17 +221,29 @@ impl Detector {
                 zones.iter().any(|z| z.contains(fx, fy))
             })
             .collect();
+        let cells = cols * rows;
         Self {
             config,
             width,
             height,
-            background: vec![0; width * height],
-            zone_cells,
             cols,
             rows,
-            primed: false,
-            changed: vec![0; width * height],
-            samples: Vec::with_capacity(1024),
+            background: vec![0; width * height],
+            previous: vec![0; width * height],
+            zone_cells,
+            usual: vec![1.0; cells],
+            still: vec![0; cells],
+            frames: 0,
+            noise: f32::MAX,
+            threshold: 0.0,
+            fit: TransferFit::default(),
+            relight: [0; 256],
+            stats: vec![CellStats::default(); cells],
+            changed: vec![false; cells],
+            counted: vec![false; cells],
+            absorbed: vec![false; cells],
+            weak: vec![0.0; cells],
+            samples: Vec::with_capacity(cells),
         }
     }
 
@@ -152,133 +252,255 @@ impl Detector {
     }
 
     /// Analyses one frame (`width × height` GRAY8 bytes, row-major, no padding).
-    pub fn analyse(&mut self, frame: &[u8]) -> Analysis {
-        assert_eq!(frame.len(), self.width * self.height, "frame size");
-        if !self.primed {
-            for (b, &p) in self.background.iter_mut().zip(frame) {
-                *b = u16::from(p) << 8;
-            }
-            self.primed = true;
-            return Analysis {
-                score: 0.0,
-                motion: false,
-                regions: Vec::new(),
-                lighting: 1.0,
-            };
+    pub fn analyse(&mut self, frame: &[u8]) -> Result<Analysis, FrameSizeError> {
+        if frame.len() != self.width * self.height {
+            return Err(FrameSizeError {
+                got: frame.len(),
+                width: self.width,
+                height: self.height,
+            });
+        }
+        self.frames += 1;
+        if self.frames == 1 {
+            self.rebase(frame);
+            return Ok(Analysis::quiet(1.0));
+        }
+        self.fit_light(frame);
+        let lighting = f32::from(self.relight[128]) / 256.0 / 128.0;
+        // A pixel is clearly different beyond the last frame's threshold (as a deviation).
+        let far = self.threshold.sqrt() as u32;
+        self.measure(frame, far);
+
+        // The threshold: sensitivity plus what this frame's noise makes of a still cell.
+        let noise = self.median_zone(|s| s.residual);
+        let base = self.config.base_threshold();
+        let threshold = base * base + NOISE_FACTOR * noise;
+        self.threshold = threshold;
+        // Frame minus frame carries the noise of both.
+        let still_threshold = (2.0 * NOISE_FACTOR * noise).max(base * base / 4.0);
+
+        let (mut changed, mut shifted, mut zone) = (0, 0, 0);
+        for i in 0..self.stats.len() {
+            let s = &self.stats[i];
+            self.changed[i] = self.zone_cells[i] && s.valid && s.residual > threshold;
+            zone += usize::from(self.zone_cells[i]);
+            changed += usize::from(self.changed[i]);
+            shifted += usize::from(self.zone_cells[i] && s.shift.abs() > SHIFT_FACTOR * base);
+        }
+        let most = GLOBAL_CHANGE * zone as f32;
+        // A jump of the light with structure changing widely, or the noise jumping with
+        // it, is the camera switching modes (the IR-cut filter): materials swap
+        // brightness, contrast and noise change, and no transfer function follows.
+        // (The background was relit to the last frame's light, so `lighting` is the change.)
+        let light_jumped = lighting.max(1e-3).ln().abs() > LIGHT_JUMP.ln();
+        let switched = light_jumped
+            && (changed as f32 > SWITCH_CHANGE * zone as f32 || noise > NOISE_JUMP * self.noise);
+        self.noise = noise;
+        if switched || changed as f32 > most || shifted as f32 > most {
+            // Not the scene: the camera changed how it sees it.
+            self.rebase(frame);
+            return Ok(Analysis::quiet(lighting));
         }
 
-        let gain = self.lighting_gain(frame);
-        let gain_q = (gain * 256.0).round() as u32;
-        let noise = self.noise(frame, gain_q);
-        let threshold = u32::from(self.config.base_threshold()) + 2 * u32::from(noise);
-
-        // Changed pixels against the lighting-compensated background.
-        for ((c, &p), &b) in self.changed.iter_mut().zip(frame).zip(&self.background) {
-            let expected = (u32::from(b) * gain_q) >> 16;
-            *c = u8::from(u32::from(p).abs_diff(expected) > threshold);
-        }
-
-        let (active, zone_cells_total) = self.active_cells();
-        let moving = active.iter().filter(|a| **a).count();
-        let score = if zone_cells_total == 0 {
+        self.follow_activity(frame, threshold, noise, still_threshold);
+        let warming_up = self.warming_up();
+        self.drop_lone_cells();
+        let moving = self.grow();
+        let score = if zone == 0 || warming_up {
             0.0
         } else {
-            moving as f32 / zone_cells_total as f32
+            moving as f32 / zone as f32
         };
-        let motion = moving > 0 && score >= self.config.min_area;
-        let regions = if motion {
-            self.regions(&active)
-        } else {
-            Vec::new()
-        };
-        self.learn(frame, &active, gain_q);
-        Analysis {
+        let motion = moving > 0 && score > 0.0 && score >= self.config.min_area;
+        let regions = if motion { self.regions() } else { Vec::new() };
+        self.learn(frame);
+        Ok(Analysis {
             score,
             motion,
             regions,
-            lighting: gain,
-        }
+            lighting,
+        })
     }
 
-    /// Median of frame/background over a sparse grid of zone pixels.
-    fn lighting_gain(&mut self, frame: &[u8]) -> f32 {
-        self.samples.clear();
-        let step = (self.width * self.height / 1024).max(1);
-        for i in (0..frame.len()).step_by(step) {
-            if !self.zone_cells[self.cell_of(i)] {
-                continue;
-            }
-            let bg = self.background[i] >> 8;
-            if bg >= 16 {
-                // Ratio in 8.8, bounded so a black background pixel cannot dominate.
-                self.samples
-                    .push(((u32::from(frame[i]) << 8) / u32::from(bg)).min(4096) as u16);
-            }
-        }
-        if self.samples.is_empty() {
-            return 1.0;
-        }
-        let mid = self.samples.len() / 2;
-        let (_, median, _) = self.samples.select_nth_unstable(mid);
-        f32::from(*median) / 256.0
+    /// The first `WARM_UP` seconds learn the scene (what always moves there) and report
+    /// nothing.
+    fn warming_up(&self) -> bool {
+        self.frames <= u64::from(self.config.frames(WARM_UP))
     }
 
-    /// Median absolute difference after compensation: the sensor's noise now.
-    fn noise(&mut self, frame: &[u8], gain_q: u32) -> u8 {
-        self.samples.clear();
-        let step = (self.width * self.height / 1024).max(1);
-        for i in (0..frame.len()).step_by(step) {
-            let expected = (u32::from(self.background[i]) * gain_q) >> 16;
-            self.samples
-                .push(u32::from(frame[i]).abs_diff(expected).min(255) as u16);
+    /// Starts over from this frame: the background is the frame, nothing is moving.
+    fn rebase(&mut self, frame: &[u8]) {
+        for (b, &p) in self.background.iter_mut().zip(frame) {
+            *b = u16::from(p) << 8;
         }
-        if self.samples.is_empty() {
-            return 0;
-        }
-        let mid = self.samples.len() / 2;
-        let (_, median, _) = self.samples.select_nth_unstable(mid);
-        (*median).min(64) as u8
+        self.previous.copy_from_slice(frame);
+        self.still.fill(0);
     }
 
-    fn cell_of(&self, i: usize) -> usize {
-        let (x, y) = (i % self.width, i / self.width);
-        (y / CELL) * self.cols + x / CELL
-    }
-
-    /// Cells in a zone with at least a quarter of their pixels changed.
-    fn active_cells(&self) -> (Vec<bool>, usize) {
-        let mut counts = vec![0u16; self.cols * self.rows];
-        for (row, line) in self.changed.chunks_exact(self.width).enumerate() {
-            let base = (row / CELL) * self.cols;
-            for (col, chunk) in line.chunks(CELL).enumerate() {
-                counts[base + col] += chunk.iter().map(|&c| u16::from(c)).sum::<u16>();
-            }
-        }
-        let mut total = 0;
-        let active = counts
-            .iter()
-            .enumerate()
-            .map(|(i, &n)| {
-                if !self.zone_cells[i] {
-                    return false;
+    /// Fits the transfer function from the background to this frame over the zones.
+    fn fit_light(&mut self, frame: &[u8]) {
+        self.fit.clear();
+        for y in (0..self.height).step_by(2) {
+            let cell_row = (y / CELL) * self.cols;
+            for x in (0..self.width).step_by(2) {
+                if self.zone_cells[cell_row + x / CELL] {
+                    let i = y * self.width + x;
+                    self.fit.add((self.background[i] >> 8) as u8, frame[i]);
                 }
-                total += 1;
-                let (r, c) = (i / self.cols, i % self.cols);
-                let w = (self.width - c * CELL).min(CELL);
-                let h = (self.height - r * CELL).min(CELL);
-                usize::from(n) * 4 >= w * h
-            })
-            .collect();
-        (active, total)
+            }
+        }
+        self.fit.table(&mut self.relight);
     }
 
-    /// Bounding boxes of 8-connected groups of active cells.
-    fn regions(&self, active: &[bool]) -> Vec<Rect> {
-        let mut seen = vec![false; active.len()];
+    /// Per-cell statistics of the frame against its relit background.
+    fn measure(&mut self, frame: &[u8], far: u32) {
+        let mut sums = vec![Sums::default(); self.cols];
+        let expected: [u8; 256] =
+            std::array::from_fn(|l| ((u32::from(self.relight[l]) + 128) >> 8).min(255) as u8);
+        for cell_row in 0..self.rows {
+            sums.iter_mut().for_each(|s| *s = Sums::default());
+            let rows = cell_row * CELL..((cell_row + 1) * CELL).min(self.height);
+            for y in rows {
+                let line = y * self.width..(y + 1) * self.width;
+                let (f, b) = (&frame[line.clone()], &self.background[line]);
+                for (s, (f, b)) in sums.iter_mut().zip(f.chunks(CELL).zip(b.chunks(CELL))) {
+                    s.add_run(f, b, &expected, far);
+                }
+            }
+            let base = cell_row * self.cols;
+            for (col, s) in sums.iter().enumerate() {
+                self.stats[base + col] = s.stats();
+            }
+        }
+    }
+
+    /// The median of a statistic over the valid cells in the zones.
+    fn median_zone(&mut self, of: impl Fn(&CellStats) -> f32) -> f32 {
+        self.samples.clear();
+        self.samples.extend(
+            self.stats
+                .iter()
+                .zip(&self.zone_cells)
+                .filter(|(s, z)| **z && s.valid)
+                .map(|(s, _)| of(s)),
+        );
+        if self.samples.is_empty() {
+            return 0.0;
+        }
+        let mid = self.samples.len() / 2;
+        let (_, m, _) = self.samples.select_nth_unstable_by(mid, f32::total_cmp);
+        *m
+    }
+
+    /// Updates each cell's usual residual and stillness. A cell counts when its change beats
+    /// the threshold plus what the cell usually shows (foliage, water, flags and rain raise
+    /// that) and is not a still thing being absorbed.
+    fn follow_activity(&mut self, frame: &[u8], threshold: f32, noise: f32, still_threshold: f32) {
+        let warming_up = self.warming_up();
+        let (up, down) = (
+            (USUAL_STEP * USUAL_QUANTILE).exp(),
+            (-USUAL_STEP * (1.0 - USUAL_QUANTILE)).exp(),
+        );
+        let absorb_after = self.config.frames(self.config.absorb.as_secs_f32());
+        for i in 0..self.stats.len() {
+            let CellStats {
+                residual,
+                shift,
+                spread,
+                ..
+            } = self.stats[i];
+            let changed = self.changed[i];
+            let usual = &mut self.usual[i];
+            *usual = if warming_up {
+                (*usual * 0.85).max(residual)
+            } else {
+                (*usual * if residual > *usual { up } else { down }).max(1.0)
+            };
+            let still = changed && self.stir(frame, i) <= still_threshold;
+            self.still[i] = if still { self.still[i] + 1 } else { 0 };
+            self.absorbed[i] = self.still[i] >= absorb_after;
+            let nuisance = if self.config.suppress_nuisance {
+                USUAL_FACTOR * (self.usual[i] - noise).max(0.0)
+            } else {
+                0.0
+            };
+            let needed = threshold + nuisance;
+            self.weak[i] = WEAK * threshold + nuisance;
+            let structural = residual >= STRUCTURE_SHARE * shift * shift && spread >= SPREAD;
+            self.counted[i] = changed && !self.absorbed[i] && structural && residual > needed;
+        }
+    }
+
+    /// How much cell `i`'s content moved since the last frame.
+    fn stir(&self, frame: &[u8], i: usize) -> f32 {
+        let (row, col) = (i / self.cols, i % self.cols);
+        let xs = col * CELL..((col + 1) * CELL).min(self.width);
+        let ys = row * CELL..((row + 1) * CELL).min(self.height);
+        cells::stir(ys.map(|y| {
+            let span = y * self.width + xs.start..y * self.width + xs.end;
+            (&frame[span.clone()], &self.previous[span])
+        }))
+    }
+
+    /// Drops counted cells without a counted neighbour (a raindrop, a leaf, a compression
+    /// block) and returns how many are left.
+    fn drop_lone_cells(&mut self) -> usize {
+        let lone: Vec<usize> = (0..self.counted.len())
+            .filter(|&i| self.counted[i] && !self.neighbours(i).any(|j| self.counted[j]))
+            .collect();
+        for i in lone {
+            self.counted[i] = false;
+            self.changed[i] = false; // learn it at the full rate
+        }
+        self.counted.iter().filter(|c| **c).count()
+    }
+
+    /// Grows counted cells into neighbours that changed by a `WEAK` share of the threshold
+    /// (plus all of what their own nuisance asks): an object's inside is flatter than its
+    /// outline, and a small one should be measured whole. Returns how many cells count.
+    fn grow(&mut self) -> usize {
+        let mut stack: Vec<usize> = (0..self.counted.len())
+            .filter(|&i| self.counted[i])
+            .collect();
+        while let Some(i) = stack.pop() {
+            for j in self.neighbours(i).collect::<Vec<_>>() {
+                let s = &self.stats[j];
+                if !self.counted[j]
+                    && self.zone_cells[j]
+                    && s.valid
+                    && !self.absorbed[j]
+                    && s.residual > self.weak[j]
+                {
+                    self.counted[j] = true;
+                    self.changed[j] = true;
+                    stack.push(j);
+                }
+            }
+        }
+        self.counted.iter().filter(|c| **c).count()
+    }
+
+    fn neighbours(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
+        let (r, c) = ((i / self.cols) as i64, (i % self.cols) as i64);
+        (-1i64..=1)
+            .flat_map(move |dr| (-1i64..=1).map(move |dc| (r + dr, c + dc)))
+            .filter(move |&(nr, nc)| {
+                (nr, nc) != (r, c)
+                    && nr >= 0
+                    && nc >= 0
+                    && nr < self.rows as i64
+                    && nc < self.cols as i64
+            })
+            .map(|(nr, nc)| nr as usize * self.cols + nc as usize)
+    }
+
+    /// Bounding boxes of 8-connected groups of counted cells.
+    fn regions(&self) -> Vec<Rect> {
+        let mut seen = vec![false; self.counted.len()];
         let mut out = Vec::new();
         let mut stack = Vec::new();
-        for start in 0..active.len() {
-            if !active[start] || seen[start] {
+        for start in 0..self.counted.len() {
+            if !self.counted[start] || seen[start] {
                 continue;
             }
             let (mut c0, mut r0, mut c1, mut r1) = (usize::MAX, usize::MAX, 0, 0);
@@ -287,17 +509,10 @@ impl Detector {
             while let Some(i) = stack.pop() {
                 let (r, c) = (i / self.cols, i % self.cols);
                 (c0, r0, c1, r1) = (c0.min(c), r0.min(r), c1.max(c), r1.max(r));
-                for dr in -1i32..=1 {
-                    for dc in -1i32..=1 {
-                        let (nr, nc) = (r as i32 + dr, c as i32 + dc);
-                        if nr < 0 || nc < 0 || nr >= self.rows as i32 || nc >= self.cols as i32 {
-                            continue;
-                        }
-                        let j = nr as usize * self.cols + nc as usize;
-                        if active[j] && !seen[j] {
-                            seen[j] = true;
-                            stack.push(j);
-                        }
+                for j in self.neighbours(i) {
+                    if self.counted[j] && !seen[j] {
+                        seen[j] = true;
+                        stack.push(j);
                     }
                 }
             }
@@ -312,177 +527,63 @@ impl Detector {
         out
     }
 
-    /// Follows the scene: the compensated lighting at once, the content at the learning rate.
-    fn learn(&mut self, frame: &[u8], active: &[bool], gain_q: u32) {
-        let fast = (self.config.learning_rate.clamp(0.0, 1.0) * 256.0) as u32;
-        let slow = fast / 4;
-        for (i, (b, &p)) in self.background.iter_mut().zip(frame).enumerate() {
-            let scaled = (u32::from(*b) * gain_q) >> 8;
-            let target = u32::from(p) << 8;
-            let (x, y) = (i % self.width, i / self.width);
-            let rate = if active[(y / CELL) * self.cols + x / CELL] {
-                slow
-            } else {
-                fast
-            };
-            let next = (scaled * (256 - rate) + target * rate) >> 8;
-            *b = next.min(u32::from(u16::MAX)) as u16;
+    /// Follows the scene: the light at once (the background is relit through the transfer
+    /// function), quiet cells at the learning rate, changed ones slowly, absorbed ones at
+    /// once.
+    fn learn(&mut self, frame: &[u8]) {
+        let fast = (self.config.learning_rate.clamp(0.0, 1.0) * 256.0) as i32;
+        let slow = fast / 8;
+        let relight = &self.relight;
+        for (y, (bg_row, (f_row, prev_row))) in self
+            .background
+            .chunks_exact_mut(self.width)
+            .zip(
+                frame
+                    .chunks_exact(self.width)
+                    .zip(self.previous.chunks_exact_mut(self.width)),
+            )
+            .enumerate()
+        {
+            let cell_row = (y / CELL) * self.cols;
+            for (col, ((b, p), prev)) in bg_row
+                .chunks_mut(CELL)
+                .zip(f_row.chunks(CELL))
+                .zip(prev_row.chunks_mut(CELL))
+                .enumerate()
+            {
+                let cell = cell_row + col;
+                let rate = if self.absorbed[cell] {
+                    256
+                } else if self.changed[cell] {
+                    slow
+                } else {
+                    fast
+                };
+                for (b, &p) in b.iter_mut().zip(p) {
+                    let clipped = |level: u8| !(CLIPPED_BELOW..=CLIPPED_ABOVE).contains(&level);
+                    if clipped((*b >> 8) as u8) || clipped(p) {
+                        // Clipped now or when learned: it holds nothing to relight or
+                        // compare, so the background is the frame as it is.
+                        *b = u16::from(p) << 8;
+                        continue;
+                    }
+                    // The level through the transfer function, its fraction kept as it was.
+                    let lit = i32::from(relight[usize::from(*b >> 8)]) + i32::from(*b & 0xff);
+                    let target = i32::from(p) << 8;
+                    let next = lit + (((target - lit) * rate) >> 8);
+                    *b = next.clamp(0, i32::from(u16::MAX)) as u16;
+                }
+                prev.copy_from_slice(p);
+            }
+        }
+        for (i, absorbed) in self.absorbed.iter().enumerate() {
+            if *absorbed {
+                self.still[i] = 0;
+            }
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const W: usize = 320;
-    const H: usize = 180;
-
-    /// A textured still scene with sensor noise, deterministic per `seed`.
-    fn scene(seed: u64, brightness: f32) -> Vec<u8> {
-        let mut rng = fastrand::Rng::with_seed(seed);
-        (0..W * H)
-            .map(|i| {
-                let (x, y) = ((i % W) as f32, (i / W) as f32);
-                let base = 90.0 + 40.0 * ((x / 23.0).sin() * (y / 17.0).cos());
-                let noisy = base * brightness + (rng.f32() - 0.5) * 8.0;
-                noisy.clamp(0.0, 255.0) as u8
-            })
-            .collect()
-    }
-
-    /// Paints a bright box (an object) at pixel rect.
-    fn with_box(mut frame: Vec<u8>, x: usize, y: usize, w: usize, h: usize) -> Vec<u8> {
-        for row in y..(y + h).min(H) {
-            for col in x..(x + w).min(W) {
-                frame[row * W + col] = 230;
-            }
-        }
-        frame
-    }
-
-    fn run(detector: &mut Detector, frames: impl Iterator<Item = Vec<u8>>) -> Vec<Analysis> {
-        frames.map(|f| detector.analyse(&f)).collect()
-    }
-
-    #[test]
-    fn still_noisy_scene_has_no_motion() {
-        let mut d = Detector::new(DetectorConfig::default(), W, H);
-        let out = run(&mut d, (0..60).map(|i| scene(i, 1.0)));
-        assert!(
-            out.iter().all(|a| !a.motion),
-            "{:?}",
-            out.iter().map(|a| a.score).collect::<Vec<_>>()
-        );
-    }
-
-    #[test]
-    fn object_entering_is_motion_with_its_region() {
-        let mut d = Detector::new(DetectorConfig::default(), W, H);
-        run(&mut d, (0..10).map(|i| scene(i, 1.0)));
-        let a = d.analyse(&with_box(scene(99, 1.0), 100, 60, 40, 40));
-        assert!(a.motion, "{a:?}");
-        assert_eq!(a.regions.len(), 1);
-        let r = a.regions[0];
-        assert!(
-            (r.x - 100.0 / W as f32).abs() < 0.03 && (r.y - 60.0 / H as f32).abs() < 0.05,
-            "{r:?}"
-        );
-    }
-
-    #[test]
-    fn brightness_step_and_slow_ramp_are_not_motion() {
-        let mut d = Detector::new(DetectorConfig::default(), W, H);
-        run(&mut d, (0..10).map(|i| scene(i, 1.0)));
-        // Lights on: everything 40 % brighter at once, then it stays so.
-        let step = run(&mut d, (10..30).map(|i| scene(i, 1.4)));
-        assert!(
-            step.iter().all(|a| !a.motion),
-            "step: {:?}",
-            step.iter().map(|a| a.score).collect::<Vec<_>>()
-        );
-        assert!((step[0].lighting - 1.4).abs() < 0.1, "{}", step[0].lighting);
-        // Dusk: 1 % darker a frame for 60 frames.
-        let ramp = run(
-            &mut d,
-            (0..60).map(|i| scene(100 + i, 1.4 * 0.99f32.powi(i as i32))),
-        );
-        assert!(ramp.iter().all(|a| !a.motion));
-    }
-
-    #[test]
-    fn motion_during_a_lighting_change_is_still_seen() {
-        let mut d = Detector::new(DetectorConfig::default(), W, H);
-        run(&mut d, (0..10).map(|i| scene(i, 1.0)));
-        let a = d.analyse(&with_box(scene(50, 0.6), 150, 50, 40, 50));
-        assert!(a.motion, "{a:?}");
-        assert_eq!(a.regions.len(), 1, "{a:?}");
-    }
-
-    #[test]
-    fn motion_outside_the_zones_and_tiny_motion_are_ignored() {
-        let config = DetectorConfig {
-            zones: vec![Rect {
-                x: 0.5,
-                y: 0.0,
-                w: 0.5,
-                h: 1.0,
-            }],
-            ..DetectorConfig::default()
-        };
-        let mut d = Detector::new(config, W, H);
-        run(&mut d, (0..10).map(|i| scene(i, 1.0)));
-        assert!(
-            !d.analyse(&with_box(scene(20, 1.0), 20, 40, 60, 60)).motion,
-            "left half is outside"
-        );
-        assert!(d.analyse(&with_box(scene(21, 1.0), 200, 40, 60, 60)).motion);
-
-        let tiny = DetectorConfig {
-            min_area: 0.05,
-            ..DetectorConfig::default()
-        };
-        let mut d = Detector::new(tiny, W, H);
-        run(&mut d, (0..10).map(|i| scene(i, 1.0)));
-        assert!(
-            !d.analyse(&with_box(scene(30, 1.0), 100, 100, 12, 12))
-                .motion
-        );
-    }
-
-    #[test]
-    fn sensitivity_means_something() {
-        let faint = |sensitivity| {
-            let mut d = Detector::new(
-                DetectorConfig {
-                    sensitivity,
-                    ..DetectorConfig::default()
-                },
-                W,
-                H,
-            );
-            run(&mut d, (0..10).map(|i| scene(i, 1.0)));
-            let mut f = scene(40, 1.0);
-            for row in 60..110 {
-                for col in 100..160 {
-                    f[row * W + col] = f[row * W + col].saturating_add(22);
-                }
-            }
-            d.analyse(&f).motion
-        };
-        assert!(faint(90), "a sensitive detector sees a faint change");
-        assert!(!faint(10), "an insensitive one does not");
-    }
-
-    #[test]
-    fn a_parked_object_becomes_background() {
-        let mut d = Detector::new(DetectorConfig::default(), W, H);
-        run(&mut d, (0..10).map(|i| scene(i, 1.0)));
-        let parked = run(
-            &mut d,
-            (0..200).map(|i| with_box(scene(200 + i, 1.0), 100, 60, 40, 40)),
-        );
-        assert!(parked[0].motion);
-        assert!(!parked.last().unwrap().motion);
-    }
-}
+#[path = "detector_tests.rs"]
+mod tests;

@@ -5,10 +5,14 @@
 //!
 //! Both programs read each clip in real time; each runs alone. Run with
 //! `cargo bench --bench capture` (needs `motion`, `gst-launch-1.0`, x264enc and opencv-doc:
-//! `scripts/install-deps` and `apt-get install motion`). Takes about seven minutes.
+//! `scripts/install-deps` and `apt-get install motion`). Takes about seven minutes, and then
+//! both detectors on the motion corpus (`corpus.rs`; alone: `cargo bench --bench capture --
+//! corpus`), a few minutes more.
 
+#[path = "../common/mod.rs"]
 mod common;
-#[path = "../tests/support/mod.rs"]
+mod corpus;
+#[path = "../../tests/support/mod.rs"]
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -248,6 +252,13 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    if !std::env::args().any(|a| a == "corpus") {
+        camera_against_motion();
+    }
+    corpus::against_motion();
+}
+
+fn camera_against_motion() {
     let tmp = tempfile::tempdir().unwrap();
     let clips = clips(tmp.path());
     let world = World::new();
@@ -330,7 +341,7 @@ fn main() {
     );
 }
 
-fn motion_version() -> String {
+pub(crate) fn motion_version() -> String {
     Command::new("motion")
         .arg("-h")
         .output()
