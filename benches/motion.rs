@@ -1,6 +1,7 @@
 //! The motion detector's cost per analysis frame at 320×180 and 640×360, on a textured noisy
-//! scene with a moving object (the detector's full path: lighting, noise, cells, regions,
-//! learning). Run: `cargo bench --bench motion`. Writes its figures to BENCHMARKS.md.
+//! scene with a moving object (the detector's full path: transfer function, cell fits,
+//! noise, nuisance and stillness, regions, learning). Run: `cargo bench --bench motion`.
+//! Writes its figures to BENCHMARKS.md.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -70,7 +71,8 @@ fn main() {
         "## Motion detector: cost per analysis frame\n\n\
          `cargo bench --bench motion` — criterion's median estimate, one core of {}.\n\
          Textured scene with sensor noise and an object crossing it; the whole analysis\n\
-         (lighting estimate, noise estimate, changed pixels, cells, regions, background update).\n\n\
+         (transfer function fit, per-cell local fits, noise, nuisance and stillness, regions,\n\
+         relit background update). The budget is 500 µs at 320×180.\n\n\
          | frame | µs per frame | frames per second on one core |\n| --- | ---: | ---: |\n\
          | 320×180 | {:.0} | {:.0} |\n| 640×360 | {:.0} | {:.0} |\n\n\
          640×360 has 4× the pixels and costs {:.1}× as much. At the default 5 analysis frames a\n\

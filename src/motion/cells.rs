@@ -2,15 +2,16 @@
 //! background up to a local gain and offset; and, for the few cells that changed, how much
 //! their content moved since the last frame.
 
-/// Levels at or beyond these were clipped by the sensor, in the frame or when the background
-/// learned them: they carry no structure.
+/// Levels at or beyond these may have been clipped by the sensor, in the frame or when the
+/// background learned them. While the exposure changes they carry no structure; in steady
+/// light they still do (a clipped window going dark is something in front of it).
 pub const CLIPPED_BELOW: u8 = 3;
 pub const CLIPPED_ABOVE: u8 = 252;
 /// The local gain is held to this range, so that a cell cannot explain away an object by
 /// scaling its background to nothing, while a beam or a shadow still fits.
 const GAIN: (f32, f32) = (0.4, 2.5);
 
-/// Running sums over a cell's unclipped pixels.
+/// Running sums over a cell's pixels within the trusted levels.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Sums {
     pixels: u32,
@@ -35,22 +36,28 @@ pub struct CellStats {
     /// Share of the pixels that differ clearly from their expected level: a raindrop or a
     /// snowflake is a few, an object many.
     pub spread: f32,
-    /// Enough unclipped pixels to judge the cell.
+    /// Enough trusted pixels to judge the cell.
     pub valid: bool,
 }
 
 impl Sums {
     /// Adds a run of pixels: the frame and the background (8.8); `expected` maps a
     /// background level to the level the light makes of it now; `far` is the difference
-    /// that counts towards `spread`.
+    /// that counts towards `spread`; pixels whose frame or background level lies outside
+    /// `trusted` are left out.
     #[inline]
-    pub fn add_run(&mut self, frame: &[u8], background: &[u16], expected: &[u8; 256], far: u32) {
+    pub fn add_run(
+        &mut self,
+        frame: &[u8],
+        background: &[u16],
+        expected: &[u8; 256],
+        far: u32,
+        trusted: &std::ops::RangeInclusive<u8>,
+    ) {
         self.pixels += frame.len() as u32;
         for (&f, &b) in frame.iter().zip(background) {
             let level = (b >> 8) as u8;
-            if !(CLIPPED_BELOW..=CLIPPED_ABOVE).contains(&f)
-                || !(CLIPPED_BELOW..=CLIPPED_ABOVE).contains(&level)
-            {
+            if !trusted.contains(&f) || !trusted.contains(&level) {
                 continue;
             }
             let e = u32::from(expected[usize::from(level)]);
@@ -125,7 +132,7 @@ mod tests {
     fn stats(frame: &[u8], background: &[u8]) -> CellStats {
         let bg: Vec<u16> = background.iter().map(|&b| u16::from(b) << 8).collect();
         let mut s = Sums::default();
-        s.add_run(frame, &bg, &IDENTITY, 20);
+        s.add_run(frame, &bg, &IDENTITY, 20, &(CLIPPED_BELOW..=CLIPPED_ABOVE));
         s.stats()
     }
 

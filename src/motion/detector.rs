@@ -8,7 +8,8 @@
 //! 2. **Locally**, each 8×8 cell fits the frame to its relit background as `a·bg + b`, with
 //!    the gain `a` bounded: cloud shadows, headlight beams, WDR. What that cannot explain —
 //!    the residual variance — is change of structure: an edge, texture that came or went.
-//!    Pixels the sensor clipped carry no structure and are left out.
+//!    While the exposure changes, pixels the sensor clipped carry no structure and are left
+//!    out.
 //!
 //! A cell changed when its residual beats a threshold set by the sensitivity and the frame's
 //! own noise (the median residual over all cells, which also rises with compression
@@ -146,16 +147,19 @@ const GLOBAL_CHANGE: f32 = 0.5;
 /// shifted; most cells shifting at once is the camera (materials that swap brightness
 /// under IR light, which no monotone map follows).
 const SHIFT_FACTOR: f32 = 2.0;
-/// A cell starts a moving region only if its change of structure (residual variance) is
-/// at least this share of its change of brightness squared: a beam or a shadow's edge
-/// brightens a cell far more than it changes its structure; an object's outline does both.
-/// Cells next to it then count by `WEAK` alone.
+/// A cell that got brighter starts a moving region only if its change of structure
+/// (residual variance) is at least this share of its change of brightness squared: a beam
+/// lights a cell up far more than it changes its structure; an object's outline does both.
+/// (Light only adds: a dark hand over a bright window starts one whatever its share.)
+/// Cells next to a start then count by `WEAK` alone.
 const STRUCTURE_SHARE: f32 = 0.25;
 /// ...and if this share of its pixels changed clearly: raindrops and snowflakes are a few
 /// pixels of a cell.
 const SPREAD: f32 = 0.125;
 /// Next to a counted cell, a cell counts with this share of the threshold.
 const WEAK: f32 = 0.5;
+/// Light within this factor of the last frame's is steady: clipped levels are trusted.
+const STEADY: f32 = 1.03;
 /// A light change of this factor from one frame to the next is a jump...
 const LIGHT_JUMP: f32 = 1.15;
 /// ...and with this share of the zones changed, or the noise up this many times, the
@@ -269,7 +273,12 @@ impl Detector {
         let lighting = f32::from(self.relight[128]) / 256.0 / 128.0;
         // A pixel is clearly different beyond the last frame's threshold (as a deviation).
         let far = self.threshold.sqrt() as u32;
-        self.measure(frame, far);
+        let trusted = if lighting.max(1e-3).ln().abs() < STEADY.ln() {
+            0..=255
+        } else {
+            CLIPPED_BELOW..=CLIPPED_ABOVE
+        };
+        self.measure(frame, far, &trusted);
 
         // The threshold: sensitivity plus what this frame's noise makes of a still cell.
         let noise = self.median_zone(|s| s.residual);
@@ -313,7 +322,7 @@ impl Detector {
         };
         let motion = moving > 0 && score > 0.0 && score >= self.config.min_area;
         let regions = if motion { self.regions() } else { Vec::new() };
-        self.learn(frame);
+        self.learn(frame, &trusted);
         Ok(Analysis {
             score,
             motion,
@@ -353,7 +362,7 @@ impl Detector {
     }
 
     /// Per-cell statistics of the frame against its relit background.
-    fn measure(&mut self, frame: &[u8], far: u32) {
+    fn measure(&mut self, frame: &[u8], far: u32, trusted: &std::ops::RangeInclusive<u8>) {
         let mut sums = vec![Sums::default(); self.cols];
         let expected: [u8; 256] =
             std::array::from_fn(|l| ((u32::from(self.relight[l]) + 128) >> 8).min(255) as u8);
@@ -364,7 +373,7 @@ impl Detector {
                 let line = y * self.width..(y + 1) * self.width;
                 let (f, b) = (&frame[line.clone()], &self.background[line]);
                 for (s, (f, b)) in sums.iter_mut().zip(f.chunks(CELL).zip(b.chunks(CELL))) {
-                    s.add_run(f, b, &expected, far);
+                    s.add_run(f, b, &expected, far, trusted);
                 }
             }
             let base = cell_row * self.cols;
@@ -426,7 +435,8 @@ impl Detector {
             };
             let needed = threshold + nuisance;
             self.weak[i] = WEAK * threshold + nuisance;
-            let structural = residual >= STRUCTURE_SHARE * shift * shift && spread >= SPREAD;
+            let lit_up = shift > 0.0 && residual < STRUCTURE_SHARE * shift * shift;
+            let structural = !lit_up && spread >= SPREAD;
             self.counted[i] = changed && !self.absorbed[i] && structural && residual > needed;
         }
     }
@@ -530,7 +540,7 @@ impl Detector {
     /// Follows the scene: the light at once (the background is relit through the transfer
     /// function), quiet cells at the learning rate, changed ones slowly, absorbed ones at
     /// once.
-    fn learn(&mut self, frame: &[u8]) {
+    fn learn(&mut self, frame: &[u8], trusted: &std::ops::RangeInclusive<u8>) {
         let fast = (self.config.learning_rate.clamp(0.0, 1.0) * 256.0) as i32;
         let slow = fast / 8;
         let relight = &self.relight;
@@ -560,10 +570,9 @@ impl Detector {
                     fast
                 };
                 for (b, &p) in b.iter_mut().zip(p) {
-                    let clipped = |level: u8| !(CLIPPED_BELOW..=CLIPPED_ABOVE).contains(&level);
-                    if clipped((*b >> 8) as u8) || clipped(p) {
-                        // Clipped now or when learned: it holds nothing to relight or
-                        // compare, so the background is the frame as it is.
+                    if !trusted.contains(&((*b >> 8) as u8)) || !trusted.contains(&p) {
+                        // Clipped now or when learned while the exposure changes: it holds
+                        // nothing to relight or compare, so the background is the frame.
                         *b = u16::from(p) << 8;
                         continue;
                     }
