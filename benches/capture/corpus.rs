@@ -7,7 +7,7 @@
 //! beyond its events missed.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use super::{common, motion_version, FPS, HEIGHT, WIDTH};
@@ -39,38 +39,13 @@ fn corpus_dir() -> PathBuf {
     dir
 }
 
-/// Events Motion raises on a clip played in real time.
+/// Events Motion raises on a clip played in real time, with camagent's event gap.
 fn motion_events(work: &Path, clip: &Path, seconds: f64) -> u64 {
-    std::fs::create_dir_all(work).unwrap();
-    let events = work.join("events.txt");
-    let config = work.join("motion.conf");
-    std::fs::write(
-        &config,
-        format!(
-            "daemon off\nsetup_mode off\nlog_level 1\ntarget_dir {dir}\nnetcam_url file://{clip}\n\
-             width {WIDTH}\nheight {HEIGHT}\nframerate {FPS}\nevent_gap 3\n\
-             movie_output off\npicture_output off\nwebcontrol_port 0\nstream_port 0\n\
-             on_event_start /bin/sh -c 'echo start >> {events}'\n",
-            dir = work.display(),
-            clip = clip.display(),
-            events = events.display()
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new("motion")
-        .args(["-n", "-c"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("motion must be installed: apt-get install motion");
+    let (mut child, events) = super::spawn_motion(work, clip, "event_gap 3\n");
     std::thread::sleep(Duration::from_secs_f64(seconds + 4.0));
     let _ = child.kill();
     let _ = child.wait();
-    std::fs::read_to_string(&events)
-        .unwrap_or_default()
-        .lines()
-        .count() as u64
+    super::motion_events(&events) as u64
 }
 
 fn rows_for(set: &'static str, dir: &Path, work: &Path) -> Vec<Row> {

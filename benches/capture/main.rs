@@ -144,41 +144,53 @@ fn measure_until_played(child: &mut Child, started: Instant) -> (f64, u64) {
     measured
 }
 
-fn run_motion(dir: &Path, clip: &Clip) -> Measured {
-    let out = dir.join(format!("motion-{}", clip.name));
-    std::fs::create_dir_all(&out).unwrap();
-    let events = out.join("events.txt");
-    let config = out.join("motion.conf");
+/// Starts Motion playing `clip` as a file camera at the analysis size and rate, movie and
+/// picture output off, with `extra` config lines; returns it and the file its
+/// `on_event_start` hook writes a line to per event.
+fn spawn_motion(work: &Path, clip: &Path, extra: &str) -> (Child, PathBuf) {
+    std::fs::create_dir_all(work).unwrap();
+    let events = work.join("events.txt");
+    let config = work.join("motion.conf");
     std::fs::write(
         &config,
         format!(
             "daemon off\nsetup_mode off\nlog_level 4\ntarget_dir {out}\nnetcam_url file://{clip}\n\
              width {WIDTH}\nheight {HEIGHT}\nframerate {FPS}\n\
              movie_output off\npicture_output off\nwebcontrol_port 0\nstream_port 0\n\
-             on_event_start echo start >> {events}\n",
-            out = out.display(),
-            clip = clip.path.display(),
+             on_event_start echo start >> {events}\n{extra}",
+            out = work.display(),
+            clip = clip.display(),
             events = events.display()
         ),
     )
     .unwrap();
-    let started = Instant::now();
-    let mut child = Command::new("motion")
+    let child = Command::new("motion")
         .args(["-n", "-c"])
         .arg(&config)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("motion must be installed: apt-get install motion");
-    let (cpu_s, peak_rss_kib) = measure_until_played(&mut child, started);
-    let events = std::fs::read_to_string(&events)
+    (child, events)
+}
+
+/// Events Motion's hook recorded.
+fn motion_events(events: &Path) -> usize {
+    std::fs::read_to_string(events)
         .unwrap_or_default()
         .lines()
-        .count();
+        .count()
+}
+
+fn run_motion(dir: &Path, clip: &Clip) -> Measured {
+    let started = Instant::now();
+    let (mut child, events) =
+        spawn_motion(&dir.join(format!("motion-{}", clip.name)), &clip.path, "");
+    let (cpu_s, peak_rss_kib) = measure_until_played(&mut child, started);
     Measured {
         cpu_s,
         peak_rss_kib,
-        events,
+        events: motion_events(&events),
     }
 }
 
