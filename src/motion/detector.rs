@@ -15,14 +15,20 @@
 //! own noise (the median residual over all cells, which also rises with compression
 //! artefacts). Then:
 //!
-//! - a change over most of the frame at once is the camera, not the scene (the IR-cut
-//!   switch, an exposure jump the fit cannot follow): the background is rebased on the frame;
-//! - **nuisance motion** (foliage, water, flags, rain): cells that change again and again
-//!   become *busy* and need a much stronger change to count, so a person in front of a
-//!   swaying tree still does; an isolated changed cell does not count;
+//! - a change over most of the frame at once, or the light jumping while the noise or the
+//!   structure does, is the camera, not the scene (the IR-cut switch, an exposure jump the
+//!   fit cannot follow): the background is rebased on the frame;
+//! - **nuisance motion** (foliage, water, flags, rain): each cell learns the residual it
+//!   usually shows (a running 90th percentile) and needs that much more, so a swaying tree
+//!   raises its own bar while a person in front of it still clears it;
+//! - a region starts only from cells where many pixels changed (not a raindrop's few) and,
+//!   if the cell got brighter, more in structure than in brightness (not a beam); it then
+//!   grows into weaker neighbours, so a small object is measured whole; a lone cell does
+//!   not count;
 //! - **events end**: a changed cell whose content has stopped changing (something that
 //!   stopped, or the ghost of something that left) is absorbed into the background after
-//!   `absorb`.
+//!   `absorb`;
+//! - the first two seconds only learn.
 //!
 //! Motion is the area of counted cells inside the zones, against the minimum area; regions
 //! are the bounding boxes of connected cells.
