@@ -33,83 +33,10 @@
 //! Motion is the area of counted cells inside the zones, against the minimum area; regions
 //! are the bounding boxes of connected cells.
 
-use std::time::Duration;
-
-use serde::{Deserialize, Serialize};
-
 use super::cells::{self, CellStats, Sums, CLIPPED_ABOVE, CLIPPED_BELOW};
+use super::config::{DetectorConfig, Rect, CELL};
+use super::grid::Grid;
 use super::transfer::TransferFit;
-
-/// Cell edge in pixels: the unit of area and of regions.
-pub const CELL: usize = 8;
-
-/// A rectangle in fractions of the frame (0.0–1.0), as config writes zones and masks.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Rect {
-    pub x: f32,
-    pub y: f32,
-    pub w: f32,
-    pub h: f32,
-}
-
-impl Rect {
-    pub const FULL: Rect = Rect {
-        x: 0.0,
-        y: 0.0,
-        w: 1.0,
-        h: 1.0,
-    };
-
-    fn contains(&self, fx: f32, fy: f32) -> bool {
-        fx >= self.x && fx < self.x + self.w && fy >= self.y && fy < self.y + self.h
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct DetectorConfig {
-    /// 1 (only large, strong changes) to 100 (the faintest): the contrast a change needs.
-    pub sensitivity: u8,
-    /// Smallest moving area that counts, as a fraction of the zones' area.
-    pub min_area: f32,
-    /// Where to look; empty means the whole frame.
-    pub zones: Vec<Rect>,
-    /// Background learning per frame, 0.0–1.0.
-    pub learning_rate: f32,
-    /// How long something that stopped moving (or the ghost of something that left) stays
-    /// motion before it becomes background.
-    pub absorb: Duration,
-    /// Learn where motion never stops (foliage, water, flags, rain) and demand more there.
-    pub suppress_nuisance: bool,
-    /// Analysis frames per second: turns the times above into frames.
-    pub fps: u32,
-}
-
-impl Default for DetectorConfig {
-    fn default() -> Self {
-        Self {
-            sensitivity: 60,
-            min_area: 0.005,
-            zones: Vec::new(),
-            learning_rate: 0.05,
-            absorb: Duration::from_secs(2),
-            suppress_nuisance: true,
-            fps: 5,
-        }
-    }
-}
-
-impl DetectorConfig {
-    /// The residual a cell needs before noise is added, as a standard deviation in grey
-    /// levels: 100 → 10, 60 → 20, 1 → about 35.
-    fn base_threshold(&self) -> f32 {
-        let s = f32::from(self.sensitivity.clamp(1, 100));
-        10.0 + (100.0 - s) * 0.25
-    }
-
-    fn frames(&self, seconds: f32) -> u32 {
-        (seconds * self.fps.max(1) as f32).round().max(1.0) as u32
-    }
-}
 
 /// A frame's verdict.
 #[derive(Debug, Clone, PartialEq)]
@@ -185,10 +112,7 @@ const USUAL_FACTOR: f32 = 2.0;
 
 pub struct Detector {
     config: DetectorConfig,
-    width: usize,
-    height: usize,
-    cols: usize,
-    rows: usize,
+    grid: Grid,
     /// Background in 8.8 fixed point.
     background: Vec<u16>,
     previous: Vec<u8>,
@@ -216,8 +140,8 @@ pub struct Detector {
 
 impl Detector {
     pub fn new(config: DetectorConfig, width: usize, height: usize) -> Self {
-        let cols = width.div_ceil(CELL);
-        let rows = height.div_ceil(CELL);
+        let grid = Grid::new(width, height);
+        let (cols, rows) = (grid.cols, grid.rows);
         let zones = if config.zones.is_empty() {
             vec![Rect::FULL]
         } else {
@@ -231,13 +155,10 @@ impl Detector {
                 zones.iter().any(|z| z.contains(fx, fy))
             })
             .collect();
-        let cells = cols * rows;
+        let cells = grid.cells();
         Self {
             config,
-            width,
-            height,
-            cols,
-            rows,
+            grid,
             background: vec![0; width * height],
             previous: vec![0; width * height],
             zone_cells,
@@ -258,16 +179,16 @@ impl Detector {
     }
 
     pub fn size(&self) -> (usize, usize) {
-        (self.width, self.height)
+        (self.grid.width, self.grid.height)
     }
 
     /// Analyses one frame (`width × height` GRAY8 bytes, row-major, no padding).
     pub fn analyse(&mut self, frame: &[u8]) -> Result<Analysis, FrameSizeError> {
-        if frame.len() != self.width * self.height {
+        if frame.len() != self.grid.width * self.grid.height {
             return Err(FrameSizeError {
                 got: frame.len(),
-                width: self.width,
-                height: self.height,
+                width: self.grid.width,
+                height: self.grid.height,
             });
         }
         self.frames += 1;
@@ -327,7 +248,11 @@ impl Detector {
             moving as f32 / zone as f32
         };
         let motion = moving > 0 && score > 0.0 && score >= self.config.min_area;
-        let regions = if motion { self.regions() } else { Vec::new() };
+        let regions = if motion {
+            self.grid.regions(&self.counted)
+        } else {
+            Vec::new()
+        };
         self.learn(frame, &trusted);
         Ok(Analysis {
             score,
@@ -355,11 +280,11 @@ impl Detector {
     /// Fits the transfer function from the background to this frame over the zones.
     fn fit_light(&mut self, frame: &[u8]) {
         self.fit.clear();
-        for y in (0..self.height).step_by(2) {
-            let cell_row = (y / CELL) * self.cols;
-            for x in (0..self.width).step_by(2) {
+        for y in (0..self.grid.height).step_by(2) {
+            let cell_row = (y / CELL) * self.grid.cols;
+            for x in (0..self.grid.width).step_by(2) {
                 if self.zone_cells[cell_row + x / CELL] {
-                    let i = y * self.width + x;
+                    let i = y * self.grid.width + x;
                     self.fit.add((self.background[i] >> 8) as u8, frame[i]);
                 }
             }
@@ -369,20 +294,20 @@ impl Detector {
 
     /// Per-cell statistics of the frame against its relit background.
     fn measure(&mut self, frame: &[u8], far: u32, trusted: &std::ops::RangeInclusive<u8>) {
-        let mut sums = vec![Sums::default(); self.cols];
+        let mut sums = vec![Sums::default(); self.grid.cols];
         let expected: [u8; 256] =
             std::array::from_fn(|l| ((u32::from(self.relight[l]) + 128) >> 8).min(255) as u8);
-        for cell_row in 0..self.rows {
+        for cell_row in 0..self.grid.rows {
             sums.iter_mut().for_each(|s| *s = Sums::default());
-            let rows = cell_row * CELL..((cell_row + 1) * CELL).min(self.height);
+            let rows = cell_row * CELL..((cell_row + 1) * CELL).min(self.grid.height);
             for y in rows {
-                let line = y * self.width..(y + 1) * self.width;
+                let line = y * self.grid.width..(y + 1) * self.grid.width;
                 let (f, b) = (&frame[line.clone()], &self.background[line]);
                 for (s, (f, b)) in sums.iter_mut().zip(f.chunks(CELL).zip(b.chunks(CELL))) {
                     s.add_run(f, b, &expected, far, trusted);
                 }
             }
-            let base = cell_row * self.cols;
+            let base = cell_row * self.grid.cols;
             for (col, s) in sums.iter().enumerate() {
                 self.stats[base + col] = s.stats();
             }
@@ -449,11 +374,11 @@ impl Detector {
 
     /// How much cell `i`'s content moved since the last frame.
     fn stir(&self, frame: &[u8], i: usize) -> f32 {
-        let (row, col) = (i / self.cols, i % self.cols);
-        let xs = col * CELL..((col + 1) * CELL).min(self.width);
-        let ys = row * CELL..((row + 1) * CELL).min(self.height);
+        let (row, col) = (i / self.grid.cols, i % self.grid.cols);
+        let xs = col * CELL..((col + 1) * CELL).min(self.grid.width);
+        let ys = row * CELL..((row + 1) * CELL).min(self.grid.height);
         cells::stir(ys.map(|y| {
-            let span = y * self.width + xs.start..y * self.width + xs.end;
+            let span = y * self.grid.width + xs.start..y * self.grid.width + xs.end;
             (&frame[span.clone()], &self.previous[span])
         }))
     }
@@ -462,7 +387,7 @@ impl Detector {
     /// block) and returns how many are left.
     fn drop_lone_cells(&mut self) -> usize {
         let lone: Vec<usize> = (0..self.counted.len())
-            .filter(|&i| self.counted[i] && !self.neighbours(i).any(|j| self.counted[j]))
+            .filter(|&i| self.counted[i] && !self.grid.neighbours(i).any(|j| self.counted[j]))
             .collect();
         for i in lone {
             self.counted[i] = false;
@@ -479,7 +404,7 @@ impl Detector {
             .filter(|&i| self.counted[i])
             .collect();
         while let Some(i) = stack.pop() {
-            for j in self.neighbours(i).collect::<Vec<_>>() {
+            for j in self.grid.neighbours(i).collect::<Vec<_>>() {
                 let s = &self.stats[j];
                 if !self.counted[j]
                     && self.zone_cells[j]
@@ -496,53 +421,6 @@ impl Detector {
         self.counted.iter().filter(|c| **c).count()
     }
 
-    fn neighbours(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
-        let (r, c) = ((i / self.cols) as i64, (i % self.cols) as i64);
-        (-1i64..=1)
-            .flat_map(move |dr| (-1i64..=1).map(move |dc| (r + dr, c + dc)))
-            .filter(move |&(nr, nc)| {
-                (nr, nc) != (r, c)
-                    && nr >= 0
-                    && nc >= 0
-                    && nr < self.rows as i64
-                    && nc < self.cols as i64
-            })
-            .map(|(nr, nc)| nr as usize * self.cols + nc as usize)
-    }
-
-    /// Bounding boxes of 8-connected groups of counted cells.
-    fn regions(&self) -> Vec<Rect> {
-        let mut seen = vec![false; self.counted.len()];
-        let mut out = Vec::new();
-        let mut stack = Vec::new();
-        for start in 0..self.counted.len() {
-            if !self.counted[start] || seen[start] {
-                continue;
-            }
-            let (mut c0, mut r0, mut c1, mut r1) = (usize::MAX, usize::MAX, 0, 0);
-            stack.push(start);
-            seen[start] = true;
-            while let Some(i) = stack.pop() {
-                let (r, c) = (i / self.cols, i % self.cols);
-                (c0, r0, c1, r1) = (c0.min(c), r0.min(r), c1.max(c), r1.max(r));
-                for j in self.neighbours(i) {
-                    if self.counted[j] && !seen[j] {
-                        seen[j] = true;
-                        stack.push(j);
-                    }
-                }
-            }
-            let (w, h) = (self.width as f32, self.height as f32);
-            out.push(Rect {
-                x: (c0 * CELL) as f32 / w,
-                y: (r0 * CELL) as f32 / h,
-                w: (((c1 + 1) * CELL).min(self.width) - c0 * CELL) as f32 / w,
-                h: (((r1 + 1) * CELL).min(self.height) - r0 * CELL) as f32 / h,
-            });
-        }
-        out
-    }
-
     /// Follows the scene: the light at once (the background is relit through the transfer
     /// function), quiet cells at the learning rate, changed ones slowly, absorbed ones at
     /// once.
@@ -552,15 +430,15 @@ impl Detector {
         let relight = &self.relight;
         for (y, (bg_row, (f_row, prev_row))) in self
             .background
-            .chunks_exact_mut(self.width)
+            .chunks_exact_mut(self.grid.width)
             .zip(
                 frame
-                    .chunks_exact(self.width)
-                    .zip(self.previous.chunks_exact_mut(self.width)),
+                    .chunks_exact(self.grid.width)
+                    .zip(self.previous.chunks_exact_mut(self.grid.width)),
             )
             .enumerate()
         {
-            let cell_row = (y / CELL) * self.cols;
+            let cell_row = (y / CELL) * self.grid.cols;
             for (col, ((b, p), prev)) in bg_row
                 .chunks_mut(CELL)
                 .zip(f_row.chunks(CELL))

@@ -5,6 +5,8 @@
 //! the materials take other albedos (grass bright, road dark). Each nuisance and each recall
 //! case below is one of these knobs turned the way real cameras turn it.
 
+use std::time::Duration;
+
 use super::*;
 use crate::motion::{Boundary, EventConfig, EventMachine};
 

@@ -2,10 +2,13 @@
 //! types, so it can be tested and benchmarked alone.
 
 mod cells;
+mod config;
 pub mod detector;
 pub mod eval;
 pub mod events;
+mod grid;
 mod transfer;
 
-pub use detector::{Analysis, Detector, DetectorConfig, FrameSizeError, Rect};
+pub use config::{DetectorConfig, Rect, CELL};
+pub use detector::{Analysis, Detector, FrameSizeError};
 pub use events::{Boundary, EndReason, EventConfig, EventMachine};
