@@ -146,7 +146,14 @@ fn render(scene: &Scene, i: usize, rng: &mut fastrand::Rng) -> Vec<u8> {
     let mut out: Vec<f32> = radiance
         .iter()
         .map(|r| {
-            let v = 255.0 * (r * gain * 0.9).clamp(0.0, 1.0).powf(gamma) + offset;
+            let linear = (r * gain * 0.9).clamp(0.0, 1.0);
+            let v = 255.0
+                * if gamma == 1.0 {
+                    linear
+                } else {
+                    linear.powf(gamma)
+                }
+                + offset;
             v + (rng.f32() - 0.5) * 2.0 * noise * 1.7
         })
         .collect();
