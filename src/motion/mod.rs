@@ -9,6 +9,6 @@ pub mod events;
 mod grid;
 mod transfer;
 
-pub use config::{DetectorConfig, Rect, CELL};
+pub use config::{DetectorConfig, Rect};
 pub use detector::{Analysis, Detector, FrameSizeError};
 pub use events::{Boundary, EndReason, EventConfig, EventMachine};
