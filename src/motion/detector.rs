@@ -404,7 +404,8 @@ impl Detector {
             .filter(|&i| self.counted[i])
             .collect();
         while let Some(i) = stack.pop() {
-            for j in self.grid.neighbours(i).collect::<Vec<_>>() {
+            let grid = self.grid;
+            for j in grid.neighbours(i) {
                 let s = &self.stats[j];
                 if !self.counted[j]
                     && self.zone_cells[j]
