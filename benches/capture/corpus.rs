@@ -49,17 +49,12 @@ fn motion_events(work: &Path, clip: &Path, seconds: f64) -> u64 {
 }
 
 fn rows_for(set: &'static str, dir: &Path, work: &Path) -> Vec<Row> {
-    let out = Command::new(env!("CARGO_BIN_EXE_camagent"))
-        .args(["eval", "--json"])
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (ok, out, err) = super::support::cli(
+        env!("CARGO_BIN_EXE_camagent"),
+        &["eval", "--json", dir.to_str().unwrap()],
     );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(ok, "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     let clips = report["clips"].as_array().unwrap().clone();
     let mut rows: Vec<Row> = clips
         .iter()

@@ -298,10 +298,7 @@ impl Camera {
         }
         let now = self.offset + running_time(sample, buffer.pts());
         self.last = now;
-        let verdict = self
-            .detector
-            .analyse(&pixels)
-            .map_err(|e| CaptureError::Input(e.to_string()))?;
+        let verdict = self.detector.analyse(&pixels)?;
         match self.machine.step(now, &verdict) {
             Some(Boundary::Start {
                 pts: first,

@@ -37,6 +37,13 @@ pub enum CaptureError {
     Storage(String),
 }
 
+/// A frame the detector cannot take is bad input, like any other.
+impl From<crate::motion::FrameSizeError> for CaptureError {
+    fn from(e: crate::motion::FrameSizeError) -> Self {
+        CaptureError::Input(e.to_string())
+    }
+}
+
 /// One analysis frame: `width × height` GRAY8 bytes and its media time.
 pub struct Frame {
     pub pts: std::time::Duration,
@@ -112,9 +119,7 @@ pub fn detect_file(
     while let Some(frame) = frames.next_frame()? {
         count += 1;
         last = frame.pts;
-        let verdict = detector
-            .analyse(&frame.pixels)
-            .map_err(|e| CaptureError::Input(e.to_string()))?;
+        let verdict = detector.analyse(&frame.pixels)?;
         if let Some(b) = events.step(frame.pts, &verdict) {
             on_boundary(b.into());
         }
