@@ -11,6 +11,27 @@ pub const CLIPPED_ABOVE: u8 = 252;
 /// scaling its background to nothing, while a beam or a shadow still fits.
 const GAIN: (f32, f32) = (0.4, 2.5);
 
+/// The levels that hold structure: frame levels the sensor did not clip, and background
+/// levels that stand for one frame level (see [`super::transfer::TransferFit::unambiguous`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Trusted {
+    pub frame: (u8, u8),
+    pub background: (u8, u8),
+}
+
+impl Trusted {
+    pub const ALL: Self = Self {
+        frame: (0, 255),
+        background: (0, 255),
+    };
+
+    #[inline]
+    pub fn pixel(&self, frame: u8, background: u8) -> bool {
+        (self.frame.0..=self.frame.1).contains(&frame)
+            && (self.background.0..=self.background.1).contains(&background)
+    }
+}
+
 /// Running sums over a cell's pixels within the trusted levels.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Sums {
@@ -43,8 +64,8 @@ pub struct CellStats {
 impl Sums {
     /// Adds a run of pixels: the frame and the background (8.8); `expected` maps a
     /// background level to the level the light makes of it now; `far` is the difference
-    /// that counts towards `spread`; pixels whose frame or background level lies outside
-    /// `trusted` are left out.
+    /// that counts towards `spread`; pixels whose frame or background level `trusted` does
+    /// not hold are left out.
     #[inline]
     pub fn add_run(
         &mut self,
@@ -52,23 +73,41 @@ impl Sums {
         background: &[u16],
         expected: &[u8; 256],
         far: u32,
-        trusted: &std::ops::RangeInclusive<u8>,
+        trusted: Trusted,
     ) {
         self.pixels += frame.len() as u32;
-        for (&f, &b) in frame.iter().zip(background) {
-            let level = (b >> 8) as u8;
-            if !trusted.contains(&f) || !trusted.contains(&level) {
-                continue;
+        // Most frames trust every level: that loop has no branch.
+        if trusted == Trusted::ALL {
+            for (&f, &b) in frame.iter().zip(background) {
+                self.add(f, expected[usize::from(b >> 8)], far);
             }
-            let e = u32::from(expected[usize::from(level)]);
-            let fv = u32::from(f);
-            self.n += 1;
-            self.e += e;
-            self.f += fv;
-            self.ee += e * e;
-            self.ff += fv * fv;
-            self.ef += e * fv;
-            self.far += u32::from(fv.abs_diff(e) > far);
+        } else {
+            for (&f, &b) in frame.iter().zip(background) {
+                let level = (b >> 8) as u8;
+                if trusted.pixel(f, level) {
+                    self.add(f, expected[usize::from(level)], far);
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn add(&mut self, f: u8, e: u8, far: u32) {
+        let (fv, e) = (u32::from(f), u32::from(e));
+        self.n += 1;
+        self.e += e;
+        self.f += fv;
+        self.ee += e * e;
+        self.ff += fv * fv;
+        self.ef += e * fv;
+        self.far += u32::from(fv.abs_diff(e) > far);
+    }
+
+    /// Adds a run of pixels against a plain reference (levels as they are).
+    pub fn add_plain(&mut self, frame: &[u8], reference: &[u8]) {
+        self.pixels += frame.len() as u32;
+        for (&f, &r) in frame.iter().zip(reference) {
+            self.add(f, r, u32::MAX);
         }
     }
 
@@ -96,9 +135,18 @@ impl Sums {
     }
 }
 
-/// Variance of frame − previous over a run of rows, its mean removed: whether a cell's
-/// content is still moving, whatever the light did to it as a whole.
-pub fn stir<'a>(runs: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> f32 {
+/// How a cell's content moved since the last frame.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stir {
+    /// Mean of frame − previous: how much darker or brighter it got as a whole.
+    pub mean: f32,
+    /// Variance of frame − previous, its mean removed: whether its content is still moving,
+    /// whatever the light did to it as a whole.
+    pub variance: f32,
+}
+
+/// The stir over a cell's rows of (frame, previous).
+pub fn stir<'a>(runs: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Stir {
     let (mut n, mut sum, mut squares) = (0u32, 0i64, 0u64);
     for (frame, previous) in runs {
         for (&f, &p) in frame.iter().zip(previous) {
@@ -109,10 +157,16 @@ pub fn stir<'a>(runs: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> f32 {
         }
     }
     if n == 0 {
-        return 0.0;
+        return Stir {
+            mean: 0.0,
+            variance: 0.0,
+        };
     }
     let mean = sum as f64 / f64::from(n);
-    (squares as f64 / f64::from(n) - mean * mean).max(0.0) as f32
+    Stir {
+        mean: mean as f32,
+        variance: (squares as f64 / f64::from(n) - mean * mean).max(0.0) as f32,
+    }
 }
 
 #[cfg(test)]
@@ -132,7 +186,12 @@ mod tests {
     fn stats(frame: &[u8], background: &[u8]) -> CellStats {
         let bg: Vec<u16> = background.iter().map(|&b| u16::from(b) << 8).collect();
         let mut s = Sums::default();
-        s.add_run(frame, &bg, &IDENTITY, 20, &(CLIPPED_BELOW..=CLIPPED_ABOVE));
+        let unclipped = (CLIPPED_BELOW, CLIPPED_ABOVE);
+        let trusted = Trusted {
+            frame: unclipped,
+            background: unclipped,
+        };
+        s.add_run(frame, &bg, &IDENTITY, 20, trusted);
         s.stats()
     }
 

@@ -9,7 +9,9 @@
 //!    the gain `a` bounded: cloud shadows, headlight beams, WDR. What that cannot explain —
 //!    the residual variance — is change of structure: an edge, texture that came or went.
 //!    While the exposure changes, pixels the sensor clipped carry no structure and are left
-//!    out.
+//!    out: in the frame, and in the background where it piled up at the end of the video
+//!    range (235 or 255). When the light spreads such a pile out again, the background is
+//!    rebased: it never saw what the clipping hid.
 //!
 //! A cell changed when its residual beats a threshold set by the sensitivity and the frame's
 //! own noise (the median residual over all cells, which also rises with compression
@@ -25,6 +27,10 @@
 //!   if the cell got brighter, more in structure than in brightness (not a beam); it then
 //!   grows into weaker neighbours, so a small object is measured whole; a lone cell does
 //!   not count;
+//! - two changes show no structure and still count: a cell that darkens as a whole all at
+//!   once (a hand close to the lens over a flat sky: light is taken away that fast only by
+//!   something in its way), and a cell that shows again the scene from before something
+//!   stopped there and was absorbed (it left, even if leaving only brightens the cell);
 //! - **events end**: a changed cell whose content has stopped changing (something that
 //!   stopped, or the ghost of something that left) is absorbed into the background after
 //!   `absorb`;
@@ -33,7 +39,9 @@
 //! Motion is the area of counted cells inside the zones, against the minimum area; regions
 //! are the bounding boxes of connected cells.
 
-use super::cells::{self, CellStats, Sums, CLIPPED_ABOVE, CLIPPED_BELOW};
+mod background;
+
+use super::cells::{self, CellStats, Sums, Trusted, CLIPPED_ABOVE, CLIPPED_BELOW};
 use super::config::{DetectorConfig, Rect, CELL};
 use super::grid::Grid;
 use super::transfer::TransferFit;
@@ -89,10 +97,19 @@ const STRUCTURE_SHARE: f32 = 0.25;
 /// ...and if this share of its pixels changed clearly: raindrops and snowflakes are a few
 /// pixels of a cell.
 const SPREAD: f32 = 0.125;
+/// A cell that darkened as a whole (this share of its pixels) by `SHIFT_FACTOR` base
+/// thresholds since the last frame, with no change of structure to show for it, is
+/// something close in front of the lens or of a flat surface (a hand over a bright sky):
+/// light can be taken away that fast only by something in its way. It counts until it
+/// brightens back by half or is absorbed.
+const DARKENED_SPREAD: f32 = 0.5;
 /// Next to a counted cell, a cell counts with this share of the threshold.
 const WEAK: f32 = 0.5;
 /// Light within this factor of the last frame's is steady: clipped levels are trusted.
 const STEADY: f32 = 1.03;
+/// Over this share of the background learned clipped and now uncovered by the light, the
+/// background is rebased.
+const REVEALED: f32 = 0.02;
 /// A light change of this factor from one frame to the next is a jump...
 const LIGHT_JUMP: f32 = 1.15;
 /// ...and with this share of the zones changed, or the noise up this many times, the
@@ -122,6 +139,16 @@ pub struct Detector {
     usual: Vec<f32>,
     /// Per cell: frames it has been changed but still.
     still: Vec<u32>,
+    /// The scene as it was before something stopped there and was absorbed, in the cells
+    /// that `holds`: when the frame matches it again, the thing left (a ghost, even one
+    /// that only brightens the cell).
+    before: Vec<u8>,
+    holds: Vec<bool>,
+    /// Per cell: this frame shows the scene from before again.
+    left: Vec<bool>,
+    /// Per cell: the last frame's shift, and whether it darkened suddenly.
+    last_shift: Vec<f32>,
+    darkened: Vec<bool>,
     frames: u64,
     /// The last frame's noise, to see a jump, and threshold.
     noise: f32,
@@ -136,6 +163,7 @@ pub struct Detector {
     /// Per cell: what it needs next to a counted cell.
     weak: Vec<f32>,
     samples: Vec<f32>,
+    sums: Vec<Sums>,
 }
 
 impl Detector {
@@ -164,6 +192,11 @@ impl Detector {
             zone_cells,
             usual: vec![1.0; cells],
             still: vec![0; cells],
+            before: vec![0; width * height],
+            holds: vec![false; cells],
+            left: vec![false; cells],
+            last_shift: vec![0.0; cells],
+            darkened: vec![false; cells],
             frames: 0,
             noise: f32::MAX,
             threshold: 0.0,
@@ -175,6 +208,7 @@ impl Detector {
             absorbed: vec![false; cells],
             weak: vec![0.0; cells],
             samples: Vec::with_capacity(cells),
+            sums: vec![Sums::default(); cols],
         }
     }
 
@@ -201,11 +235,24 @@ impl Detector {
         // A pixel is clearly different beyond the last frame's threshold (as a deviation).
         let far = self.threshold.sqrt() as u32;
         let trusted = if lighting.max(1e-3).ln().abs() < STEADY.ln() {
-            0..=255
+            Trusted::ALL
         } else {
-            CLIPPED_BELOW..=CLIPPED_ABOVE
+            let clipped = self.fit.clipped();
+            if clipped.revealed > REVEALED {
+                // The light uncovered what the sensor had clipped when the background was
+                // learned: the background holds nothing there, or around it (ringing).
+                self.rebase(frame);
+                return Ok(Analysis::quiet(lighting));
+            }
+            Trusted {
+                frame: (CLIPPED_BELOW, CLIPPED_ABOVE),
+                background: (
+                    (*clipped.trusted.start()).max(CLIPPED_BELOW),
+                    (*clipped.trusted.end()).min(CLIPPED_ABOVE),
+                ),
+            }
         };
-        self.measure(frame, far, &trusted);
+        self.measure(frame, far, trusted);
 
         // The threshold: sensitivity plus what this frame's noise makes of a still cell.
         let noise = self.median_zone(|s| s.residual);
@@ -253,7 +300,7 @@ impl Detector {
         } else {
             Vec::new()
         };
-        self.learn(frame, &trusted);
+        self.learn(frame, trusted);
         Ok(Analysis {
             score,
             motion,
@@ -266,52 +313,6 @@ impl Detector {
     /// nothing.
     fn warming_up(&self) -> bool {
         self.frames <= u64::from(self.config.frames(WARM_UP))
-    }
-
-    /// Starts over from this frame: the background is the frame, nothing is moving.
-    fn rebase(&mut self, frame: &[u8]) {
-        for (b, &p) in self.background.iter_mut().zip(frame) {
-            *b = u16::from(p) << 8;
-        }
-        self.previous.copy_from_slice(frame);
-        self.still.fill(0);
-    }
-
-    /// Fits the transfer function from the background to this frame over the zones.
-    fn fit_light(&mut self, frame: &[u8]) {
-        self.fit.clear();
-        for y in (0..self.grid.height).step_by(2) {
-            let cell_row = (y / CELL) * self.grid.cols;
-            for x in (0..self.grid.width).step_by(2) {
-                if self.zone_cells[cell_row + x / CELL] {
-                    let i = y * self.grid.width + x;
-                    self.fit.add((self.background[i] >> 8) as u8, frame[i]);
-                }
-            }
-        }
-        self.fit.table(&mut self.relight);
-    }
-
-    /// Per-cell statistics of the frame against its relit background.
-    fn measure(&mut self, frame: &[u8], far: u32, trusted: &std::ops::RangeInclusive<u8>) {
-        let mut sums = vec![Sums::default(); self.grid.cols];
-        let expected: [u8; 256] =
-            std::array::from_fn(|l| ((u32::from(self.relight[l]) + 128) >> 8).min(255) as u8);
-        for cell_row in 0..self.grid.rows {
-            sums.iter_mut().for_each(|s| *s = Sums::default());
-            let rows = cell_row * CELL..((cell_row + 1) * CELL).min(self.grid.height);
-            for y in rows {
-                let line = y * self.grid.width..(y + 1) * self.grid.width;
-                let (f, b) = (&frame[line.clone()], &self.background[line]);
-                for (s, (f, b)) in sums.iter_mut().zip(f.chunks(CELL).zip(b.chunks(CELL))) {
-                    s.add_run(f, b, &expected, far, trusted);
-                }
-            }
-            let base = cell_row * self.grid.cols;
-            for (col, s) in sums.iter().enumerate() {
-                self.stats[base + col] = s.stats();
-            }
-        }
     }
 
     /// The median of a statistic over the valid cells in the zones.
@@ -342,45 +343,87 @@ impl Detector {
             (-USUAL_STEP * (1.0 - USUAL_QUANTILE)).exp(),
         );
         let absorb_after = self.config.frames(self.config.absorb.as_secs_f32());
+        let dark = SHIFT_FACTOR * self.config.base_threshold();
         for i in 0..self.stats.len() {
             let CellStats {
                 residual,
                 shift,
                 spread,
-                ..
+                valid,
             } = self.stats[i];
-            let changed = self.changed[i];
             let usual = &mut self.usual[i];
             *usual = if warming_up {
                 (*usual * 0.85).max(residual)
             } else {
                 (*usual * if residual > *usual { up } else { down }).max(1.0)
             };
-            let still = changed && self.stir(frame, i) <= still_threshold;
-            self.still[i] = if still { self.still[i] + 1 } else { 0 };
-            self.absorbed[i] = self.still[i] >= absorb_after;
             let nuisance = if self.config.suppress_nuisance {
-                USUAL_FACTOR * (self.usual[i] - noise).max(0.0)
+                USUAL_FACTOR * (*usual - noise).max(0.0)
             } else {
                 0.0
             };
-            let needed = threshold + nuisance;
             self.weak[i] = WEAK * threshold + nuisance;
-            let lit_up = shift > 0.0 && residual < STRUCTURE_SHARE * shift * shift;
-            let structural = !lit_up && spread >= SPREAD;
-            self.counted[i] = changed && !self.absorbed[i] && structural && residual > needed;
+
+            // Changed in structure, darkened as a whole all of a sudden, or back to what
+            // was there before something stopped here.
+            let darkened = self.zone_cells[i]
+                && valid
+                && spread >= DARKENED_SPREAD
+                && (self.darkened[i]
+                    || self.last_shift[i].abs() < dark / 2.0
+                        && shift - self.last_shift[i] < -dark
+                        && self.stir(frame, i).mean < -dark)
+                && shift < -dark / 2.0;
+            self.darkened[i] = darkened;
+            self.last_shift[i] = shift;
+            let left = (self.changed[i] || shift.abs() > dark)
+                && self.holds[i]
+                && self.matches_before(frame, i, threshold);
+            self.left[i] = left;
+            let structural = self.changed[i]
+                && residual > threshold + nuisance
+                && spread >= SPREAD
+                && !(shift > 0.0 && residual < STRUCTURE_SHARE * shift * shift);
+            let changed = self.changed[i] || darkened || left;
+            self.changed[i] = changed;
+
+            let still = changed && self.stir(frame, i).variance <= still_threshold;
+            self.still[i] = if still { self.still[i] + 1 } else { 0 };
+            self.absorbed[i] = self.still[i] >= absorb_after;
+            self.counted[i] = !self.absorbed[i] && (structural || darkened || left);
         }
     }
 
-    /// How much cell `i`'s content moved since the last frame.
-    fn stir(&self, frame: &[u8], i: usize) -> f32 {
+    /// Whether cell `i` shows the scene from before something stopped there again.
+    fn matches_before(&self, frame: &[u8], i: usize, threshold: f32) -> bool {
+        let mut sums = Sums::default();
+        for (frame, before) in self.cell_rows(i, frame, &self.before) {
+            sums.add_plain(frame, before);
+        }
+        let s = sums.stats();
+        s.valid && s.residual <= threshold
+    }
+
+    /// Cell `i`'s rows in two frame-sized buffers.
+    fn cell_rows<'a>(
+        &self,
+        i: usize,
+        a: &'a [u8],
+        b: &'a [u8],
+    ) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
         let (row, col) = (i / self.grid.cols, i % self.grid.cols);
         let xs = col * CELL..((col + 1) * CELL).min(self.grid.width);
         let ys = row * CELL..((row + 1) * CELL).min(self.grid.height);
-        cells::stir(ys.map(|y| {
-            let span = y * self.grid.width + xs.start..y * self.grid.width + xs.end;
-            (&frame[span.clone()], &self.previous[span])
-        }))
+        let width = self.grid.width;
+        ys.map(move |y| {
+            let span = y * width + xs.start..y * width + xs.end;
+            (&a[span.clone()], &b[span])
+        })
+    }
+
+    /// How cell `i`'s content moved since the last frame.
+    fn stir(&self, frame: &[u8], i: usize) -> cells::Stir {
+        cells::stir(self.cell_rows(i, frame, &self.previous))
     }
 
     /// Drops counted cells without a counted neighbour (a raindrop, a leaf, a compression
@@ -420,61 +463,6 @@ impl Detector {
             }
         }
         self.counted.iter().filter(|c| **c).count()
-    }
-
-    /// Follows the scene: the light at once (the background is relit through the transfer
-    /// function), quiet cells at the learning rate, changed ones slowly, absorbed ones at
-    /// once.
-    fn learn(&mut self, frame: &[u8], trusted: &std::ops::RangeInclusive<u8>) {
-        let fast = (self.config.learning_rate.clamp(0.0, 1.0) * 256.0) as i32;
-        let slow = fast / 8;
-        let relight = &self.relight;
-        for (y, (bg_row, (f_row, prev_row))) in self
-            .background
-            .chunks_exact_mut(self.grid.width)
-            .zip(
-                frame
-                    .chunks_exact(self.grid.width)
-                    .zip(self.previous.chunks_exact_mut(self.grid.width)),
-            )
-            .enumerate()
-        {
-            let cell_row = (y / CELL) * self.grid.cols;
-            for (col, ((b, p), prev)) in bg_row
-                .chunks_mut(CELL)
-                .zip(f_row.chunks(CELL))
-                .zip(prev_row.chunks_mut(CELL))
-                .enumerate()
-            {
-                let cell = cell_row + col;
-                let rate = if self.absorbed[cell] {
-                    256
-                } else if self.changed[cell] {
-                    slow
-                } else {
-                    fast
-                };
-                for (b, &p) in b.iter_mut().zip(p) {
-                    if !trusted.contains(&((*b >> 8) as u8)) || !trusted.contains(&p) {
-                        // Clipped now or when learned while the exposure changes: it holds
-                        // nothing to relight or compare, so the background is the frame.
-                        *b = u16::from(p) << 8;
-                        continue;
-                    }
-                    // The level through the transfer function, its fraction kept as it was.
-                    let lit = i32::from(relight[usize::from(*b >> 8)]) + i32::from(*b & 0xff);
-                    let target = i32::from(p) << 8;
-                    let next = lit + (((target - lit) * rate) >> 8);
-                    *b = next.clamp(0, i32::from(u16::MAX)) as u16;
-                }
-                prev.copy_from_slice(p);
-            }
-        }
-        for (i, absorbed) in self.absorbed.iter().enumerate() {
-            if *absorbed {
-                self.still[i] = 0;
-            }
-        }
     }
 }
 

@@ -29,6 +29,8 @@ struct Camera {
     noise: f32,
     /// Block compression: blocks of this many pixels averaged toward their mean by `blocking`.
     blocking: fn(usize) -> f32,
+    /// Limited-range video (16–235), as most H.264 streams are: white clips at 235.
+    limited_range: bool,
 }
 
 impl Default for Camera {
@@ -42,6 +44,7 @@ impl Default for Camera {
             wdr: |_| 0.0,
             noise: 3.0,
             blocking: |_| 0.0,
+            limited_range: false,
         }
     }
 }
@@ -56,6 +59,10 @@ struct Scene {
     camera: Camera,
     /// A person-sized figure's top-left corner, when in view.
     person: Object,
+    /// A flat dark 40×16 figure (a car): its top-left corner, when in view.
+    car: Object,
+    /// Something dark and out of focus close to the lens (a hand): centre and radius.
+    near: fn(f32) -> Option<(f32, f32, f32)>,
     nuisance: Option<Nuisance>,
     seconds: f32,
 }
@@ -65,6 +72,8 @@ impl Default for Scene {
         Self {
             camera: Camera::default(),
             person: |_| None,
+            car: |_| None,
+            near: |_| None,
             nuisance: None,
             seconds: 20.0,
         }
@@ -131,8 +140,24 @@ fn render(scene: &Scene, i: usize, rng: &mut fastrand::Rng) -> Vec<u8> {
             }
         }
     }
+    if let Some((px, py)) = (scene.car)(t) {
+        for y in py.max(0.0) as usize..(py + 16.0).clamp(0.0, H as f32) as usize {
+            for x in px.max(0.0) as usize..(px + 40.0).clamp(0.0, W as f32) as usize {
+                radiance[y * W + x] = 0.1 * (c.light)(x as f32, y as f32, t);
+            }
+        }
+    }
     if let Some(nuisance) = scene.nuisance {
         nuisance(&mut radiance, i, rng);
+    }
+    if let Some((cx, cy, radius)) = (scene.near)(t) {
+        // Out of focus: dark in the middle, fading over 80 pixels at the rim.
+        for (p, r) in radiance.iter_mut().enumerate() {
+            let (x, y) = ((p % W) as f32, (p / W) as f32);
+            let d = ((x - cx).powi(2) + (y - cy).powi(2)).sqrt();
+            let cover = ((radius + 40.0 - d) / 80.0).clamp(0.0, 1.0);
+            *r = *r * (1.0 - cover) + 0.06 * cover;
+        }
     }
     let wdr = (c.wdr)(t);
     if wdr > 0.0 {
@@ -161,7 +186,16 @@ fn render(scene: &Scene, i: usize, rng: &mut fastrand::Rng) -> Vec<u8> {
     if blocking > 0.0 {
         compress(&mut out, blocking);
     }
-    out.iter().map(|v| v.clamp(0.0, 255.0) as u8).collect()
+    let range = |v: f32| {
+        if c.limited_range {
+            16.0 + v.clamp(0.0, 255.0) * 219.0 / 255.0
+        } else {
+            v
+        }
+    };
+    out.iter()
+        .map(|&v| range(v).clamp(0.0, 255.0) as u8)
+        .collect()
 }
 
 /// A box-filtered copy (radius r) for WDR's local mean.
@@ -264,6 +298,24 @@ fn a_gain_that_clips_the_highlights_is_not_motion() {
                 gain: |t| 1.0 + 1.2 * ramp(t, 4.0, 6.0) - 1.2 * ramp(t, 12.0, 13.0),
                 ..Camera::default()
             },
+            ..Scene::default()
+        },
+    );
+}
+
+#[test]
+fn a_gain_coming_back_from_clipping_is_not_motion_in_limited_range_video() {
+    // White clips at 235, not 255; the background learned the clipped road while the gain
+    // was high, and the light going back reveals what the clipping hid.
+    quiet(
+        "gain ×2.5, limited range",
+        Scene {
+            camera: Camera {
+                gain: |t| 1.0 + 1.5 * ramp(t, 4.0, 6.0) - 1.5 * ramp(t, 12.0, 14.0),
+                limited_range: true,
+                ..Camera::default()
+            },
+            seconds: 20.0,
             ..Scene::default()
         },
     );
@@ -646,6 +698,47 @@ fn the_ghost_of_something_that_left_is_absorbed() {
     assert!(
         end <= 12.0 + config().absorb.as_secs_f32() + 0.5,
         "{found:?}"
+    );
+}
+
+#[test]
+fn something_absorbed_while_it_stood_is_found_when_it_vanishes() {
+    // A flat dark car drives in at 4 s, parks at 6 s (and is absorbed), and is gone at 14 s
+    // from one frame to the next. Its going only brightens the cells it covered, as a beam
+    // would, but what they show is the road that was there before it came.
+    let scene = Scene {
+        car: |t| {
+            (4.0..14.0)
+                .contains(&t)
+                .then(|| (-40.0 + (t.min(6.0) - 4.0) * 95.0, 90.0))
+        },
+        seconds: 22.0,
+        ..Scene::default()
+    };
+    let found = events(&scene, config());
+    assert_eq!(found.len(), 2, "arriving and vanishing: {found:?}");
+    assert!(
+        (14.0..=14.6).contains(&found[1].0),
+        "vanished at 14 s: {found:?}"
+    );
+}
+
+#[test]
+fn a_hand_close_to_the_lens_is_found_over_a_clipped_sky() {
+    // The top of the view is sky the gain clips flat; a dark, out-of-focus hand comes in
+    // from the top in front of it, next to a bush swaying in the wind. Its rim is 80 pixels
+    // soft, so its cells darken as a whole and barely change in structure.
+    found_on_time(
+        "hand",
+        Scene {
+            camera: Camera {
+                light: |_, y, _| if y < 50.0 { 3.0 } else { 1.0 },
+                ..Camera::default()
+            },
+            near: |t| (t >= ONSET).then(|| (240.0, -80.0 + (t - ONSET) * 100.0, 50.0)),
+            nuisance: Some(foliage),
+            ..Scene::default()
+        },
     );
 }
 

@@ -9,6 +9,15 @@
 const BANDS: usize = 16;
 /// Fewer samples than this in a band and the band does not take part in the fit.
 const MIN_SAMPLES: u32 = 12;
+/// A band at either end of the levels is piled (clipped) when its background levels lie
+/// within `PILED` levels, and spread out again when its frame levels lie over more than
+/// `SPREAD` (interquartile ranges).
+const PILED: u32 = 3;
+const SPREAD: u32 = 12;
+/// Sensors clip at the ends of the video range (white at 235 in limited range, 255 in
+/// full; black at 16 or 0), give or take the codec: a pile elsewhere is a flat surface.
+const CLIPPED_WHITE: usize = 228;
+const CLIPPED_BLACK: usize = 24;
 
 /// Samples of (background level, frame level) pairs, binned as they come.
 pub struct TransferFit {
@@ -16,6 +25,8 @@ pub struct TransferFit {
     hist: Vec<[u32; 256]>,
     /// Per band: the sum of background levels (for the band's mean).
     level_sum: [u32; BANDS],
+    /// A histogram of background levels (bands are runs of it).
+    levels: [u32; 256],
     count: [u32; BANDS],
 }
 
@@ -24,6 +35,7 @@ impl Default for TransferFit {
         Self {
             hist: vec![[0; 256]; BANDS],
             level_sum: [0; BANDS],
+            levels: [0; 256],
             count: [0; BANDS],
         }
     }
@@ -35,6 +47,7 @@ impl TransferFit {
             h.fill(0);
         }
         self.level_sum = [0; BANDS];
+        self.levels.fill(0);
         self.count = [0; BANDS];
     }
 
@@ -42,6 +55,7 @@ impl TransferFit {
         let band = usize::from(background) * BANDS / 256;
         self.hist[band][usize::from(frame)] += 1;
         self.level_sum[band] += u32::from(background);
+        self.levels[usize::from(background)] += 1;
         self.count[band] += 1;
     }
 
@@ -63,19 +77,91 @@ impl TransferFit {
             *slot = (y.clamp(0.0, 255.0) * 256.0) as u16;
         }
     }
+
+    /// Where the background was learned clipped. Clipping is many-to-one: a road saturated
+    /// under high gain piles up at the end of the levels, and when the light goes back, that
+    /// one level spreads over everything it hid. Piled levels hold no structure while the
+    /// light changes; spread ones show what the background missed.
+    pub fn clipped(&self) -> Clipped {
+        // Per band: None when too few samples to judge, else (piled, spread).
+        let band = |b: usize| {
+            let n = self.count[b];
+            (n >= MIN_SAMPLES).then(|| {
+                let levels = &self.levels[b * BAND_WIDTH..(b + 1) * BAND_WIDTH];
+                let (low, high) = (quantile(levels, n, 0.25), quantile(levels, n, 0.75));
+                let (low, high) = (
+                    b * BAND_WIDTH + low as usize,
+                    b * BAND_WIDTH + high as usize,
+                );
+                let at_an_end = low >= CLIPPED_WHITE || high <= CLIPPED_BLACK;
+                let piled = at_an_end && high - low <= PILED as usize;
+                (piled, piled && interquartile(&self.hist[b], n) > SPREAD)
+            })
+        };
+        let (mut low, mut high, mut revealed) = (0, 255, 0);
+        // From each end inwards, the piled bands up to the first populated one that is not.
+        for b in 0..BANDS / 2 {
+            match band(b) {
+                Some((false, _)) => break,
+                Some((true, spread)) => {
+                    low = (b + 1) * BAND_WIDTH;
+                    revealed += if spread { self.count[b] } else { 0 };
+                }
+                None => {}
+            }
+        }
+        for b in (BANDS / 2..BANDS).rev() {
+            match band(b) {
+                Some((false, _)) => break,
+                Some((true, spread)) => {
+                    high = b * BAND_WIDTH - 1;
+                    revealed += if spread { self.count[b] } else { 0 };
+                }
+                None => {}
+            }
+        }
+        let total: u32 = self.count.iter().sum();
+        Clipped {
+            trusted: low as u8..=high as u8,
+            revealed: if total == 0 {
+                0.0
+            } else {
+                revealed as f32 / total as f32
+            },
+        }
+    }
+}
+
+/// What [`TransferFit::clipped`] found.
+pub struct Clipped {
+    /// Background levels that hold structure: all but the piles at either end.
+    pub trusted: std::ops::RangeInclusive<u8>,
+    /// Share of the samples in piles that the light spread out again.
+    pub revealed: f32,
+}
+
+const BAND_WIDTH: usize = 256 / BANDS;
+
+/// The level below which `at` of a histogram's `n` samples lie.
+fn quantile(hist: &[u32], n: u32, at: f32) -> u32 {
+    let wanted = ((n as f32 * at).ceil() as u32).max(1);
+    let mut seen = 0;
+    for (level, &c) in hist.iter().enumerate() {
+        seen += c;
+        if seen >= wanted {
+            return level as u32;
+        }
+    }
+    hist.len().saturating_sub(1) as u32
+}
+
+fn interquartile(hist: &[u32], n: u32) -> u32 {
+    quantile(hist, n, 0.75) - quantile(hist, n, 0.25)
 }
 
 /// The median of a histogram holding `n` samples.
 fn median(hist: &[u32; 256], n: u32) -> f32 {
-    let half = n.div_ceil(2);
-    let mut seen = 0;
-    for (level, &c) in hist.iter().enumerate() {
-        seen += c;
-        if seen >= half {
-            return level as f32;
-        }
-    }
-    255.0
+    quantile(hist, n, 0.5) as f32
 }
 
 /// Pool-adjacent-violators: the weighted least-squares non-decreasing fit of the points'
