@@ -98,8 +98,9 @@ const STRUCTURE_SHARE: f32 = 0.25;
 /// pixels of a cell.
 const SPREAD: f32 = 0.125;
 /// A cell that darkened as a whole (this share of its pixels) by `SHIFT_FACTOR` base
-/// thresholds since the last frame, with no change of structure to show for it, is
-/// something close in front of the lens or of a flat surface (a hand over a bright sky):
+/// thresholds since the last frame, from where its background was, and in its pixels (not
+/// only against a background the light relit), is something close in front of the lens or
+/// of a flat surface (a hand over a bright sky), even with no change of structure to show:
 /// light can be taken away that fast only by something in its way. It counts until it
 /// brightens back by half or is absorbed.
 const DARKENED_SPREAD: f32 = 0.5;
@@ -376,7 +377,9 @@ impl Detector {
                 && shift < -dark / 2.0;
             self.darkened[i] = darkened;
             self.last_shift[i] = shift;
-            let left = (self.changed[i] || shift.abs() > dark)
+            // (The change must clear the cell's nuisance bar: a swaying bush comes back to
+            // where it was when absorbed, too.)
+            let left = (self.changed[i] && residual > threshold + nuisance || shift.abs() > dark)
                 && self.holds[i]
                 && self.matches_before(frame, i, threshold);
             self.left[i] = left;

@@ -10,8 +10,8 @@ const BANDS: usize = 16;
 /// Fewer samples than this in a band and the band does not take part in the fit.
 const MIN_SAMPLES: u32 = 12;
 /// A band at either end of the levels is piled (clipped) when its background levels lie
-/// within `PILED` levels, and spread out again when its frame levels lie over more than
-/// `SPREAD` (interquartile ranges).
+/// within `PILED` levels and the light moved them by more than that, and spread out again
+/// when its frame levels lie over more than `SPREAD` (interquartile ranges).
 const PILED: u32 = 3;
 const SPREAD: u32 = 12;
 /// Sensors clip at the ends of the video range (white at 235 in limited range, 255 in
@@ -94,7 +94,11 @@ impl TransferFit {
                     b * BAND_WIDTH + high as usize,
                 );
                 let at_an_end = low >= CLIPPED_WHITE || high <= CLIPPED_BLACK;
-                let piled = at_an_end && high - low <= PILED as usize;
+                // A pile the light did not move is a flat black or white scene, not clipping
+                // the light is undoing.
+                let level = b * BAND_WIDTH + quantile(levels, n, 0.5) as usize;
+                let moved = (quantile(&self.hist[b], n, 0.5) as usize).abs_diff(level) > 1;
+                let piled = at_an_end && moved && high - low <= PILED as usize;
                 (piled, piled && interquartile(&self.hist[b], n) > SPREAD)
             })
         };
