@@ -91,7 +91,7 @@ pub fn against_motion() {
     let corpus = corpus_dir();
     let work = tempfile::tempdir().unwrap();
     let mut rows = Vec::new();
-    for set in ["held-out", "unseen"] {
+    for set in ["held-out", "unseen", "fresh"] {
         rows.extend(rows_for(set, &corpus.join(set), work.path()));
     }
     let mut table = String::new();
@@ -131,9 +131,9 @@ pub fn against_motion() {
     let when = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
     let section = format!(
         "## Motion corpus: camagent and the Motion daemon side by side\n\n\
-         `cargo bench --bench capture -- corpus` — {when}, {cpu}. The `held-out` and `unseen` \
-         sets of `scripts/build-corpus` (packaged footage under light changes, compression and \
-         nuisance motion; the detector was tuned on `tune` only), {n} clips with {truth} true \
+         `cargo bench --bench capture -- corpus` — {when}, {cpu}. The `held-out`, `unseen` \
+         and `fresh` sets of `scripts/build-corpus` (packaged footage under light changes, \
+         compression and nuisance motion; the detector was tuned on `tune`), {n} clips with {truth} true \
          events, analysed at {FPS} fps by both (camagent at its default 320×180, Motion at \
          {WIDTH}×{HEIGHT}: its sides are multiples of 16). camagent: `camagent eval` \
          with the shipped settings. Motion {motion}: its defaults with `event_gap 3`, each clip \
@@ -144,7 +144,7 @@ pub fn against_motion() {
          Totals: camagent {ours_false} false events and {ours_missed} missed; Motion \
          {theirs_false} false events and {theirs_missed} missed, quiet on {theirs_quiet} of \
          {nuisance_clips} clips with nothing to find. camagent's onsets and ends are in \
-         `camagent eval`'s totals (see the README's detector section).\n",
+         `camagent eval`'s totals (the previous section).\n",
         cpu = common::cpu(),
         n = rows.len(),
         motion = motion_version(),
