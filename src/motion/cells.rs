@@ -12,7 +12,7 @@ pub const CLIPPED_ABOVE: u8 = 252;
 const GAIN: (f32, f32) = (0.4, 2.5);
 
 /// The levels that hold structure: frame levels the sensor did not clip, and background
-/// levels that stand for one frame level (see [`super::transfer::TransferFit::unambiguous`]).
+/// levels that stand for one frame level (see [`super::transfer::TransferFit::clipped`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Trusted {
     pub frame: (u8, u8),

@@ -248,8 +248,8 @@ impl Detector {
             Trusted {
                 frame: (CLIPPED_BELOW, CLIPPED_ABOVE),
                 background: (
-                    (*clipped.trusted.start()).max(CLIPPED_BELOW),
-                    (*clipped.trusted.end()).min(CLIPPED_ABOVE),
+                    clipped.trusted.0.max(CLIPPED_BELOW),
+                    clipped.trusted.1.min(CLIPPED_ABOVE),
                 ),
             }
         };

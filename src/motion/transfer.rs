@@ -10,10 +10,13 @@ const BANDS: usize = 16;
 /// Fewer samples than this in a band and the band does not take part in the fit.
 const MIN_SAMPLES: u32 = 12;
 /// A band at either end of the levels is piled (clipped) when its background levels lie
-/// within `PILED` levels and the light moved them by more than that, and spread out again
+/// within `PILED` levels and the light moved them (`MOVED`), and spread out again
 /// when its frame levels lie over more than `SPREAD` (interquartile ranges).
 const PILED: u32 = 3;
 const SPREAD: u32 = 12;
+/// A pile whose median level the light moved by more than this many levels: a flat black
+/// or white scene, unmoved, is not clipping.
+const MOVED: usize = 1;
 /// Sensors clip at the ends of the video range (white at 235 in limited range, 255 in
 /// full; black at 16 or 0), give or take the codec: a pile elsewhere is a flat surface.
 const CLIPPED_WHITE: usize = 228;
@@ -94,39 +97,37 @@ impl TransferFit {
                     b * BAND_WIDTH + high as usize,
                 );
                 let at_an_end = low >= CLIPPED_WHITE || high <= CLIPPED_BLACK;
-                // A pile the light did not move is a flat black or white scene, not clipping
-                // the light is undoing.
                 let level = b * BAND_WIDTH + quantile(levels, n, 0.5) as usize;
-                let moved = (quantile(&self.hist[b], n, 0.5) as usize).abs_diff(level) > 1;
+                let moved = (quantile(&self.hist[b], n, 0.5) as usize).abs_diff(level) > MOVED;
                 let piled = at_an_end && moved && high - low <= PILED as usize;
                 (piled, piled && interquartile(&self.hist[b], n) > SPREAD)
             })
         };
-        let (mut low, mut high, mut revealed) = (0, 255, 0);
-        // From each end inwards, the piled bands up to the first populated one that is not.
-        for b in 0..BANDS / 2 {
-            match band(b) {
-                Some((false, _)) => break,
-                Some((true, spread)) => {
-                    low = (b + 1) * BAND_WIDTH;
-                    revealed += if spread { self.count[b] } else { 0 };
+        // From an end inwards, the piled bands up to the first populated one that is not:
+        // the innermost of them, and how many samples in them spread out again.
+        let piles = |bands: &mut dyn Iterator<Item = usize>| {
+            let (mut innermost, mut revealed) = (None, 0);
+            for b in bands {
+                match band(b) {
+                    Some((false, _)) => break,
+                    Some((true, spread)) => {
+                        innermost = Some(b);
+                        revealed += if spread { self.count[b] } else { 0 };
+                    }
+                    None => {}
                 }
-                None => {}
             }
-        }
-        for b in (BANDS / 2..BANDS).rev() {
-            match band(b) {
-                Some((false, _)) => break,
-                Some((true, spread)) => {
-                    high = b * BAND_WIDTH - 1;
-                    revealed += if spread { self.count[b] } else { 0 };
-                }
-                None => {}
-            }
-        }
+            (innermost, revealed)
+        };
+        let (low, revealed_low) = piles(&mut (0..BANDS / 2));
+        let (high, revealed_high) = piles(&mut (BANDS / 2..BANDS).rev());
+        let revealed = revealed_low + revealed_high;
         let total: u32 = self.count.iter().sum();
         Clipped {
-            trusted: low as u8..=high as u8,
+            trusted: (
+                low.map_or(0, |b| (b + 1) * BAND_WIDTH) as u8,
+                high.map_or(255, |b| b * BAND_WIDTH - 1) as u8,
+            ),
             revealed: if total == 0 {
                 0.0
             } else {
@@ -138,8 +139,9 @@ impl TransferFit {
 
 /// What [`TransferFit::clipped`] found.
 pub struct Clipped {
-    /// Background levels that hold structure: all but the piles at either end.
-    pub trusted: std::ops::RangeInclusive<u8>,
+    /// Background levels that hold structure (lowest, highest): all but the piles at
+    /// either end.
+    pub trusted: (u8, u8),
     /// Share of the samples in piles that the light spread out again.
     pub revealed: f32,
 }
