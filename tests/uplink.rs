@@ -314,19 +314,13 @@ fn bad_config_exits_nonzero_naming_the_key() {
         "[broker]\nhost = \"localhost\"\nport = \"eighty\"\nca_file = \"a\"\ncert_file = \"b\"\nkey_file = \"c\"\n",
     )
     .unwrap();
-    let out = agent_command(BIN)
-        .args(["--config", path.to_str().unwrap(), "run"])
-        .output()
-        .unwrap();
+    let out = output(agent_command(BIN).args(["--config", path.to_str().unwrap(), "run"]));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("port") && err.contains("line 3"), "{err}");
 
     std::fs::write(&path, "[broker]\nhost = \"localhost\"\nca_file = \"a\"\ncert_file = \"b\"\nkey_file = \"c\"\nkeep_alive = \"1s\"\n").unwrap();
-    let out = agent_command(BIN)
-        .args(["--config", path.to_str().unwrap(), "run"])
-        .output()
-        .unwrap();
+    let out = output(agent_command(BIN).args(["--config", path.to_str().unwrap(), "run"]));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -344,10 +338,12 @@ fn key_readable_by_others_is_refused_with_the_fix() {
     let config =
         AgentSetup::new(&world, broker.port).write(&world, &world.path().join("a"), &policy);
     std::fs::set_permissions(&world.device.key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = agent_command(BIN)
-        .args(["--config", config.to_str().unwrap(), "run", "--allow-root"])
-        .output()
-        .unwrap();
+    let out = output(agent_command(BIN).args([
+        "--config",
+        config.to_str().unwrap(),
+        "run",
+        "--allow-root",
+    ]));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("chmod 600"), "{err}");
@@ -359,10 +355,7 @@ fn facts_command_marks_what_may_leave() {
     let policy = world.path().join("policy.toml");
     write_policy(&policy, &["model"], &["online_status"]);
     let config = AgentSetup::new(&world, 8883).write(&world, &world.path().join("a"), &policy);
-    let out = agent_command(BIN)
-        .args(["--config", config.to_str().unwrap(), "facts"])
-        .output()
-        .unwrap();
+    let out = output(agent_command(BIN).args(["--config", config.to_str().unwrap(), "facts"]));
     assert!(
         out.status.success(),
         "{}",
@@ -388,7 +381,7 @@ fn facts_command_marks_what_may_leave() {
 
 #[test]
 fn version_is_printed() {
-    let out = agent_command(BIN).arg("--version").output().unwrap();
+    let out = output(agent_command(BIN).arg("--version"));
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
 }

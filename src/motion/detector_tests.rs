@@ -290,6 +290,10 @@ fn ramp(t: f32, from: f32, to: f32) -> f32 {
 // Light that is not a gain: no event.
 
 #[test]
+#[cfg_attr(
+    target_arch = "arm",
+    ignore = "slow under qemu-arm; pure logic, run natively"
+)]
 fn a_gain_that_clips_the_highlights_is_not_motion() {
     quiet(
         "gain ×2.2",
@@ -304,6 +308,10 @@ fn a_gain_that_clips_the_highlights_is_not_motion() {
 }
 
 #[test]
+#[cfg_attr(
+    target_arch = "arm",
+    ignore = "slow under qemu-arm; pure logic, run natively"
+)]
 fn a_gain_coming_back_from_clipping_is_not_motion_in_limited_range_video() {
     // White clips at 235, not 255; the background learned the clipped road while the gain
     // was high, and the light going back reveals what the clipping hid.
@@ -322,6 +330,10 @@ fn a_gain_coming_back_from_clipping_is_not_motion_in_limited_range_video() {
 }
 
 #[test]
+#[cfg_attr(
+    target_arch = "arm",
+    ignore = "slow under qemu-arm; pure logic, run natively"
+)]
 fn a_gain_that_crushes_the_shadows_is_not_motion() {
     quiet(
         "gain ×0.3",
@@ -337,6 +349,10 @@ fn a_gain_that_crushes_the_shadows_is_not_motion() {
 }
 
 #[test]
+#[cfg_attr(
+    target_arch = "arm",
+    ignore = "slow under qemu-arm; pure logic, run natively"
+)]
 fn an_additive_offset_is_not_motion() {
     quiet(
         "offset",
@@ -351,6 +367,10 @@ fn an_additive_offset_is_not_motion() {
 }
 
 #[test]
+#[cfg_attr(
+    target_arch = "arm",
+    ignore = "slow under qemu-arm; pure logic, run natively"
+)]
 fn tone_curves_and_wdr_are_not_motion() {
     quiet(
         "auto-exposure gamma",
@@ -390,6 +410,10 @@ fn the_ir_cut_switch_is_not_motion() {
 }
 
 #[test]
+#[cfg_attr(
+    target_arch = "arm",
+    ignore = "slow under qemu-arm; pure logic, run natively"
+)]
 fn exposure_hunting_is_not_motion() {
     quiet(
         "hunting",
@@ -404,6 +428,10 @@ fn exposure_hunting_is_not_motion() {
 }
 
 #[test]
+#[cfg_attr(
+    target_arch = "arm",
+    ignore = "slow under qemu-arm; pure logic, run natively"
+)]
 fn dusk_is_not_motion() {
     quiet(
         "dusk",
@@ -421,6 +449,10 @@ fn dusk_is_not_motion() {
 }
 
 #[test]
+#[cfg_attr(
+    target_arch = "arm",
+    ignore = "slow under qemu-arm; pure logic, run natively"
+)]
 fn cloud_shadows_and_headlight_sweeps_are_not_motion() {
     quiet(
         "cloud shadow",
@@ -459,6 +491,10 @@ fn cloud_shadows_and_headlight_sweeps_are_not_motion() {
 }
 
 #[test]
+#[cfg_attr(
+    target_arch = "arm",
+    ignore = "slow under qemu-arm; pure logic, run natively"
+)]
 fn compression_artefacts_are_not_motion() {
     quiet(
         "keyframe pumping and blocking",
@@ -536,6 +572,10 @@ fn flag(r: &mut [f32], i: usize, _: &mut fastrand::Rng) {
 }
 
 #[test]
+#[cfg_attr(
+    target_arch = "arm",
+    ignore = "slow under qemu-arm; pure logic, run natively"
+)]
 fn foliage_rain_snow_water_and_flags_are_not_motion() {
     let cases: [(&str, Nuisance); 5] = [
         ("foliage", foliage),
@@ -556,6 +596,10 @@ fn foliage_rain_snow_water_and_flags_are_not_motion() {
 }
 
 #[test]
+#[cfg_attr(
+    target_arch = "arm",
+    ignore = "slow under qemu-arm; pure logic, run natively"
+)]
 fn nuisance_suppression_can_be_turned_off() {
     let scene = Scene {
         nuisance: Some(foliage),
@@ -582,6 +626,10 @@ fn a_person_walking_in_is_found_on_time() {
 }
 
 #[test]
+#[cfg_attr(
+    target_arch = "arm",
+    ignore = "slow under qemu-arm; pure logic, run natively"
+)]
 fn a_person_is_found_while_the_light_changes() {
     found_on_time(
         "gain clipping",
@@ -631,6 +679,10 @@ fn a_person_is_found_while_the_light_changes() {
 }
 
 #[test]
+#[cfg_attr(
+    target_arch = "arm",
+    ignore = "slow under qemu-arm; pure logic, run natively"
+)]
 fn a_person_is_found_past_foliage_in_rain_and_in_a_starved_stream() {
     found_on_time(
         "past foliage",
@@ -664,6 +716,10 @@ fn a_person_is_found_past_foliage_in_rain_and_in_a_starved_stream() {
 // Events end when motion ends.
 
 #[test]
+#[cfg_attr(
+    target_arch = "arm",
+    ignore = "slow under qemu-arm; pure logic, run natively"
+)]
 fn something_that_stops_is_absorbed_and_the_event_ends() {
     // Walks in at 8 s and stands still from 11 s on.
     let scene = Scene {
@@ -684,6 +740,10 @@ fn something_that_stops_is_absorbed_and_the_event_ends() {
 }
 
 #[test]
+#[cfg_attr(
+    target_arch = "arm",
+    ignore = "slow under qemu-arm; pure logic, run natively"
+)]
 fn the_ghost_of_something_that_left_is_absorbed() {
     // Stands there from the start (it is background), leaves at 8 s.
     let scene = Scene {
@@ -702,6 +762,10 @@ fn the_ghost_of_something_that_left_is_absorbed() {
 }
 
 #[test]
+#[cfg_attr(
+    target_arch = "arm",
+    ignore = "slow under qemu-arm; pure logic, run natively"
+)]
 fn something_absorbed_while_it_stood_is_found_when_it_vanishes() {
     // A flat dark car drives in at 4 s, parks at 6 s (and is absorbed), and is gone at 14 s
     // from one frame to the next. Its going only brightens the cells it covered, as a beam
@@ -724,6 +788,10 @@ fn something_absorbed_while_it_stood_is_found_when_it_vanishes() {
 }
 
 #[test]
+#[cfg_attr(
+    target_arch = "arm",
+    ignore = "slow under qemu-arm; pure logic, run natively"
+)]
 fn a_hand_close_to_the_lens_is_found_over_a_clipped_sky() {
     // The top of the view is sky the gain clips flat; a dark, out-of-focus hand comes in
     // from the top in front of it, next to a bush swaying in the wind. Its rim is 80 pixels
@@ -745,6 +813,10 @@ fn a_hand_close_to_the_lens_is_found_over_a_clipped_sky() {
 // The knobs.
 
 #[test]
+#[cfg_attr(
+    target_arch = "arm",
+    ignore = "slow under qemu-arm; pure logic, run natively"
+)]
 fn motion_outside_the_zones_is_ignored() {
     let zoned = DetectorConfig {
         zones: vec![Rect {
@@ -769,6 +841,10 @@ fn motion_outside_the_zones_is_ignored() {
 }
 
 #[test]
+#[cfg_attr(
+    target_arch = "arm",
+    ignore = "slow under qemu-arm; pure logic, run natively"
+)]
 fn sensitivity_and_minimum_area_mean_something() {
     // A faint figure: 25 grey levels from the road, in dim light.
     let faint = Scene {
