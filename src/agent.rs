@@ -19,7 +19,9 @@ use crate::config::Config;
 use crate::device::FactSources;
 use crate::policy::consent::LedgerFile;
 use crate::policy::disclosure::DisclosureLog;
-use crate::policy::{Field, Flow, Gate, Policy, PolicyError, PseudonymKey, PseudonymKeyError};
+use crate::policy::{
+    Field, Flow, Gate, Policy, PolicyError, PseudonymKey, PseudonymKeyError, Secrets,
+};
 use crate::record::{rfc3339, Record, Value};
 use crate::uplink::backoff::Backoff;
 use crate::uplink::outbox::{Outbox, OutboxError};
@@ -78,15 +80,26 @@ pub fn lock_state(state_dir: &Path) -> Result<File, AgentError> {
     }
 }
 
-/// The gate as the daemon builds it: policy, pseudonym key, consent and the board's serial.
+/// The gate as the daemon builds it: policy, pseudonym key, consent, the board's serial, and
+/// the secret values it must stop in any field: never-leave facts, credentials, the keys.
 pub fn build_gate(config: &Config) -> Result<Gate, AgentError> {
     let policy = Policy::load(&config.agent.policy_file)?;
-    let key = PseudonymKey::load_or_create(&config.agent.state_dir.join(KEY_FILE))?;
-    let serial = match config.device.read_one(Field::SerialNumber) {
-        Value::Text(serial) => Some(serial),
+    let key_file = config.agent.state_dir.join(KEY_FILE);
+    let key = PseudonymKey::load_or_create(&key_file)?;
+    let facts = config.device.read();
+    let serial = match facts.get(&Field::SerialNumber) {
+        Some(Value::Text(serial)) => Some(serial.clone()),
         _ => None,
     };
-    Ok(Gate::new(policy, key, &config.broker.topic_prefix, serial))
+    let mut secrets = Secrets::from_facts(&facts, &policy.never_leave);
+    for file in [&config.broker.key_file, &key_file] {
+        if let Ok(bytes) = std::fs::read(file) {
+            secrets.add_key_material(&bytes);
+        }
+    }
+    let mut gate = Gate::new(policy, key, &config.broker.topic_prefix, serial);
+    gate.set_secrets(secrets);
+    Ok(gate)
 }
 
 /// Runs the agent until `shutdown` completes.

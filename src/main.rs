@@ -412,15 +412,22 @@ fn eval(
 
 fn facts(config: &Config) -> anyhow::Result<()> {
     let policy = Policy::load(&config.agent.policy_file)?;
+    let facts = config.device.read();
+    // The same secrets the gate stops are not printed either: terminals end up in tickets.
+    let secrets = camagent::policy::Secrets::from_facts(&facts, &policy.never_leave);
     println!("{:<24} {:<34} leaves for", "field", "value");
-    for (field, value) in &config.device.read() {
+    for (field, value) in &facts {
         let purposes = policy.purposes_for(*field);
         let leaves = if purposes.is_empty() || policy.never_leave.contains(field) {
             "never (stays on the device)".to_owned()
         } else {
             purposes.join(", ")
         };
-        println!("{:<24} {:<34} {leaves}", field.name(), value.to_string());
+        let mut shown = value.to_string();
+        if secrets.found_in(shown.as_bytes()) {
+            shown = "(holds a secret, not shown)".into();
+        }
+        println!("{:<24} {shown:<34} {leaves}", field.name());
     }
     Ok(())
 }

@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use camagent::policy::{Field, Flow, Gate, Policy, PseudonymKey, Transform};
+use camagent::policy::secrets::MIN_SECRET_LEN;
+use camagent::policy::{Field, Flow, Gate, Policy, PseudonymKey, Secrets, Transform};
 use camagent::record::{Record, Value};
 use proptest::prelude::*;
 
@@ -166,6 +167,111 @@ proptest! {
             }
         }
     }
+}
+
+/// A secret: printable ASCII with the characters JSON escapes, or any Unicode.
+fn secret() -> impl Strategy<Value = String> {
+    prop_oneof![
+        proptest::string::string_regex(r#"[ -~"\\]{4,24}"#).unwrap(),
+        proptest::string::string_regex(r#"\PC{4,12}"#).unwrap(),
+    ]
+    .prop_filter("long enough to be searched for", |s| {
+        s.trim().trim_matches(['"', '\'']).trim().len() >= MIN_SECRET_LEN
+    })
+}
+
+/// Every form the gate's own output could carry `secret` in: raw, JSON-escaped, and base64 at
+/// each of the three byte alignments (media leaves as base64).
+fn forms(secret: &str) -> Vec<Vec<u8>> {
+    use base64::Engine as _;
+    let secret = secret.trim().trim_matches(['"', '\'']).trim();
+    let escaped = serde_json::Value::from(secret).to_string();
+    let mut forms = vec![
+        secret.as_bytes().to_vec(),
+        escaped.as_bytes()[1..escaped.len() - 1].to_vec(),
+    ];
+    for pad in 0..3usize {
+        let mut bytes = vec![0u8; pad];
+        bytes.extend_from_slice(secret.as_bytes());
+        let text = base64::engine::general_purpose::STANDARD.encode(&bytes);
+        // Only the characters that depend on the secret's bytes alone.
+        let (from, to) = ((8 * pad).div_ceil(6), 8 * bytes.len() / 6);
+        forms.push(text.as_bytes()[from..to].to_vec());
+    }
+    forms
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+static SECRET_RUNS_ADMITTED: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Secrets known to the device (never-leave facts, credentials, a config file's secret
+    /// keys) planted inside every other field, under every transform, in text, JSON and media:
+    /// none reaches the payload or the topic in any form.
+    #[test]
+    fn no_secret_leaves_by_value(
+        purposes in proptest::collection::vec(purpose_spec(), 1..6),
+        never in proptest::sample::subsequence(device_fields(), 0..6),
+        pick in any::<proptest::sample::Index>(),
+        secrets in proptest::collection::vec(secret(), 4),
+        carrier in proptest::collection::vec(any::<proptest::sample::Index>(), 24),
+        salt in any::<u64>(),
+    ) {
+        let flow = purposes[pick.index(purposes.len())].flow;
+        let policy = Policy::parse(&policy_text(&purposes, &never), Path::new("gen.toml")).expect("generated policy is valid");
+        // What the board holds: the secrets themselves, and a config file that names one.
+        let mut facts = BTreeMap::from([
+            (Field::WifiSsid, Value::Text(secrets[0].clone())),
+            (Field::DeviceCredentials, Value::Text(secrets[1].clone())),
+            (Field::EmailAlertCredentials, Value::Text(secrets[2].clone())),
+            (Field::Configuration, Value::Text(format!("resolution=1080p\nwifi_psk={}\n", secrets[3]))),
+        ]);
+        let mut known = Secrets::from_facts(&facts, &policy.never_leave);
+        known.add(&secrets[0]); // the SSID is a secret of this board even where no policy says so
+        let mut gate = Gate::new(policy, PseudonymKey::from_bytes(&salt.to_le_bytes().repeat(4)), "pfx", Some(format!("SN{salt:x}")));
+        gate.set_secrets(known);
+
+        // Every field the record may carry holds one of the secrets, somewhere in its value.
+        for (i, field) in device_fields().into_iter().enumerate() {
+            let s = &secrets[carrier[i].index(secrets.len())];
+            let value = match field {
+                Field::WifiSsid | Field::DeviceCredentials | Field::EmailAlertCredentials | Field::Configuration => continue,
+                Field::Snapshot | Field::Clip => Value::Media { content_type: "image/jpeg".into(), data: [b"\xff\xd8".as_slice(), s.as_bytes(), b"\xff\xd9"].concat() },
+                Field::UsageStatistics | Field::EventData | Field::AgentStatus | Field::Logs => Value::Json(serde_json::json!({ "note": format!("x{s}y"), "n": i })),
+                Field::Timezone => Value::Zone { name: format!("Europe/{s}"), utc_offset_secs: 3600 },
+                _ => Value::Text(format!("{i}:{s}")),
+            };
+            facts.insert(field, value);
+        }
+        let record = Record::new(flow, facts);
+        if let Ok(admitted) = gate.admit(&record, Some(1)) {
+            SECRET_RUNS_ADMITTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            for s in &secrets {
+                for form in forms(s) {
+                    prop_assert!(!contains(admitted.payload(), &form), "secret {s:?} as {:?} in {}", String::from_utf8_lossy(&form), String::from_utf8_lossy(admitted.payload()));
+                    prop_assert!(!contains(admitted.topic().as_bytes(), &form), "secret {s:?} in topic {}", admitted.topic());
+                }
+            }
+        }
+    }
+}
+
+/// The secrets property means little if nothing was ever admitted (a field left unavailable
+/// or transformed beyond recognition still admits the record).
+#[test]
+fn secret_runs_admit_records() {
+    no_secret_leaves_by_value();
+    let admitted = SECRET_RUNS_ADMITTED.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        admitted > 30,
+        "only {admitted} of 300 generated records were admitted"
+    );
 }
 
 /// The property above means little if the gate refused nearly everything.

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use serde_json::{json, Map};
 
 use super::consent::Ledger;
-use super::{transform, Field, Flow, KeyScope, LegalBasis, Policy, PseudonymKey};
+use super::{transform, Field, Flow, KeyScope, LegalBasis, Policy, PseudonymKey, Secrets};
 use crate::record::{rfc3339, Record, Value};
 use crate::uplink::topic::{self, TopicError};
 use crate::uplink::upload::{self, ChunkHeader, Manifest};
@@ -31,6 +31,8 @@ pub enum Refusal {
     NothingPermitted(String),
     #[error("cannot build topic: {0}")]
     Topic(#[from] TopicError),
+    #[error("the topic or every permitted field of purpose `{0}` holds a secret value")]
+    HoldsSecret(String),
 }
 
 /// Gate output: a topic and payload holding only what the policy permits.
@@ -42,6 +44,7 @@ pub struct Admitted {
     purpose: String,
     legal_basis: &'static str,
     fields: Vec<Field>,
+    withheld: Vec<Field>,
 }
 
 impl Admitted {
@@ -64,6 +67,10 @@ impl Admitted {
     pub fn fields(&self) -> &[Field] {
         &self.fields
     }
+    /// Permitted fields kept back because their value holds a secret; only their names leave.
+    pub fn withheld(&self) -> &[Field] {
+        &self.withheld
+    }
 }
 
 /// What governs a record once its flow is resolved: the policy's purpose, or a built-in one.
@@ -84,6 +91,8 @@ pub struct Gate {
     serial: Option<String>,
     built_in_consent: BTreeSet<Field>,
     built_in_erasure: BTreeSet<Field>,
+    /// Values that never leave in any field (see [`Secrets`]).
+    secrets: Secrets,
 }
 
 impl Gate {
@@ -96,7 +105,14 @@ impl Gate {
             serial,
             built_in_consent: BTreeSet::from([Field::ConsentRecord]),
             built_in_erasure: BTreeSet::from([Field::ErasureRecord]),
+            secrets: Secrets::default(),
         }
+    }
+
+    /// The device's secret values: from now on no field, topic or chunk header holding one
+    /// leaves. A record's own secret fields are added to these when it is admitted.
+    pub fn set_secrets(&mut self, secrets: Secrets) {
+        self.secrets = secrets;
     }
 
     pub fn policy(&self) -> &Policy {
@@ -236,13 +252,22 @@ impl Gate {
             purpose: rule.id.to_owned(),
             legal_basis: rule.basis.dpv().to_owned(),
         };
+        // The chunk's data is encoder output (pixels), not device text; the parts the gate
+        // writes are checked.
+        let payload = upload::frame(&header, data);
+        let header_len = payload.len() - data.len();
+        if self.secrets.found_in(topic.as_bytes()) || self.secrets.found_in(&payload[..header_len])
+        {
+            return Err(Refusal::HoldsSecret(rule.id.to_owned()));
+        }
         Ok(Admitted {
             topic,
-            payload: upload::frame(&header, data),
+            payload,
             retain: false,
             purpose: rule.id.to_owned(),
             legal_basis: rule.basis.name(),
             fields: vec![field],
+            withheld: Vec::new(),
         })
     }
 
@@ -251,8 +276,13 @@ impl Gate {
         let rule = self.rule(record.flow)?;
         let key = self.key_for(rule.key, rule.id);
 
+        // The record's own secret fields (a fresh Wi-Fi key) count as well as those known.
+        let own = Secrets::from_facts(&record.fields, &self.policy.never_leave);
+        let holds_secret = |bytes: &[u8]| self.secrets.found_in(bytes) || own.found_in(bytes);
+
         let mut values = Map::new();
         let mut unavailable = Vec::new();
+        let mut withheld = Vec::new();
         let mut fields = Vec::new();
         for (field, value) in &record.fields {
             if !rule.fields.contains(field) || self.policy.never_leave.contains(field) {
@@ -262,35 +292,44 @@ impl Gate {
                 Some(t) => transform::apply(*t, value, &key, field.name()),
                 None => Some(value.clone()),
             };
-            fields.push(*field);
-            match value {
-                Some(Value::Text(s)) => {
-                    values.insert(field.name().into(), json!(s));
-                }
-                Some(Value::Count(n)) => {
-                    values.insert(field.name().into(), json!(n));
-                }
-                Some(Value::Zone { name, .. }) => {
-                    values.insert(field.name().into(), json!(name));
-                }
-                Some(Value::Json(v)) => {
-                    values.insert(field.name().into(), v);
-                }
-                Some(Value::Media { content_type, data }) => {
-                    let media = json!({
-                        "content_type": content_type,
-                        "bytes": data.len(),
-                        "base64": crate::record::base64_bytes::encode(&data),
-                    });
-                    values.insert(field.name().into(), media);
-                }
+            let out = match value {
+                Some(Value::Text(s)) => json!(s),
+                Some(Value::Count(n)) => json!(n),
+                Some(Value::Zone { name, .. }) => json!(name),
+                Some(Value::Json(v)) => v,
+                Some(Value::Media { content_type, data }) => json!({
+                    "content_type": content_type,
+                    "bytes": data.len(),
+                    "base64": crate::record::base64_bytes::encode(&data),
+                }),
                 // The reason may name local paths; only the fact that it is missing leaves.
                 // A value its transform cannot handle safely does not leave either.
-                Some(Value::Unavailable(_)) | None => unavailable.push(field.name()),
+                Some(Value::Unavailable(_)) | None => {
+                    fields.push(*field);
+                    unavailable.push(field.name());
+                    continue;
+                }
+            };
+            // Media is searched as the bytes it holds (base64 only re-encodes them).
+            let holds = match record.fields.get(field) {
+                Some(Value::Media { content_type, data }) => {
+                    holds_secret(data) || holds_secret(content_type.as_bytes())
+                }
+                _ => holds_secret(out.to_string().as_bytes()),
+            };
+            if holds {
+                withheld.push(*field);
+                continue;
             }
+            fields.push(*field);
+            values.insert(field.name().into(), out);
         }
         if fields.is_empty() {
-            return Err(Refusal::NothingPermitted(rule.id.to_owned()));
+            return Err(if withheld.is_empty() {
+                Refusal::NothingPermitted(rule.id.to_owned())
+            } else {
+                Refusal::HoldsSecret(rule.id.to_owned())
+            });
         }
 
         let topic = topic::build(
@@ -312,6 +351,12 @@ impl Gate {
         if !unavailable.is_empty() {
             payload["unavailable"] = json!(unavailable);
         }
+        if !withheld.is_empty() {
+            payload["withheld"] = json!(withheld);
+        }
+        if holds_secret(topic.as_bytes()) {
+            return Err(Refusal::HoldsSecret(rule.id.to_owned()));
+        }
         Ok(Admitted {
             topic,
             payload: payload.to_string().into_bytes(),
@@ -319,6 +364,7 @@ impl Gate {
             purpose: rule.id.to_owned(),
             legal_basis: rule.basis.name(),
             fields,
+            withheld,
         })
     }
 }

@@ -9,6 +9,7 @@ pub mod disclosure;
 pub mod explain;
 mod gate;
 mod pseudonym;
+pub mod secrets;
 pub mod transform;
 pub mod vocabulary;
 
@@ -21,6 +22,7 @@ use toml::Spanned;
 
 pub use gate::{Admitted, Gate, Refusal};
 pub use pseudonym::{PseudonymKey, PseudonymKeyError};
+pub use secrets::Secrets;
 pub use vocabulary::{Field, Flow, LegalBasis, Transform};
 
 /// The policy file format version this agent reads.

@@ -61,6 +61,14 @@ vocabulary! {
 }
 
 impl Field {
+    /// Credentials: secret whatever a policy says, so the gate stops their values in any field.
+    pub fn is_secret(self) -> bool {
+        matches!(
+            self,
+            Field::DeviceCredentials | Field::EmailAlertCredentials
+        )
+    }
+
     /// DPV identifier where DPV has one, else the local `camagent:` name.
     pub fn vocabulary_id(self) -> &'static str {
         match self {

@@ -315,10 +315,18 @@ impl Session {
     }
 
     fn enqueue(&mut self, record: Record) {
-        if let Err(refusal) = self.gate.admit(&record, None) {
-            self.stats.refused += 1;
-            debug!(flow = %record.flow, "record not sent: {refusal}");
-            return;
+        match self.gate.admit(&record, None) {
+            Err(refusal) => {
+                self.stats.refused += 1;
+                debug!(flow = %record.flow, "record not sent: {refusal}");
+                return;
+            }
+            Ok(admitted) if !admitted.withheld().is_empty() => warn!(
+                flow = %record.flow,
+                withheld = ?admitted.withheld(),
+                "fields kept back: their values hold a secret (a never_leave value, a credential or key material)"
+            ),
+            Ok(_) => {}
         }
         match self.outbox.append(&record) {
             Ok(seq) => debug!(seq, depth = self.outbox.len(), "record queued"),
