@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rumqttc::{AsyncClient, MqttOptions, Transport};
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::capture::camera::{CameraEvent, SourceState};
 use crate::command::ReplayGuard;
@@ -106,7 +106,7 @@ pub fn build_gate(config: &Config) -> Result<Gate, AgentError> {
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
     let state_dir = config.agent.state_dir.clone();
     let _lock = lock_state(&state_dir)?;
-    let gate = build_gate(&config)?;
+    let mut gate = build_gate(&config)?;
     let (outbox, quarantined) = Outbox::open(&state_dir.join("outbox"), config.outbox.max_bytes)?;
     for q in &quarantined {
         warn!(file = %q.file.display(), "outbox entry quarantined: {}", q.reason);
@@ -140,18 +140,36 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         .set_transport(Transport::tls_with_config(
             rumqttc::TlsConfiguration::Rustls(tls),
         ));
-    match session::last_will(&gate, &stores.disclosures) {
-        Some(will) => {
-            options.set_last_will(will);
+    // The owner's choices decide the will too: an objected-to status registers none.
+    // An unreadable ledger may hold an objection: register no will until it is read.
+    let will = match stores.ledger.load() {
+        Ok(ledger) => {
+            gate.set_consent(ledger);
+            session::last_will(&gate, &stores.disclosures)
         }
-        None => warn!("the policy sends no status: the broker cannot mark this device offline"),
+        Err(e) => {
+            error!("{e}; no last will is registered");
+            None
+        }
+    };
+    let without_will = options.clone();
+    match &will {
+        Some(will) => {
+            options.set_last_will(will.clone());
+        }
+        None => warn!(
+            "no status may be sent (policy or consent): the broker cannot mark this device offline"
+        ),
     }
+    let (will_tx, will_rx) = tokio::sync::watch::channel(will);
     let (client, eventloop) = AsyncClient::new(options, usize::from(b.max_inflight) + 8);
 
     let discard = Arc::new(AtomicBool::new(false));
     let (net_tx, mut net_rx) = mpsc::unbounded_channel();
     let driver = tokio::spawn(session::drive(
         eventloop,
+        without_will,
+        will_rx,
         net_tx,
         Backoff::new(b.reconnect_min, b.reconnect_max),
         discard.clone(),
@@ -163,7 +181,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         record_tx,
     ));
 
-    let mut session = Session::new(gate, outbox, client, stores, b.max_inflight, discard);
+    let mut session = Session::new(
+        gate,
+        outbox,
+        client,
+        stores,
+        b.max_inflight,
+        discard,
+        will_tx,
+    );
     info!(
         broker = %format!("{}:{}", b.host, b.port),
         device_id = %session.gate().anchor_id(),

@@ -2,22 +2,44 @@
 //! clips, snapshots, the consent ledger, the disclosure log and the pseudonym keys.
 //!
 //! The replay guard of signed commands is kept: it holds no personal data, and without it an
-//! old command could be replayed after the erase.
+//! old command could be replayed after the erase. So is the list of retained topics
+//! (`uplink::retained`): the erase clears those at the broker, and each leaves the list once
+//! cleared.
 
 use std::fs;
 use std::io::ErrorKind;
 use std::path::Path;
 
+use serde_json::json;
+
+use crate::policy::{Field, Flow};
+use crate::record::Record;
+
 /// What an erase removes, relative to the state directory, and what to call it.
-pub const OWNER_DATA: [(&str, &str); 7] = [
+pub const OWNER_DATA: [(&str, &str); 6] = [
     ("outbox", "queued records"),
     ("clips", "clips"),
-    ("snapshots", "snapshots"),
     ("consent.json", "consent ledger"),
     ("disclosures.jsonl", "disclosure log"),
     ("disclosures.jsonl.1", "disclosure log (rotated)"),
     ("keys", "pseudonym keys"),
 ];
+
+/// The erasure confirmation for the cloud. It names the device id the erase retired — the one
+/// the cloud knows — and is published under it; the device's new pseudonyms are not
+/// disclosed beside it, so the two identities stay unlinked.
+pub fn confirmation(
+    erased: &[&str],
+    retired_device_id: &str,
+    via: &str,
+    command_issued_ms: Option<u64>,
+) -> Record {
+    let mut body = json!({ "erased": erased, "via": via, "device_id": retired_device_id });
+    if let Some(ms) = command_issued_ms {
+        body["command_issued_ms"] = json!(ms);
+    }
+    Record::json(Flow::ErasureConfirmation, Field::ErasureRecord, body)
+}
 
 /// Removes the owner's data under `state_dir`; returns the names of what existed and is gone.
 pub fn wipe(state_dir: &Path) -> std::io::Result<Vec<&'static str>> {

@@ -255,18 +255,24 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let _lock = camagent::agent::lock_state(state).context(
                 "stop the agent first (systemctl stop camagent), or send the signed erase command",
             )?;
+            // The confirmation names the id being retired; the next start uses new ones.
+            let retired = camagent::agent::build_gate(&config)?.anchor_id();
             let erased = camagent::erase::wipe(state)?;
-            // The next start publishes the confirmation, under the device's new pseudonyms.
-            let gate = camagent::agent::build_gate(&config)?;
+            // The next start clears every retained topic used so far, before it confirms.
+            let (mut retained, damaged) = camagent::uplink::retained::RetainedTopics::open(state);
+            if let Some(e) = damaged {
+                eprintln!("camagent: {e}; the retained messages it named cannot be cleared");
+            }
+            retained.clear_where(|_| true)?;
             let (mut outbox, _) = camagent::uplink::outbox::Outbox::open(
                 &state.join("outbox"),
                 config.outbox.max_bytes,
             )?;
-            let confirmation = serde_json::json!({ "erased": erased, "via": "device command line", "device_id": gate.anchor_id() });
-            outbox.append(&camagent::record::Record::json(
-                camagent::policy::Flow::ErasureConfirmation,
-                camagent::policy::Field::ErasureRecord,
-                confirmation,
+            outbox.append(&camagent::erase::confirmation(
+                &erased,
+                &retired,
+                "device command line",
+                None,
             ))?;
             if erased.is_empty() {
                 println!("nothing to erase; a confirmation is queued for the cloud");

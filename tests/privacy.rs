@@ -214,8 +214,37 @@ fn signed_erase_wipes_owner_data_and_confirms() {
             && erased.contains(&"disclosure log"),
         "{erased:?}"
     );
-    assert_eq!(record["previous_device_id"], id.as_str());
-    assert_ne!(record["device_id"], id.as_str());
+    // Confirmed under the retired id the cloud addressed; the new id is not beside it.
+    assert_eq!(record["device_id"], id.as_str());
+    assert!(confirmation.topic.contains(&id), "{}", confirmation.topic);
+    agent.wait_log("owner data erased on command");
+    let log = agent.log();
+    let at = log.find("owner data erased").unwrap();
+    let at = at + log[at..].find("device_id=").unwrap() + "device_id=".len();
+    let new_id = log[at..].split_whitespace().next().unwrap().to_owned();
+    assert_ne!(new_id, id);
+    // The broker holds nothing retained under the retired id: a subscriber that comes now
+    // learns nothing of it.
+    agent.wait_log("retained message cleared at the broker");
+    let late = Subscriber::connect(&world, broker.port, "late", false);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let retained: Vec<String> = late
+        .snapshot()
+        .iter()
+        .filter(|m| m.retain && m.topic.contains(&id))
+        .map(|m| m.topic.clone())
+        .collect();
+    assert!(retained.is_empty(), "still retained: {retained:?}");
+    for m in cloud.snapshot() {
+        if m.topic.contains(&id) {
+            assert!(
+                !String::from_utf8_lossy(&m.payload).contains(&new_id),
+                "{} links the old id to the new: {:?}",
+                m.topic,
+                String::from_utf8_lossy(&m.payload)
+            );
+        }
+    }
 
     assert!(!state.join("consent.json").exists());
     let key_after = std::fs::read(state.join("keys/pseudonym.key")).unwrap();
@@ -225,7 +254,7 @@ fn signed_erase_wipes_owner_data_and_confirms() {
     assert!(out.contains("off until granted"), "{out}");
     // The command again, even re-addressed to the new id, is refused: the replay guard
     // survives the erase.
-    let new_id = record["device_id"].as_str().unwrap();
+    let new_id = new_id.as_str();
     cloud.publish(&format!("test/cams/{new_id}/cmd"), signer.sign(&erase));
     agent.wait_log("is for device");
     let again =

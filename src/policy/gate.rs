@@ -226,6 +226,30 @@ impl Gate {
         }
     }
 
+    /// Whether records of purpose `id` may leave now (it is in the policy and the owner's
+    /// consent allows it).
+    pub fn purpose_runs(&self, id: &str) -> bool {
+        self.policy
+            .purposes
+            .iter()
+            .any(|p| p.id == id && self.consent.permits(p))
+    }
+
+    /// An empty retained publish on `topic`, which a retained record of `purpose` used: it
+    /// deletes that record at the broker (after an objection, a withdrawal or an erase). It
+    /// carries no data; it is logged like any send, under the legal obligation to stop.
+    pub fn admit_clear(&self, topic: &str, purpose: &str) -> Admitted {
+        Admitted {
+            topic: topic.to_owned(),
+            payload: Vec::new(),
+            retain: true,
+            purpose: purpose.to_owned(),
+            legal_basis: LegalBasis::LegalObligation.name(),
+            fields: Vec::new(),
+            withheld: Vec::new(),
+        }
+    }
+
     /// Admits chunk `index` of a clip, with the decision the clip record gets: the clip
     /// flow's purpose must permit the `clip` field, and the owner's consent must allow it.
     pub fn admit_chunk(
@@ -332,11 +356,15 @@ impl Gate {
             });
         }
 
-        let topic = topic::build(
-            &self.prefix,
-            &self.device_id(record.flow),
-            record.flow.name(),
-        )?;
+        // An erasure is confirmed under the id the erase retired (see `erase::confirmation`).
+        let device_id = match (record.flow, record.fields.get(&Field::ErasureRecord)) {
+            (Flow::ErasureConfirmation, Some(Value::Json(body))) => body["device_id"]
+                .as_str()
+                .filter(|id| topic::is_safe_level(id))
+                .map_or_else(|| self.device_id(record.flow), str::to_owned),
+            _ => self.device_id(record.flow),
+        };
+        let topic = topic::build(&self.prefix, &device_id, record.flow.name())?;
         let mut payload = json!({
             "schema": PAYLOAD_SCHEMA,
             "flow": record.flow,

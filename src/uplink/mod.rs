@@ -3,6 +3,7 @@
 
 pub mod backoff;
 pub mod outbox;
+pub mod retained;
 pub mod session;
 pub mod tls;
 pub mod topic;

@@ -24,13 +24,16 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, LastWill, Outgoing, Packet, QoS};
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS,
+};
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
 use super::backoff::Backoff;
 use super::outbox::{Outbox, OutboxError};
+use super::retained::RetainedTopics;
 use super::upload::{Manifest, Uploads};
 use crate::command::{self, Action, ReplayGuard};
 use crate::policy::consent::{self, LedgerFile, Via};
@@ -66,6 +69,8 @@ pub enum Net {
 /// dropped at the next connect, which the session then treats as a lost session.
 pub async fn drive(
     mut eventloop: EventLoop,
+    without_will: MqttOptions,
+    will: watch::Receiver<Option<LastWill>>,
     net: mpsc::UnboundedSender<Net>,
     mut backoff: Backoff,
     discard: Arc<AtomicBool>,
@@ -103,6 +108,13 @@ pub async fn drive(
                     return;
                 }
                 eventloop.clean();
+                // The will as consent stands now: rumqttc can set one but not remove one, so
+                // start from options without it.
+                let mut options = without_will.clone();
+                if let Some(will) = will.borrow().clone() {
+                    options.set_last_will(will);
+                }
+                eventloop.mqtt_options = options;
                 tokio::time::sleep(backoff.next_delay()).await;
                 continue;
             }
@@ -166,7 +178,12 @@ pub const CHUNKS_IN_FLIGHT: usize = 4;
 enum Sent {
     Record(u64),
     Status,
-    Chunk { clip: String, index: u32 },
+    Chunk {
+        clip: String,
+        index: u32,
+    },
+    /// An empty retained publish deleting what `topic` held at the broker.
+    Clear(String),
 }
 
 #[derive(Debug)]
@@ -222,6 +239,10 @@ pub struct Session {
     /// The agent's state for the retained status, and when it was last published.
     agent_status: Option<serde_json::Value>,
     agent_status_sent: Option<(serde_json::Value, std::time::Instant)>,
+    /// Retained topics used, and those waiting to be cleared.
+    retained: RetainedTopics,
+    /// The last will the driver registers at the next connect.
+    will: watch::Sender<Option<LastWill>>,
 }
 
 /// The retained status is republished when the agent's state changes, at most this often.
@@ -235,8 +256,13 @@ impl Session {
         stores: Stores,
         max_in_flight: u16,
         discard: Arc<AtomicBool>,
+        will: watch::Sender<Option<LastWill>>,
     ) -> Self {
         let command_topic = command_topic(&gate);
+        let (retained, damaged) = RetainedTopics::open(&stores.state_dir);
+        if let Some(e) = damaged {
+            error!("{e}; retained messages it named can no longer be cleared by the device");
+        }
         let mut session = Self {
             gate,
             outbox,
@@ -253,6 +279,8 @@ impl Session {
             upload_budget: (0.0, std::time::Instant::now()),
             agent_status: None,
             agent_status_sent: None,
+            retained,
+            will,
         };
         session.refresh_consent();
         session
@@ -389,6 +417,12 @@ impl Session {
                                 error!("delivered record {seq} could not be deleted: {e}");
                             }
                         }
+                        Some(Sent::Clear(topic)) => {
+                            info!(%topic, "retained message cleared at the broker");
+                            if let Err(e) = self.retained.cleared(&topic) {
+                                error!("{e}");
+                            }
+                        }
                         Some(Sent::Chunk { clip, index }) => {
                             match self.stores.uploads.ack(&clip, index) {
                                 Ok(Some(done)) => {
@@ -479,6 +513,7 @@ impl Session {
         };
         self.gate.set_consent(ledger.clone());
         self.purge_refused();
+        self.apply_stops();
         let fresh: Vec<_> = ledger
             .events
             .iter()
@@ -506,6 +541,42 @@ impl Session {
             match marked {
                 Ok(()) => self.ledger_stamp = self.stores.ledger.stamp(),
                 Err(e) => error!("receipts queued but not marked in the ledger: {e}"),
+            }
+        }
+    }
+
+    /// After a consent change or an erase: marks for clearing the retained topics of purposes
+    /// that may no longer run, and re-registers the last will. A will already registered
+    /// stays with the broker until the connection ends, so the session reconnects at once.
+    fn apply_stops(&mut self) {
+        let gate = &self.gate;
+        match self
+            .retained
+            .clear_where(|purpose| !gate.purpose_runs(purpose))
+        {
+            Ok(0) => {}
+            Ok(topics) => info!(
+                topics,
+                "clearing the retained messages of a purpose that may no longer run"
+            ),
+            Err(e) => error!("{e}"),
+        }
+        let topic = |w: &Option<LastWill>| w.as_ref().map(|w| w.topic.clone());
+        let offline = self.gate.admit(&Record::status(false), None).ok();
+        if offline.as_ref().map(|o| o.topic().to_owned()) == topic(&self.will.borrow()) {
+            return;
+        }
+        let will = last_will(&self.gate, &self.stores.disclosures);
+        if let Some(admitted) = &offline {
+            if let Err(e) = self.retained.used(admitted.topic(), admitted.purpose()) {
+                error!("{e}");
+            }
+        }
+        self.will.send_replace(will);
+        if self.connected {
+            info!("the last will changed: reconnecting so the broker registers the new one");
+            if let Err(e) = self.client.try_disconnect() {
+                warn!("cannot reconnect now; the new last will applies at the next connect: {e}");
             }
         }
     }
@@ -603,11 +674,15 @@ impl Session {
         }
     }
 
-    /// Wipes the owner's data, starts new pseudonyms and queues the confirmation.
+    /// Wipes the owner's data, clears the retained topics, starts new pseudonyms and queues
+    /// the confirmation (which goes after the clearing publishes).
     fn erase(&mut self, issued_ms: u64) {
-        let previous = self.gate.anchor_id();
+        let retired = self.gate.anchor_id();
         let gone = purge(&mut self.outbox, |_| true);
         self.forget_in_flight(&gone);
+        if let Err(e) = self.retained.clear_where(|_| true) {
+            error!("{e}");
+        }
         let erased = match crate::erase::wipe(&self.stores.state_dir) {
             Ok(erased) => erased,
             Err(e) => {
@@ -629,17 +704,13 @@ impl Session {
         let _ = self
             .client
             .try_subscribe(&self.command_topic, QoS::AtLeastOnce);
-        warn!(?erased, "owner data erased on command");
-        let confirmation = json!({
-            "erased": erased,
-            "command_issued_ms": issued_ms,
-            "previous_device_id": previous,
-            "device_id": self.gate.anchor_id(),
-        });
-        self.enqueue(Record::json(
-            Flow::ErasureConfirmation,
-            Field::ErasureRecord,
-            confirmation,
+        // The new id stays on the device: the log is local, the confirmation does not carry it.
+        warn!(?erased, device_id = %self.gate.anchor_id(), "owner data erased on command");
+        self.enqueue(crate::erase::confirmation(
+            &erased,
+            &retired,
+            "signed command",
+            Some(issued_ms),
         ));
         self.pump();
     }
@@ -686,9 +757,38 @@ impl Session {
 
     /// Hands outbox entries to the client, oldest first, while the window has room.
     fn pump(&mut self) {
-        if self.pump_records() {
+        if self.pump_clears() && self.pump_records() {
             self.pump_chunks(None);
         }
+    }
+
+    /// Hands the clearing publishes of retained topics to the client, before anything else
+    /// (an erase confirms only after them); `true` when none is left waiting.
+    fn pump_clears(&mut self) -> bool {
+        let waiting: Vec<(String, String)> = self
+            .retained
+            .to_clear()
+            .filter(|(topic, _)| {
+                !self
+                    .in_flight
+                    .iter()
+                    .any(|f| matches!(&f.what, Sent::Clear(t) if t == topic))
+            })
+            .map(|(topic, purpose)| (topic.to_owned(), purpose.to_owned()))
+            .collect();
+        for (topic, purpose) in waiting {
+            if !self.connected || self.in_flight.len() >= self.max_in_flight {
+                return false;
+            }
+            if !self.hand_over(&self.gate.admit_clear(&topic, &purpose)) {
+                return false;
+            }
+            self.in_flight.push_back(InFlight {
+                what: Sent::Clear(topic),
+                pkid: None,
+            });
+        }
+        true
     }
 
     /// Hands queued records to the client; `true` when none is left waiting.
@@ -819,7 +919,7 @@ impl Session {
     }
 
     /// The one place bytes go to the broker, and it takes only gate output.
-    fn hand_over(&self, admitted: &Admitted) -> bool {
+    fn hand_over(&mut self, admitted: &Admitted) -> bool {
         match self.client.try_publish(
             admitted.topic(),
             QoS::AtLeastOnce,
@@ -829,6 +929,11 @@ impl Session {
             Ok(()) => {
                 if let Err(e) = self.stores.disclosures.append(&Disclosure::of(admitted)) {
                     error!("disclosure log: {e}");
+                }
+                if admitted.retain() && !admitted.payload().is_empty() {
+                    if let Err(e) = self.retained.used(admitted.topic(), admitted.purpose()) {
+                        error!("{e}");
+                    }
                 }
                 true
             }
