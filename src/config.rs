@@ -480,6 +480,27 @@ impl Config {
                 "name the interface whose MAC identifies the board, e.g. \"eth0\"",
             ));
         }
+        if let Some(field) = self.device.sources.keys().find(|f| f.made_by_agent()) {
+            return Err(invalid(
+                "device.sources",
+                format!("names `{field}`, which the agent makes itself"),
+                "remove it: sources are for facts the board holds (uptime has device.uptime_file)",
+            ));
+        }
+        if let Some(name) = self
+            .device
+            .sources
+            .get(&crate::policy::Field::Timezone)
+            .and_then(|s| s.value.as_deref())
+        {
+            crate::timezone::offset_now(name, &self.device.zoneinfo_dir).map_err(|e| {
+                invalid(
+                    "device.sources.timezone",
+                    e.to_string(),
+                    "use an IANA zone name from the board's tz database (device.zoneinfo_dir), e.g. \"Europe/Berlin\"",
+                )
+            })?;
+        }
         Ok(())
     }
 }
@@ -587,6 +608,23 @@ key_file = "device.key"
             .unwrap_err()
             .to_string();
         assert!(err.contains("`broker.topic_prefix`"), "{err}");
+    }
+
+    #[test]
+    fn sources_name_only_board_facts_and_real_zones() {
+        let with = |sources: &str| {
+            parse(&format!("{MINIMAL}[device.sources]\n{sources}\n"))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        let err = with("online_status = { value = \"online\" }").unwrap_err();
+        assert!(err.contains("`device.sources`") && err.contains("online_status"), "{err}");
+        let err = with("timezone = { value = \"Mars/Olympus\" }").unwrap_err();
+        assert!(
+            err.contains("`device.sources.timezone`") && err.contains("Mars/Olympus"),
+            "{err}"
+        );
+        with("timezone = { value = \"America/New_York\" }").unwrap();
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub struct FactSources {
     pub net_class_dir: PathBuf,
     #[serde(default = "default_uptime_file")]
     pub uptime_file: PathBuf,
+    /// The compiled tz database the zone's offset and DST are read from.
+    #[serde(default = "default_zoneinfo_dir")]
+    pub zoneinfo_dir: PathBuf,
     #[serde(default)]
     pub sources: BTreeMap<Field, Source>,
 }
@@ -43,6 +46,7 @@ impl Default for FactSources {
             interface: default_interface(),
             net_class_dir: default_net_class_dir(),
             uptime_file: default_uptime_file(),
+            zoneinfo_dir: default_zoneinfo_dir(),
             sources: BTreeMap::new(),
         }
     }
@@ -56,6 +60,9 @@ fn default_net_class_dir() -> PathBuf {
 }
 fn default_uptime_file() -> PathBuf {
     "/proc/uptime".into()
+}
+fn default_zoneinfo_dir() -> PathBuf {
+    crate::timezone::DEFAULT_ZONEINFO.into()
 }
 
 fn file(path: &str) -> Source {
@@ -118,19 +125,50 @@ impl FactSources {
     pub fn read_one(&self, field: Field) -> Value {
         if let Some(source) = self.sources.get(&field) {
             return match (field, read_source(source)) {
-                (Field::Timezone, Value::Text(name)) => zone(name),
+                (Field::Timezone, Value::Text(name)) => self.zone(name),
                 (_, value) => value,
             };
         }
         match field {
             Field::MacAddress => self.read_mac(),
-            Field::Timezone => read_timezone(),
-            Field::Dst => local_time().map_or_else(
-                || Value::Unavailable("the system clock has no local time".into()),
-                |(_, dst)| Value::Text(if dst { "on" } else { "off" }.into()),
-            ),
+            Field::Timezone => self.read_timezone(),
+            // Whether the configured zone is in DST now, by its own rules.
+            Field::Dst => match self.read_one(Field::Timezone) {
+                Value::Zone { name, .. } => {
+                    match crate::timezone::offset_now(&name, &self.zoneinfo_dir) {
+                        Ok((_, dst)) => Value::Text(if dst { "on" } else { "off" }.into()),
+                        Err(e) => Value::Unavailable(e.to_string()),
+                    }
+                }
+                Value::Unavailable(reason) => Value::Unavailable(reason),
+                other => Value::Unavailable(format!("no time zone to tell DST by: {other}")),
+            },
             Field::Uptime => read_uptime(&self.uptime_file),
             field => first_readable(&default_sources(field)),
+        }
+    }
+
+    fn read_timezone(&self) -> Value {
+        match first_readable(&[file("/etc/timezone")]) {
+            Value::Text(name) => self.zone(name),
+            Value::Unavailable(reason) => zone_from_localtime_link(Path::new("/etc/localtime"))
+                .map(|name| self.zone(name))
+                .unwrap_or_else(|| {
+                    Value::Unavailable(format!("{reason}; /etc/localtime is not a zoneinfo link"))
+                }),
+            other => other,
+        }
+    }
+
+    /// A zone name with its UTC offset now; a zone the tz database does not know is not
+    /// reported as if it were one.
+    fn zone(&self, name: String) -> Value {
+        match crate::timezone::offset_now(&name, &self.zoneinfo_dir) {
+            Ok((utc_offset_secs, _)) => Value::Zone {
+                name,
+                utc_offset_secs,
+            },
+            Err(e) => Value::Unavailable(e.to_string()),
         }
     }
 
@@ -147,39 +185,6 @@ impl FactSources {
             }
             Err(e) => Value::Unavailable(format!("{}: {e}", path.display())),
         }
-    }
-}
-
-fn read_timezone() -> Value {
-    match first_readable(&[file("/etc/timezone")]) {
-        Value::Text(name) => zone(name),
-        Value::Unavailable(reason) => zone_from_localtime_link(Path::new("/etc/localtime"))
-            .map(zone)
-            .unwrap_or_else(|| {
-                Value::Unavailable(format!("{reason}; /etc/localtime is not a zoneinfo link"))
-            }),
-        other => other,
-    }
-}
-
-/// A zone name with the system clock's current UTC offset.
-fn zone(name: String) -> Value {
-    Value::Zone {
-        name,
-        utc_offset_secs: local_time().map_or(0, |(offset, _)| offset),
-    }
-}
-
-/// The local UTC offset in seconds and whether DST is in effect, from the C library.
-fn local_time() -> Option<(i32, bool)> {
-    // SAFETY: `time` and `localtime_r` only write to the locals passed by pointer.
-    unsafe {
-        let now = libc::time(std::ptr::null_mut());
-        let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&now, &mut tm).is_null() {
-            return None;
-        }
-        Some((tm.tm_gmtoff as i32, tm.tm_isdst > 0))
     }
 }
 

@@ -15,4 +15,5 @@ pub mod policy;
 pub mod record;
 pub mod status;
 pub mod systemd;
+pub mod timezone;
 pub mod uplink;

@@ -61,6 +61,23 @@ vocabulary! {
 }
 
 impl Field {
+    /// Data the agent makes itself (status, events, media, receipts, counters) rather than
+    /// reads from the board: no `[device.sources]` entry may name it.
+    pub fn made_by_agent(self) -> bool {
+        matches!(
+            self,
+            Field::OnlineStatus
+                | Field::AgentStatus
+                | Field::Uptime
+                | Field::UsageStatistics
+                | Field::EventData
+                | Field::Snapshot
+                | Field::Clip
+                | Field::ConsentRecord
+                | Field::ErasureRecord
+        )
+    }
+
     /// Credentials: secret whatever a policy says, so the gate stops their values in any field.
     pub fn is_secret(self) -> bool {
         matches!(

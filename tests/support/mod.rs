@@ -650,6 +650,11 @@ pub struct Agent {
 
 impl Agent {
     pub fn start(bin: &str, config: &Path) -> Self {
+        Self::start_with_env(bin, config, &[])
+    }
+
+    /// Starts the agent with extra environment variables (`TZ`, …).
+    pub fn start_with_env(bin: &str, config: &Path, env: &[(&str, &str)]) -> Self {
         let log = config.with_extension("log");
         let file = std::fs::File::create(&log).unwrap();
         let child = agent_command(bin)
@@ -657,6 +662,7 @@ impl Agent {
             .arg(config)
             .args(["run", "--allow-root"])
             .env("RUST_LOG", "debug")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()
