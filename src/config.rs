@@ -618,7 +618,10 @@ key_file = "device.key"
                 .map_err(|e| e.to_string())
         };
         let err = with("online_status = { value = \"online\" }").unwrap_err();
-        assert!(err.contains("`device.sources`") && err.contains("online_status"), "{err}");
+        assert!(
+            err.contains("`device.sources`") && err.contains("online_status"),
+            "{err}"
+        );
         let err = with("timezone = { value = \"Mars/Olympus\" }").unwrap_err();
         assert!(
             err.contains("`device.sources.timezone`") && err.contains("Mars/Olympus"),

@@ -107,6 +107,16 @@ enum ConsentCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Every file the agent makes (outbox, disclosure log, ledger, clips) is the owner's data:
+    // private to the agent's user, also outside systemd's UMask=0077.
+    // SAFETY: umask only sets the process's file mode mask.
+    unsafe { libc::umask(0o077) };
+    if !matches!(cli.command, Command::Run { .. }) {
+        // A command's output piped into `head` or `true` ends quietly, as for any Unix tool,
+        // instead of panicking on a closed pipe. The daemon keeps ignoring SIGPIPE.
+        // SAFETY: restores the default action of one signal before any thread exists.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     init_logging();
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,

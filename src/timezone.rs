@@ -87,7 +87,13 @@ mod tests {
             offset_at("Mars/Olympus", zoneinfo(), WINTER),
             Err(ZoneError::Unknown { .. })
         ));
-        for bad in ["../../etc/passwd", "/etc/localtime", "", "Europe//Berlin", "a b"] {
+        for bad in [
+            "../../etc/passwd",
+            "/etc/localtime",
+            "",
+            "Europe//Berlin",
+            "a b",
+        ] {
             assert_eq!(
                 offset_at(bad, zoneinfo(), WINTER),
                 Err(ZoneError::BadName(bad.to_owned()))

@@ -53,7 +53,11 @@ fn berlin_and_new_york_report_their_own_offsets_on_a_utc_system() {
     for zone in ["Europe/Berlin", "America/New_York", "Asia/Kolkata"] {
         let (offset, dst) = python_says(zone);
         let body = activation(zone);
-        assert_eq!(body["fields"]["timezone"], offset.as_str(), "{zone}: {body}");
+        assert_eq!(
+            body["fields"]["timezone"],
+            offset.as_str(),
+            "{zone}: {body}"
+        );
         assert_eq!(
             body["fields"]["dst"],
             if dst { "on" } else { "off" },

@@ -330,3 +330,50 @@ fn elearning_fixture_represents_its_category_table() {
         assert!(policy.purpose_for_flow(*flow).is_none());
     }
 }
+
+/// The label matches what the broker observes: Imou's telemetry has a pseudonym key of its
+/// own, so its topic id matches no other purpose's, and yet the broker sees every purpose's
+/// messages arrive from one client; the label says exactly that, and promises no more.
+#[test]
+fn the_label_tells_what_the_broker_can_link() {
+    let world = World::new();
+    let broker = world.broker_with(false, "log_type all\n");
+    let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/imou.toml");
+    let mut setup = AgentSetup::new(&world, broker.port);
+    setup.telemetry_interval = "300ms";
+    let config = setup.write(&world, &world.path().join("a"), &policy);
+    let mut agent = Agent::start(BIN, &config);
+    let telemetry = wait_for(PATIENCE, || cloud.on("/telemetry").first().cloned())
+        .unwrap_or_else(|| panic!("no telemetry; log:\n{}", agent.log()));
+    let status = cloud.wait_message("/status", |_| true);
+    assert!(agent.stop().success());
+
+    // By content, the telemetry's device id matches no other purpose's.
+    let id = |topic: &str| topic.split('/').nth(2).unwrap().to_owned();
+    assert_ne!(id(&telemetry.topic), id(&status.topic));
+    // By the wire, one client published both.
+    let log = broker.log();
+    let publisher = |topic: &str| {
+        log.lines()
+            .find(|l| l.contains("Received PUBLISH from") && l.contains(&format!("'{topic}'")))
+            .and_then(|l| l.split("Received PUBLISH from ").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no PUBLISH of {topic} in the broker's log"))
+            .to_owned()
+    };
+    assert_eq!(publisher(&telemetry.topic), publisher(&status.topic));
+
+    let (ok, label, err) = cli_with(BIN, &config, &["policy", "explain"]);
+    assert!(ok, "{err}");
+    assert!(
+        label.contains("one MQTT connection")
+            && label.contains("can link them all")
+            && label.contains("can still link"),
+        "{label}"
+    );
+    assert!(
+        !label.to_lowercase().contains("cannot be linked"),
+        "{label}"
+    );
+}

@@ -3,6 +3,8 @@
 
 mod support;
 
+use std::os::unix::fs::PermissionsExt;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -329,6 +331,34 @@ fn disclosure_log_lists_what_left_without_values() {
         ok && table.lines().count() >= 3 && table.contains("device_activation"),
         "{table}"
     );
+
+    // The owner's data is private even outside systemd (no UMask there).
+    let state = config.parent().unwrap().join("state");
+    for (path, mode) in [
+        ("disclosures.jsonl", 0o600),
+        ("outbox", 0o700),
+        ("consent.json", 0o600),
+    ] {
+        if let Ok(meta) = std::fs::metadata(state.join(path)) {
+            assert_eq!(meta.permissions().mode() & 0o777, mode, "{path}");
+        }
+    }
+    // Piped into a reader that is gone (`| true`): no panic, the usual quiet end.
+    let mut child = agent_command(BIN)
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "disclosures",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
 }
 
 #[test]
@@ -368,6 +398,15 @@ fn policy_check_names_the_line_of_each_error() {
                 purpose("a", "telemetry", "contract", "\"uptime\"")
             ),
             vec!["line 12", "listed twice"],
+        ),
+        (
+            "an error in each of two purposes",
+            format!(
+                "{head}{}{}",
+                purpose("a", "activation", "contract", "\"shoe_size\""),
+                purpose("b", "telemetry", "vibes", "\"uptime\"")
+            ),
+            vec!["line 9", "shoe_size", "line 14", "vibes"],
         ),
     ];
     for (name, text, wants) in cases {

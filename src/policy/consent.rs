@@ -54,8 +54,8 @@ pub struct Ledger {
 pub enum ConsentError {
     #[error("purpose `{0}` is not in the policy; `camagent policy explain` lists them")]
     UnknownPurpose(String),
-    #[error("purpose `{purpose}` rests on {basis} ({gdpr}); the owner cannot withdraw it, only erase the device's data (`camagent erase`)")]
-    NotWithdrawable {
+    #[error("purpose `{purpose}` rests on {basis} ({gdpr}), not on the owner's consent: it can be neither granted nor withdrawn, only the device's data erased (`camagent erase`)")]
+    NotOwnersChoice {
         purpose: String,
         basis: &'static str,
         gdpr: &'static str,
@@ -103,8 +103,10 @@ impl Ledger {
         let p = policy
             .purpose(purpose)
             .ok_or_else(|| ConsentError::UnknownPurpose(purpose.to_owned()))?;
-        if choice == Choice::Withdrawn && !p.legal_basis.owner_can_stop() && !p.needs_opt_in() {
-            return Err(ConsentError::NotWithdrawable {
+        // A contract or legal-obligation purpose runs whatever the owner says: recording a
+        // choice (and sending a receipt for it) would claim otherwise.
+        if !p.legal_basis.owner_can_stop() && !p.needs_opt_in() {
+            return Err(ConsentError::NotOwnersChoice {
                 purpose: purpose.to_owned(),
                 basis: p.legal_basis.name(),
                 gdpr: p.legal_basis.gdpr(),
@@ -125,7 +127,8 @@ impl Ledger {
 }
 
 /// A consent receipt shaped after ISO/IEC TS 27560 and the Kantara Consent Receipt: who (the
-/// device's topic id), when, under which policy version, which purpose, and its new state.
+/// device's topic id), when, under which policy version, whose (the controller, its
+/// jurisdiction and policy URL), which purpose, and its new state.
 pub fn receipt(policy: &Policy, event: &ConsentEvent) -> serde_json::Value {
     let purpose = policy.purpose(&event.purpose);
     let basis = purpose
@@ -140,6 +143,10 @@ pub fn receipt(policy: &Policy, event: &ConsentEvent) -> serde_json::Value {
             Via::Cloud => "signed cloud command",
         },
         "policy": { "name": policy.name, "version": event.policy_version },
+        // Null where the controller's own document does not say.
+        "controller": policy.controller.as_ref().map(|c| json!({ "name": c.name, "contact": c.contact })),
+        "jurisdiction": policy.controller.as_ref().and_then(|c| c.jurisdiction.clone()),
+        "policy_url": policy.controller.as_ref().and_then(|c| c.policy_url.clone()),
         "purposes": [{
             "purpose": event.purpose,
             "purpose_category": purpose.and_then(|p| p.dpv.clone()),
@@ -240,15 +247,13 @@ pub fn uuid() -> String {
 mod tests {
     use super::*;
 
+    const POLICY_TEXT: &str = "schema = 1\nname = \"t\"\nversion = \"7\"\n\
+         [[purpose]]\nid = \"ux\"\nflow = \"usage_statistics\"\nlegal_basis = \"consent\"\nfields = [\"uptime\"]\n\
+         [[purpose]]\nid = \"stats\"\nflow = \"telemetry\"\nlegal_basis = \"legitimate_interest\"\nfields = [\"uptime\"]\n\
+         [[purpose]]\nid = \"bind\"\nflow = \"activation\"\nlegal_basis = \"contract\"\nfields = [\"model\"]\n";
+
     fn policy() -> Policy {
-        Policy::parse(
-            "schema = 1\nname = \"t\"\nversion = \"7\"\n\
-             [[purpose]]\nid = \"ux\"\nflow = \"usage_statistics\"\nlegal_basis = \"consent\"\nfields = [\"uptime\"]\n\
-             [[purpose]]\nid = \"stats\"\nflow = \"telemetry\"\nlegal_basis = \"legitimate_interest\"\nfields = [\"uptime\"]\n\
-             [[purpose]]\nid = \"bind\"\nflow = \"activation\"\nlegal_basis = \"contract\"\nfields = [\"model\"]\n",
-            Path::new("t"),
-        )
-        .unwrap()
+        Policy::parse(POLICY_TEXT, Path::new("t")).unwrap()
     }
 
     #[test]
@@ -266,7 +271,7 @@ mod tests {
     }
 
     #[test]
-    fn objection_stops_legitimate_interest_but_contract_cannot_be_withdrawn() {
+    fn objection_stops_legitimate_interest_but_contract_is_not_the_owners_choice() {
         let p = policy();
         let mut l = Ledger::default();
         assert!(l.permits(p.purpose("stats").unwrap()));
@@ -275,10 +280,28 @@ mod tests {
             .unwrap();
         assert!(!l.permits(p.purpose("stats").unwrap()));
         assert_eq!(receipt(&p, &e)["purposes"][0]["status"], "objected");
+        // Whose policy: null where it names no controller, never guessed.
+        assert!(receipt(&p, &e)["controller"].is_null());
+        let named = Policy::parse(
+            &format!("{}\n[controller]\nname = \"Acme Ltd\"\ncontact = \"dpo@acme.test\"\npolicy_url = \"https://acme.test/p\"\n", POLICY_TEXT),
+            Path::new("t"),
+        )
+        .unwrap();
+        let r = receipt(&named, &e);
+        assert_eq!(r["controller"]["name"], "Acme Ltd");
+        assert_eq!(r["controller"]["contact"], "dpo@acme.test");
+        assert_eq!(r["policy_url"], "https://acme.test/p");
+        assert!(r["jurisdiction"].is_null());
         let err = l
             .record(&p, "bind", Choice::Withdrawn, Via::Local, uuid())
             .unwrap_err();
         assert!(err.to_string().contains("contract"), "{err}");
+        // Nor can it be "granted": that would send a receipt for a choice that changes nothing.
+        assert!(matches!(
+            l.record(&p, "bind", Choice::Given, Via::Local, uuid()),
+            Err(ConsentError::NotOwnersChoice { .. })
+        ));
+        assert!(l.events.iter().all(|e| e.purpose == "stats"));
         assert!(matches!(
             l.record(&p, "nope", Choice::Given, Via::Local, uuid()),
             Err(ConsentError::UnknownPurpose(_))

@@ -4,7 +4,12 @@
 use serde_json::json;
 
 use super::consent::Ledger;
-use super::{Field, LegalBasis, Policy, Purpose};
+use super::{Field, KeyScope, LegalBasis, Policy, Purpose};
+
+/// What per-purpose pseudonyms do not hide: the wire, not the payload, links purposes.
+const BROKER_LINKS: &str = "every purpose's messages travel over one MQTT connection, with one \
+client id and one client certificate, so the broker's operator can link them all to this \
+device whatever pseudonyms their topics carry";
 
 fn stance(p: &Purpose, ledger: Option<&Ledger>) -> String {
     let rule = if p.needs_opt_in() {
@@ -39,6 +44,16 @@ pub fn text(policy: &Policy, ledger: Option<&Ledger>) -> String {
     if let Some(src) = &policy.source {
         out += &format!("Written from: {} {}\n", src.document, src.date);
     }
+    if let Some(c) = &policy.controller {
+        out += &format!("Controller: {}", c.name);
+        for part in [&c.contact, &c.jurisdiction, &c.policy_url]
+            .into_iter()
+            .flatten()
+        {
+            out += &format!(", {part}");
+        }
+        out += "\n";
+    }
     out += "\nWhat this device sends\n";
     for p in &policy.purposes {
         out += &format!(
@@ -62,6 +77,9 @@ pub fn text(policy: &Policy, ledger: Option<&Ledger>) -> String {
             })
             .collect();
         out += &format!("    sends: {}\n", fields.join(", "));
+        if p.pseudonym_key == KeyScope::Purpose {
+            out += "    pseudonyms: a key of this purpose alone; its ids match no other purpose's, but the broker's operator can still link its messages to the rest (see below)\n";
+        }
         if let Some(r) = p.retention {
             out += &format!(
                 "    waits on the device at most: {}\n",
@@ -73,6 +91,7 @@ pub fn text(policy: &Policy, ledger: Option<&Ledger>) -> String {
         }
     }
     out += "\n  consent_management, erasure_confirmation — built in (legal_obligation): receipts of\n    consent changes and confirmations of erasure, so the owner's choices can be proven\n";
+    out += &format!("\nWhat the broker sees\n  {BROKER_LINKS}.\n");
     out += "\nNever sent\n";
     for f in never_sent(policy) {
         let how = if policy.never_leave.contains(&f) {
@@ -88,6 +107,8 @@ pub fn text(policy: &Policy, ledger: Option<&Ledger>) -> String {
 pub fn json(policy: &Policy, ledger: Option<&Ledger>) -> serde_json::Value {
     json!({
         "policy": { "name": policy.name, "version": policy.version, "source": policy.source },
+        "controller": policy.controller,
+        "broker_can_link_purposes": BROKER_LINKS,
         "sends": policy.purposes.iter().map(|p| json!({
             "purpose": p.id,
             "flow": p.flow,
@@ -103,6 +124,7 @@ pub fn json(policy: &Policy, ledger: Option<&Ledger>) -> serde_json::Value {
                 "vocabulary": f.vocabulary_id(),
                 "transform": p.transforms.get(f),
             })).collect::<Vec<_>>(),
+            "pseudonym_key": p.pseudonym_key,
             "retention": p.retention.map(|r| humantime::format_duration(r).to_string()),
             "cite": p.cite,
         })).collect::<Vec<_>>(),

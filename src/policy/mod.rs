@@ -81,6 +81,21 @@ pub struct SourceDocument {
     pub file: String,
 }
 
+/// Who answers for the processing, as the source document names them: consent receipts carry
+/// it (ISO/IEC TS 27560 and Kantara receipts name the controller, jurisdiction and policy).
+/// What the document does not say is left out, not guessed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Controller {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jurisdiction: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_url: Option<String>,
+}
+
 /// Where in the source document a purpose comes from.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -95,6 +110,7 @@ pub struct Policy {
     pub name: String,
     pub version: String,
     pub source: Option<SourceDocument>,
+    pub controller: Option<Controller>,
     /// Fields no purpose may carry, whatever else the file says.
     pub never_leave: BTreeSet<Field>,
     pub purposes: Vec<Purpose>,
@@ -147,6 +163,8 @@ struct RawPolicy {
     #[serde(default)]
     source: Option<SourceDocument>,
     #[serde(default)]
+    controller: Option<Controller>,
+    #[serde(default)]
     never_leave: Vec<Spanned<Field>>,
     #[serde(default, rename = "purpose")]
     purposes: Vec<RawPurpose>,
@@ -176,6 +194,43 @@ struct RawPurpose {
     cite: Option<Citation>,
 }
 
+/// serde stops at the first error; a policy author wants them all. The head and each
+/// `[[purpose]]` are parsed on their own (blank lines in front keep the line numbers), so one
+/// error per part is found. `None` when the split finds nothing (a syntax error, or a layout
+/// it cannot follow): the caller reports the first error as it is.
+fn every_toml_error(text: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Purposes {
+        #[serde(rename = "purpose")]
+        #[allow(dead_code)]
+        purposes: Vec<RawPurpose>,
+    }
+    let mut starts: Vec<usize> = text
+        .match_indices("[[purpose]]")
+        .map(|(at, _)| at)
+        .filter(|&at| at == 0 || text.as_bytes()[at - 1] == b'\n')
+        .collect();
+    starts.push(text.len());
+    let padded =
+        |from: usize, to: usize| "\n".repeat(text[..from].matches('\n').count()) + &text[from..to];
+    let mut errors = Vec::new();
+    if let Err(e) = toml::from_str::<RawPolicy>(&text[..starts[0]]) {
+        errors.push(e.to_string());
+    }
+    for part in starts.windows(2) {
+        if let Err(e) = toml::from_str::<Purposes>(&padded(part[0], part[1])) {
+            errors.push(e.to_string());
+        }
+    }
+    (!errors.is_empty()).then(|| {
+        errors
+            .iter()
+            .map(|e| e.trim_end())
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}
+
 impl Policy {
     pub fn load(path: &Path) -> Result<Self, PolicyError> {
         let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
@@ -189,7 +244,7 @@ impl Policy {
     pub fn parse(text: &str, path: &Path) -> Result<Self, PolicyError> {
         let raw: RawPolicy = toml::from_str(text).map_err(|e| PolicyError::Parse {
             path: path.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
+            message: every_toml_error(text).unwrap_or_else(|| e.to_string().trim_end().to_owned()),
         })?;
         let line = |start: usize| text[..start.min(text.len())].matches('\n').count() + 1;
         let mut problems = Vec::new();
@@ -310,6 +365,7 @@ impl Policy {
             name: raw.name,
             version: raw.version,
             source: raw.source,
+            controller: raw.controller,
             never_leave,
             purposes,
         })
