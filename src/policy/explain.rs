@@ -54,13 +54,14 @@ pub fn text(policy: &Policy, ledger: Option<&Ledger>) -> String {
         }
         out += "\n";
     }
+    let (sent, documented): (Vec<&Purpose>, Vec<&Purpose>) =
+        policy.purposes.iter().partition(|p| p.flow.is_some());
     out += "\nWhat this device sends\n";
-    for p in &policy.purposes {
+    for p in sent {
         out += &format!(
-            "\n  {} — {} ({}, {}), {}\n",
+            "\n  {} — flow {} ({}, {}), {}\n",
             p.id,
-            p.flow
-                .map_or("not an agent flow".to_owned(), |f| format!("flow {f}")),
+            p.flow.map(|f| f.name()).unwrap_or_default(),
             p.legal_basis.name(),
             p.legal_basis.gdpr(),
             stance(p, ledger)
@@ -91,6 +92,23 @@ pub fn text(policy: &Policy, ledger: Option<&Ledger>) -> String {
         }
     }
     out += "\n  consent_management, erasure_confirmation — built in (legal_obligation): receipts of\n    consent changes and confirmations of erasure, so the owner's choices can be proven\n";
+    if !documented.is_empty() {
+        out += "\nWhat the vendor's policy also says (processing in its apps and cloud; this device sends nothing for it)\n";
+        for p in documented {
+            out += &format!(
+                "\n  {} ({}, {})\n",
+                p.id,
+                p.legal_basis.name(),
+                p.legal_basis.gdpr()
+            );
+            if !p.description.is_empty() {
+                out += &format!("    {}\n", p.description);
+            }
+            if let Some(c) = &p.cite {
+                out += &format!("    from: {} — {}\n", c.file, c.passage);
+            }
+        }
+    }
     out += &format!("\nWhat the broker sees\n  {BROKER_LINKS}.\n");
     out += "\nNever sent\n";
     for f in never_sent(policy) {

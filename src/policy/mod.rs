@@ -381,10 +381,12 @@ impl Policy {
     }
 
     /// The purposes that may carry `field`, for people reading `camagent facts`.
+    /// The purposes that may carry `field` off the device: those with an agent flow (a
+    /// purpose without one documents the vendor's other processing; nothing leaves for it).
     pub fn purposes_for(&self, field: Field) -> Vec<&str> {
         self.purposes
             .iter()
-            .filter(|p| p.fields.contains(&field))
+            .filter(|p| p.flow.is_some() && p.fields.contains(&field))
             .map(|p| p.id.as_str())
             .collect()
     }

@@ -126,8 +126,12 @@ impl Field {
             Field::Model => "hardware model (device tree, DMI)",
             Field::FirmwareVersion => "firmware / OS version (/etc/os-release)",
             Field::DeviceName => "the name the owner gave the camera ([device.sources])",
-            Field::Timezone => "IANA time zone (/etc/timezone, /etc/localtime)",
-            Field::Dst => "whether daylight saving time is in effect (system clock)",
+            Field::Timezone => {
+                "IANA time zone (/etc/timezone, /etc/localtime) and its UTC offset now (tzdb)"
+            }
+            Field::Dst => {
+                "whether daylight saving time is in effect in the time zone (its tzdb rules)"
+            }
             Field::Country => "country the device is set up in ([device.sources])",
             Field::Location => "geographic coordinates \"lat,lon\" ([device.sources])",
             Field::WifiSsid => "name of the Wi-Fi network the device joined ([device.sources])",
