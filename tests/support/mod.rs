@@ -733,13 +733,16 @@ pub fn output(cmd: &mut Command) -> Output {
         Err(hung) if emulated => {
             let note = format!("retried once under emulation: {hung}\n");
             eprint!("{note}");
-            let log = Path::new(env!("CARGO_TARGET_TMPDIR")).join("emulation-retries.log");
-            if let Ok(mut file) = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(log)
-            {
-                let _ = file.write_all(note.as_bytes());
+            // Integration tests have a target temporary directory; the examples have none.
+            if let Some(dir) = option_env!("CARGO_TARGET_TMPDIR") {
+                let log = Path::new(dir).join("emulation-retries.log");
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log);
+                if let Ok(mut file) = file {
+                    let _ = file.write_all(note.as_bytes());
+                }
             }
             output_within(cmd, limit).unwrap_or_else(|hung| panic!("{hung}"))
         }
