@@ -3,8 +3,7 @@
 //! Without the key, a pseudonym cannot be tied back to the serial number; erasing the key
 //! (a later `camagent erase`) rotates every pseudonym the device ever used.
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use ring::hmac;
@@ -69,14 +68,8 @@ impl PseudonymKey {
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir).map_err(io)?;
                 }
-                let mut file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(path)
-                    .map_err(io)?;
-                file.write_all(&bytes).map_err(io)?;
-                file.sync_all().map_err(io)?;
+                // Written whole or not at all: a power cut at first start leaves no empty key.
+                crate::durable::write_atomic(path, &bytes).map_err(io)?;
                 Ok(Self::from_bytes(&bytes))
             }
             Err(e) => Err(io(e)),

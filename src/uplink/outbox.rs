@@ -32,6 +32,9 @@ pub enum OutboxError {
     Full { used: u64, max: u64, size: u64 },
     #[error("outbox entry {path} is corrupt: {reason}")]
     Corrupt { path: PathBuf, reason: String },
+    /// The entry's file is gone (deleted by hand, lost to the file system): it is forgotten.
+    #[error("outbox entry {0} vanished; it is forgotten")]
+    Vanished(PathBuf),
     #[error("cannot encode record: {0}")]
     Encode(#[from] serde_json::Error),
 }
@@ -117,29 +120,40 @@ impl Outbox {
         let mut entries = BTreeMap::new();
         let mut quarantined = Vec::new();
         for dirent in fs::read_dir(dir).map_err(io_err(dir))? {
-            let path = dirent.map_err(io_err(dir))?.path();
+            let path = match dirent {
+                Ok(dirent) => dirent.path(),
+                Err(_) => continue,
+            };
             let name = path
                 .file_name()
                 .and_then(|n| n.to_str())
-                .unwrap_or_default();
+                .unwrap_or_default()
+                .to_owned();
             if name.ends_with(".tmp") {
                 // A write that never reached its rename was never accepted.
-                fs::remove_file(&path).map_err(io_err(&path))?;
+                let _ = fs::remove_file(&path);
                 continue;
             }
-            let Some(seq) = name
+            if !name.ends_with(&format!(".{SUFFIX}")) {
+                continue; // `seq`, `quarantine/`
+            }
+            // One bad entry (alien name, a directory, unreadable, corrupt) never stops the
+            // rest: it is moved aside with its reason.
+            let seq = name
                 .strip_suffix(SUFFIX)
                 .and_then(|s| s.strip_suffix('.'))
-                .and_then(|s| s.parse::<u64>().ok())
-            else {
-                continue;
+                .and_then(|s| s.parse::<u64>().ok());
+            let outcome = match seq {
+                None => Err("not an outbox entry name".to_owned()),
+                Some(seq) => fs::read(&path)
+                    .map_err(|e| format!("unreadable: {e}"))
+                    .and_then(|bytes| decode(&bytes).map(|r| (seq, r, bytes.len() as u64))),
             };
-            let bytes = fs::read(&path).map_err(io_err(&path))?;
-            match decode(&bytes) {
-                Ok(record) => {
-                    entries.insert(seq, Meta::of(&record, bytes.len() as u64));
+            match outcome {
+                Ok((seq, record, len)) => {
+                    entries.insert(seq, Meta::of(&record, len));
                 }
-                Err(reason) => quarantined.push(quarantine(dir, &path, reason)?),
+                Err(reason) => quarantined.push(quarantine(dir, &path, reason)),
             }
         }
         let used = entries.values().map(|m| m.size).sum();
@@ -183,17 +197,27 @@ impl Outbox {
         Ok(seq)
     }
 
-    /// Reads an entry back. A file that went bad since start is quarantined and reported.
+    /// Reads an entry back. An entry that went bad since start is forgotten: quarantined
+    /// when its file is still there (unreadable or corrupt), reported as vanished when not.
+    /// Either way delivery goes on with the next.
     pub fn get(&mut self, seq: u64) -> Result<Record, OutboxError> {
         let path = self.dir.join(entry_name(seq));
-        let bytes = fs::read(&path).map_err(io_err(&path))?;
-        decode(&bytes).or_else(|reason| {
-            self.forget(seq);
-            let q = quarantine(&self.dir, &path, reason)?;
-            Err(OutboxError::Corrupt {
-                path: q.file,
-                reason: q.reason,
-            })
+        let reason = match fs::read(&path) {
+            Ok(bytes) => match decode(&bytes) {
+                Ok(record) => return Ok(record),
+                Err(reason) => reason,
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.forget(seq);
+                return Err(OutboxError::Vanished(path));
+            }
+            Err(e) => format!("unreadable: {e}"),
+        };
+        self.forget(seq);
+        let q = quarantine(&self.dir, &path, reason);
+        Err(OutboxError::Corrupt {
+            path: q.file,
+            reason: q.reason,
         })
     }
 
@@ -265,16 +289,21 @@ fn read_reserved(path: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Moves a bad entry to `quarantine/` so it is kept for inspection but never sent.
-fn quarantine(dir: &Path, path: &Path, reason: String) -> Result<Quarantined, OutboxError> {
+/// Moves a bad entry to `quarantine/` so it is kept for inspection but never sent. One that
+/// cannot be moved stays where it is, skipped, and the reason says so.
+fn quarantine(dir: &Path, path: &Path, reason: String) -> Quarantined {
     let qdir = dir.join("quarantine");
-    fs::create_dir_all(&qdir).map_err(io_err(&qdir))?;
     let target = qdir.join(path.file_name().unwrap_or_default());
-    fs::rename(path, &target).map_err(io_err(path))?;
-    Ok(Quarantined {
-        file: target,
-        reason,
-    })
+    match fs::create_dir_all(&qdir).and_then(|()| fs::rename(path, &target)) {
+        Ok(()) => Quarantined {
+            file: target,
+            reason,
+        },
+        Err(e) => Quarantined {
+            file: path.to_owned(),
+            reason: format!("{reason}; left in place, cannot move it: {e}"),
+        },
+    }
 }
 
 fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), OutboxError> {
@@ -375,6 +404,37 @@ mod tests {
             .join(entry_name(seqs[1]))
             .exists());
         assert!(!dir.path().join(".x.rec.tmp").exists());
+    }
+
+    #[test]
+    fn alien_and_vanished_entries_never_stop_the_outbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut ob, _) = Outbox::open(dir.path(), 1 << 20).unwrap();
+        let seqs: Vec<u64> = (0..4).map(|n| ob.append(&record(n)).unwrap()).collect();
+        drop(ob);
+        // A directory named like an entry (EISDIR on read), and a name that is no entry's.
+        let dir_entry = dir.path().join(entry_name(seqs[3] + 100));
+        fs::create_dir(&dir_entry).unwrap();
+        fs::write(dir.path().join("garbage.rec"), b"junk").unwrap();
+
+        let (mut ob, q) = Outbox::open(dir.path(), 1 << 20).unwrap();
+        let mut reasons: Vec<&str> = q.iter().map(|q| q.reason.as_str()).collect();
+        reasons.sort();
+        assert_eq!(reasons.len(), 2, "{reasons:?}");
+        assert!(
+            reasons[0].starts_with("not an outbox entry name"),
+            "{reasons:?}"
+        );
+        assert!(reasons[1].starts_with("unreadable"), "{reasons:?}");
+        assert!(!dir_entry.exists() && !dir.path().join("garbage.rec").exists());
+        assert_eq!(ob.len(), 4);
+
+        // An entry deleted behind the outbox's back is forgotten; the next one is read.
+        fs::remove_file(dir.path().join(entry_name(seqs[1]))).unwrap();
+        assert_eq!(uptime(&ob.get(seqs[0]).unwrap()), 0);
+        assert!(matches!(ob.get(seqs[1]), Err(OutboxError::Vanished(_))));
+        assert_eq!(ob.next_after(Some(seqs[0])), Some(seqs[2]));
+        assert_eq!(ob.len(), 3);
     }
 
     #[test]

@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
 use super::backoff::Backoff;
-use super::outbox::{Outbox, OutboxError};
+use super::outbox::Outbox;
 use super::retained::RetainedTopics;
 use super::upload::{Manifest, Uploads};
 use crate::command::{self, Action, ReplayGuard};
@@ -799,13 +799,10 @@ impl Session {
             };
             let record = match self.outbox.get(seq) {
                 Ok(record) => record,
-                Err(e @ OutboxError::Corrupt { .. }) => {
-                    error!("{e}; moved to quarantine, continuing with the next entry");
-                    continue;
-                }
+                // The entry is forgotten (quarantined, or gone): delivery goes on.
                 Err(e) => {
-                    error!("cannot read outbox entry {seq}: {e}");
-                    return false;
+                    error!("{e}; continuing with the next entry");
+                    continue;
                 }
             };
             // An alert whose snapshot goes in chunks waits for them: the picture arrives first.
