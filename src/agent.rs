@@ -107,14 +107,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let state_dir = config.agent.state_dir.clone();
     let _lock = lock_state(&state_dir)?;
     let mut gate = build_gate(&config)?;
-    let (outbox, quarantined) = Outbox::open(&state_dir.join("outbox"), config.outbox.max_bytes)?;
+    let (mut outbox, quarantined) =
+        Outbox::open(&state_dir.join("outbox"), config.outbox.max_bytes)?;
     for q in &quarantined {
         warn!(file = %q.file.display(), "outbox entry quarantined: {}", q.reason);
+    }
+    let disclosures = DisclosureLog::new(&state_dir, config.agent.disclosure_log_max_bytes);
+    if let Some(recovered) = outbox.recover_sequence(disclosures.highest_seq())? {
+        warn!("{recovered}");
     }
     let tls = tls::client_config(&config.broker)?;
     let stores = Stores {
         ledger: LedgerFile::new(&state_dir),
-        disclosures: DisclosureLog::new(&state_dir, config.agent.disclosure_log_max_bytes),
+        disclosures,
         replay: ReplayGuard::new(&state_dir),
         verify_key: config.commands.key_bytes(),
         uploads: Uploads::open(&state_dir.join(CLIPS_DIR)),

@@ -476,3 +476,44 @@ fn one_bad_outbox_entry_never_stops_delivery() {
         "out of order: {first_seen:?}"
     );
 }
+
+/// A damaged sequence counter never makes the agent reuse a number: the cloud would take the
+/// new records for duplicates and drop them. With everything delivered (nothing left in the
+/// outbox to count from), the disclosure log still shows the numbers used.
+#[test]
+fn a_damaged_sequence_counter_never_reuses_a_number() {
+    let world = World::new();
+    let broker = world.broker(false);
+    let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
+    let policy = world.path().join("policy.toml");
+    write_policy(&policy, &["uptime"], &["online_status"]);
+    let dir = world.path().join("a");
+    let mut setup = AgentSetup::new(&world, broker.port);
+    setup.facts_interval = "100ms";
+    let config = setup.write(&world, &dir, &policy);
+
+    let mut agent = Agent::start(BIN, &config);
+    wait_for(PATIENCE, || {
+        (cloud.on("/activation").len() >= 4).then_some(())
+    })
+    .expect("facts");
+    assert!(agent.stop().success());
+    wait_for(PATIENCE, || (queued_records(&dir) == 0).then_some(())).expect("all delivered");
+    let used = seqs(&cloud.on("/activation"));
+    let highest = *used.iter().max().unwrap();
+    std::fs::write(dir.join("state/outbox/seq"), b"\x00\x00garbage").unwrap();
+
+    let before = used.len();
+    let agent = Agent::start(BIN, &config);
+    wait_for(PATIENCE, || {
+        (cloud.on("/activation").len() > before).then_some(())
+    })
+    .unwrap_or_else(|| panic!("nothing after restart; log:\n{}", agent.log()));
+    agent.wait_log("sequence counter");
+    assert!(agent.log().contains("recovered"), "{}", agent.log());
+    let after = seqs(&cloud.on("/activation")[before..]);
+    assert!(
+        after.iter().all(|s| *s > highest && !used.contains(s)),
+        "{used:?} then {after:?}"
+    );
+}

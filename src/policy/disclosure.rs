@@ -21,6 +21,9 @@ pub struct Disclosure {
     pub topic: String,
     pub fields: Vec<String>,
     pub bytes: usize,
+    /// The record's outbox sequence number: the log then also tells which numbers were used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
 }
 
 impl Disclosure {
@@ -36,6 +39,7 @@ impl Disclosure {
                 .map(|f| f.name().to_owned())
                 .collect(),
             bytes: admitted.payload().len(),
+            seq: admitted.seq(),
         }
     }
 }
@@ -84,6 +88,11 @@ impl DisclosureLog {
         Ok(out)
     }
 
+    /// The highest outbox sequence number the log shows as sent.
+    pub fn highest_seq(&self) -> Option<u64> {
+        self.read().ok()?.iter().filter_map(|d| d.seq).max()
+    }
+
     pub fn files(&self) -> [PathBuf; 2] {
         [self.path.clone(), self.rotated()]
     }
@@ -101,6 +110,7 @@ mod tests {
             topic: "t/x/facts".into(),
             fields: vec!["model".into()],
             bytes: n,
+            seq: Some(n as u64),
         }
     }
 
@@ -126,5 +136,6 @@ mod tests {
             .map(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0))
             .sum();
         assert!(total <= 2 * 400 + 200);
+        assert_eq!(log.highest_seq(), Some(49));
     }
 }

@@ -45,6 +45,8 @@ pub struct Admitted {
     legal_basis: &'static str,
     fields: Vec<Field>,
     withheld: Vec<Field>,
+    /// The outbox sequence number it carries, if any.
+    seq: Option<u64>,
 }
 
 impl Admitted {
@@ -66,6 +68,10 @@ impl Admitted {
     /// Names of the fields that left (values never appear here).
     pub fn fields(&self) -> &[Field] {
         &self.fields
+    }
+    /// The outbox sequence number the payload carries (records from the outbox).
+    pub fn seq(&self) -> Option<u64> {
+        self.seq
     }
     /// Permitted fields kept back because their value holds a secret; only their names leave.
     pub fn withheld(&self) -> &[Field] {
@@ -247,6 +253,7 @@ impl Gate {
             legal_basis: LegalBasis::LegalObligation.name(),
             fields: Vec::new(),
             withheld: Vec::new(),
+            seq: None,
         }
     }
 
@@ -292,6 +299,7 @@ impl Gate {
             legal_basis: rule.basis.name(),
             fields: vec![field],
             withheld: Vec::new(),
+            seq: None,
         })
     }
 
@@ -393,6 +401,7 @@ impl Gate {
             legal_basis: rule.basis.name(),
             fields,
             withheld,
+            seq,
         })
     }
 }

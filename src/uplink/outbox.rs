@@ -101,6 +101,14 @@ impl Meta {
     }
 }
 
+/// What the sequence counter file said at open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Counter {
+    Missing,
+    Read(u64),
+    Damaged(String),
+}
+
 #[derive(Debug)]
 pub struct Outbox {
     dir: PathBuf,
@@ -111,6 +119,7 @@ pub struct Outbox {
     next_seq: u64,
     /// First sequence number not yet reserved on disk.
     reserved_until: u64,
+    counter: Counter,
 }
 
 impl Outbox {
@@ -157,7 +166,11 @@ impl Outbox {
             }
         }
         let used = entries.values().map(|m| m.size).sum();
-        let reserved = read_reserved(&dir.join("seq"));
+        let counter = read_counter(&dir.join("seq"));
+        let reserved = match counter {
+            Counter::Read(n) => n,
+            _ => 0,
+        };
         let next_seq = entries
             .keys()
             .next_back()
@@ -170,6 +183,7 @@ impl Outbox {
             used,
             next_seq,
             reserved_until: next_seq,
+            counter,
         };
         Ok((outbox, quarantined))
     }
@@ -188,13 +202,40 @@ impl Outbox {
         let seq = self.next_seq;
         if seq >= self.reserved_until {
             self.reserved_until = seq + SEQ_BLOCK;
-            write_atomic(&self.dir, "seq", self.reserved_until.to_string().as_bytes())?;
+            write_atomic(&self.dir, "seq", &counter_text(self.reserved_until))?;
         }
         write_atomic(&self.dir, &entry_name(seq), &frame)?;
         self.next_seq += 1;
         self.entries.insert(seq, Meta::of(record, size));
         self.used += size;
         Ok(seq)
+    }
+
+    /// Makes sure no sequence number is used twice, given the highest one the disclosure log
+    /// shows as sent. A counter that is damaged, missing while numbers were used, or behind
+    /// the log is recovered past everything seen, plus a gap of a reserved block for what
+    /// neither shows (records acknowledged before their disclosure line was read back);
+    /// returns what was recovered, to be logged.
+    pub fn recover_sequence(
+        &mut self,
+        disclosed: Option<u64>,
+    ) -> Result<Option<String>, OutboxError> {
+        let seen = self.next_seq.max(disclosed.map_or(0, |d| d + 1));
+        let problem = match &self.counter {
+            Counter::Damaged(reason) => reason.clone(),
+            Counter::Missing if seen > 0 => "is missing".to_owned(),
+            Counter::Read(n) if *n < seen => format!("says {n}, behind numbers already used"),
+            _ => return Ok(None),
+        };
+        self.next_seq = seen + SEQ_BLOCK;
+        self.reserved_until = self.next_seq;
+        write_atomic(&self.dir, "seq", &counter_text(self.next_seq))?;
+        self.counter = Counter::Read(self.next_seq);
+        Ok(Some(format!(
+            "sequence counter {problem}; recovered: the next record is {} (highest seen {}, plus a gap of {SEQ_BLOCK})",
+            self.next_seq,
+            seen.saturating_sub(1)
+        )))
     }
 
     /// Reads an entry back. An entry that went bad since start is forgotten: quarantined
@@ -282,11 +323,32 @@ fn entry_name(seq: u64) -> String {
     format!("{seq:020}.{SUFFIX}")
 }
 
-fn read_reserved(path: &Path) -> u64 {
-    fs::read_to_string(path)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
+/// The counter file: the number and the CRC-32 of its digits, so damage is seen, not read
+/// as another number.
+fn counter_text(n: u64) -> Vec<u8> {
+    let digits = n.to_string();
+    format!("{digits} {:08x}\n", crc32fast::hash(digits.as_bytes())).into_bytes()
+}
+
+fn read_counter(path: &Path) -> Counter {
+    let text = match fs::read(path) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Counter::Missing,
+        Err(e) => return Counter::Damaged(format!("is unreadable ({e})")),
+    };
+    let mut parts = text.split_whitespace();
+    let (Some(digits), crc, None) = (parts.next(), parts.next(), parts.next()) else {
+        return Counter::Damaged(format!("holds {:?}", text.trim()));
+    };
+    let checked = match crc {
+        // Written before the checksum was added: taken as it is.
+        None => true,
+        Some(crc) => format!("{:08x}", crc32fast::hash(digits.as_bytes())) == crc,
+    };
+    match digits.parse() {
+        Ok(n) if checked => Counter::Read(n),
+        _ => Counter::Damaged(format!("holds {:?}", text.trim())),
+    }
 }
 
 /// Moves a bad entry to `quarantine/` so it is kept for inspection but never sent. One that
@@ -361,6 +423,50 @@ mod tests {
         drop(ob);
         let (mut ob, _) = Outbox::open(dir.path(), 1 << 20).unwrap();
         assert!(ob.append(&record(2)).unwrap() > first);
+    }
+
+    #[test]
+    fn a_damaged_counter_is_recovered_past_every_number_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let counter = dir.path().join("seq");
+        let (mut ob, _) = Outbox::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(ob.recover_sequence(None).unwrap(), None, "a fresh outbox");
+        let first = ob.append(&record(1)).unwrap();
+        ob.remove(first).unwrap();
+        drop(ob);
+        // A flipped digit still parses as a number; the checksum tells.
+        let text = fs::read_to_string(&counter).unwrap().replacen('1', "0", 1);
+        let mut last = 700;
+        for damage in [text.as_str(), "", "garbage", "12 34 56"] {
+            fs::write(&counter, damage).unwrap();
+            let (mut ob, _) = Outbox::open(dir.path(), 1 << 20).unwrap();
+            let said = ob.recover_sequence(Some(700)).unwrap().expect("recovered");
+            assert!(said.contains(&format!("highest seen {last}")), "{said}");
+            let next = ob.append(&record(2)).unwrap();
+            assert!(next >= last + SEQ_BLOCK, "{damage:?}: {next}");
+            last = next;
+        }
+        // Missing while the log shows numbers used; and a counter behind the log.
+        fs::remove_file(&counter).unwrap();
+        let (mut ob, _) = Outbox::open(dir.path(), 1 << 20).unwrap();
+        assert!(ob
+            .recover_sequence(Some(5000))
+            .unwrap()
+            .unwrap()
+            .contains("missing"));
+        assert!(ob.append(&record(3)).unwrap() > 5000);
+        drop(ob);
+        let (mut ob, _) = Outbox::open(dir.path(), 1 << 20).unwrap();
+        assert!(ob
+            .recover_sequence(Some(99_999))
+            .unwrap()
+            .unwrap()
+            .contains("behind"));
+        // A sound counter ahead of the log is left alone; the old format still reads.
+        drop(ob);
+        fs::write(&counter, "200000\n").unwrap();
+        let (mut ob, _) = Outbox::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(ob.recover_sequence(Some(99_999)).unwrap(), None);
     }
 
     #[test]
