@@ -474,3 +474,39 @@ fn conformance_document_names_real_tests() {
     }
     assert!(checked >= 25, "only {checked} citations checked");
 }
+
+/// What the device sent and what it says it sent never differ: while the disclosure log
+/// cannot be written (here a directory stands at its path), nothing is published, and once it
+/// can, every message the broker delivers has its line.
+#[test]
+fn nothing_is_published_without_its_disclosure_line() {
+    let world = World::new();
+    let broker = world.broker(false);
+    let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
+    let (config, dir) = setup(&world, broker.port, None, "1h");
+    let log_path = dir.join("state/disclosures.jsonl");
+    std::fs::create_dir_all(&log_path).unwrap();
+
+    let agent = Agent::start(BIN, &config);
+    agent.wait_log("nothing is sent until it can be written");
+    agent.wait_log("connected to broker");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(cloud.snapshot().is_empty(), "{:?}", cloud.snapshot());
+
+    std::fs::remove_dir(&log_path).unwrap();
+    cloud.wait_message("/activation", |_| true);
+    agent.wait_log("sending resumes");
+    let (ok, out, err) = cli_with(BIN, &config, &["disclosures", "--json"]);
+    assert!(ok, "{err}");
+    let lines: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    for m in cloud.snapshot() {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l["topic"] == m.topic.as_str() && l["bytes"] == m.payload.len()),
+            "{} ({} bytes) has no disclosure line: {out}",
+            m.topic,
+            m.payload.len()
+        );
+    }
+}

@@ -157,11 +157,12 @@ pub fn describe(e: &ConnectionError, host: &str) -> String {
 }
 
 /// The retained offline status the broker publishes if the agent vanishes. Registering it
-/// discloses it, so it is logged as sent.
+/// discloses it, so it is logged as sent; without that line there is no will.
 pub fn last_will(gate: &Gate, disclosures: &DisclosureLog) -> Option<LastWill> {
     let offline = gate.admit(&Record::status(false), None).ok()?;
     if let Err(e) = disclosures.append(&Disclosure::of(&offline)) {
-        error!("disclosure log: {e}");
+        error!("disclosure log: {e}; no last will is registered");
+        return None;
     }
     Some(LastWill::new(
         offline.topic(),
@@ -243,6 +244,8 @@ pub struct Session {
     retained: RetainedTopics,
     /// The last will the driver registers at the next connect.
     will: watch::Sender<Option<LastWill>>,
+    /// The disclosure log could not be written at the last try (logged once).
+    disclosures_blocked: bool,
 }
 
 /// The retained status is republished when the agent's state changes, at most this often.
@@ -281,6 +284,7 @@ impl Session {
             agent_status_sent: None,
             retained,
             will,
+            disclosures_blocked: false,
         };
         session.refresh_consent();
         session
@@ -917,6 +921,21 @@ impl Session {
 
     /// The one place bytes go to the broker, and it takes only gate output.
     fn hand_over(&mut self, admitted: &Admitted) -> bool {
+        // The log line first: what the device says it sent never falls short of what it
+        // sent. Without it, nothing goes; the pump tries again at the next tick.
+        match self.stores.disclosures.append(&Disclosure::of(admitted)) {
+            Ok(()) if self.disclosures_blocked => {
+                self.disclosures_blocked = false;
+                info!("the disclosure log is writable again: sending resumes");
+            }
+            Ok(()) => {}
+            Err(e) if !self.disclosures_blocked => {
+                self.disclosures_blocked = true;
+                error!("disclosure log: {e}; nothing is sent until it can be written");
+                return false;
+            }
+            Err(_) => return false,
+        }
         match self.client.try_publish(
             admitted.topic(),
             QoS::AtLeastOnce,
@@ -924,9 +943,6 @@ impl Session {
             admitted.payload(),
         ) {
             Ok(()) => {
-                if let Err(e) = self.stores.disclosures.append(&Disclosure::of(admitted)) {
-                    error!("disclosure log: {e}");
-                }
                 if admitted.retain() && !admitted.payload().is_empty() {
                     if let Err(e) = self.retained.used(admitted.topic(), admitted.purpose()) {
                         error!("{e}");
