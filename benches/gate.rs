@@ -79,9 +79,10 @@ fn main() {
     let section = format!(
         "## Privacy gate: cost per record\n\n\
          `cargo bench --bench gate` — median of {RUNS} runs of {ITERATIONS} records, one core of {cpu}.\n\
-         The Imou profile. The activation record holds ten fields: seven leave (location coarsened),\n\
-         Wi-Fi SSID and device password are forbidden, uptime is not permitted. Telemetry goes\n\
-         to a topic whose device id is a pseudonym under the purpose's own key.\n\n\
+         The Imou profile. The activation record holds ten fields: six leave, Wi-Fi SSID and\n\
+         device password are forbidden (and every value leaving is searched for them), location\n\
+         and uptime are not permitted. Telemetry goes to a topic whose device id is a pseudonym\n\
+         under the purpose's own key.\n\n\
          | work | ns per record |\n| --- | ---: |\n\
          | gate, activation record (filter, transforms, topic, JSON) | {gate_activation:.0} |\n\
          | gate, telemetry record (pseudonymous topic under a purpose key) | {gate_telemetry:.0} |\n\
