@@ -235,18 +235,28 @@ fn broker_restart_that_keeps_the_session_loses_nothing() {
     broker_restart_loses_nothing(true);
 }
 
-#[test]
-fn records_queued_offline_survive_an_agent_kill() {
-    let world = World::new();
-    let broker = world.broker(false);
-    let link = Link::new(broker.port);
+/// An agent that reports facts every 100 ms through a link to the broker that starts cut, so
+/// records queue: the link, the agent's directory and its config.
+fn offline_agent_setup(
+    world: &World,
+    broker_port: u16,
+) -> (Link, std::path::PathBuf, std::path::PathBuf) {
+    let link = Link::new(broker_port);
     link.cut();
     let policy = world.path().join("policy.toml");
     write_policy(&policy, &["uptime"], &["online_status"]);
     let dir = world.path().join("a");
-    let mut setup = AgentSetup::new(&world, link.port);
+    let mut setup = AgentSetup::new(world, link.port);
     setup.facts_interval = "100ms";
-    let config = setup.write(&world, &dir, &policy);
+    let config = setup.write(world, &dir, &policy);
+    (link, dir, config)
+}
+
+#[test]
+fn records_queued_offline_survive_an_agent_kill() {
+    let world = World::new();
+    let broker = world.broker(false);
+    let (link, dir, config) = offline_agent_setup(&world, broker.port);
 
     let mut agent = Agent::start(BIN, &config);
     let queued = || queued_records(&dir);
@@ -412,14 +422,7 @@ fn refuses_to_run_as_root_unless_told() {
 fn one_bad_outbox_entry_never_stops_delivery() {
     let world = World::new();
     let broker = world.broker(false);
-    let link = Link::new(broker.port);
-    link.cut();
-    let policy = world.path().join("policy.toml");
-    write_policy(&policy, &["uptime"], &["online_status"]);
-    let dir = world.path().join("a");
-    let mut setup = AgentSetup::new(&world, link.port);
-    setup.facts_interval = "100ms";
-    let config = setup.write(&world, &dir, &policy);
+    let (link, dir, config) = offline_agent_setup(&world, broker.port);
     let outbox = dir.join("state/outbox");
     let entries = || {
         let mut names: Vec<std::path::PathBuf> = std::fs::read_dir(&outbox)
