@@ -69,7 +69,15 @@ pub fn lock_state(state_dir: &Path) -> Result<File, AgentError> {
         path: state_dir.to_owned(),
         source,
     };
-    std::fs::create_dir_all(state_dir).map_err(state)?;
+    std::fs::create_dir_all(state_dir).map_err(|e| {
+        if state_dir.exists() && !state_dir.is_dir() {
+            state(std::io::Error::other(
+                "it is a file, not a directory: move it away or set agent.state_dir elsewhere",
+            ))
+        } else {
+            state(e)
+        }
+    })?;
     let file = File::create(state_dir.join(LOCK_FILE)).map_err(state)?;
     match file.try_lock() {
         Ok(()) => Ok(file),

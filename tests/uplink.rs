@@ -520,3 +520,19 @@ fn a_damaged_sequence_counter_never_reuses_a_number() {
         "{used:?} then {after:?}"
     );
 }
+
+#[test]
+fn a_state_directory_that_is_a_file_is_named_with_the_fix() {
+    let world = World::new();
+    let policy = world.path().join("policy.toml");
+    write_policy(&policy, &["model"], &["online_status"]);
+    let dir = world.path().join("a");
+    let config = AgentSetup::new(&world, 8883).write(&world, &dir, &policy);
+    std::fs::write(dir.join("state"), b"not a directory").unwrap();
+    let (ok, _, err) = cli_with(BIN, &config, &["run", "--allow-root"]);
+    assert!(!ok);
+    assert!(
+        err.contains("is a file, not a directory") && err.contains("agent.state_dir"),
+        "{err}"
+    );
+}

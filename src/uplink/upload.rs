@@ -232,7 +232,16 @@ impl Uploads {
         let mut file = std::fs::File::open(&path).map_err(io)?;
         file.seek(SeekFrom::Start(start)).map_err(io)?;
         let mut data = vec![0; (end - start) as usize];
-        file.read_exact(&mut data).map_err(io)?;
+        file.read_exact(&mut data).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                io(std::io::Error::other(format!(
+                    "the file is shorter than the {} bytes its manifest names (truncated on disk)",
+                    p.manifest.bytes
+                )))
+            } else {
+                io(e)
+            }
+        })?;
         Ok(data)
     }
 
@@ -407,6 +416,21 @@ mod tests {
         );
         assert!(uploads.expire_before(0).is_empty());
         assert_eq!(uploads.expire_before(u64::MAX), vec!["new".to_owned()]);
+    }
+
+    #[test]
+    fn a_truncated_clip_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut uploads = Uploads::open(dir.path());
+        let m = manifest("t", 10, 4);
+        std::fs::write(uploads.path_of(&m), b"0123").unwrap();
+        uploads.add(m).unwrap();
+        assert_eq!(uploads.chunk("t", 0).unwrap(), b"0123");
+        let err = uploads.chunk("t", 2).unwrap_err().to_string();
+        assert!(
+            err.contains("shorter than the 10 bytes") && err.contains("truncated"),
+            "{err}"
+        );
     }
 
     #[test]
