@@ -123,53 +123,56 @@ impl FactSources {
 
     /// Reads one fact: from its configured source alone if there is one, else the defaults.
     pub fn read_one(&self, field: Field) -> Value {
-        if let Some(source) = self.sources.get(&field) {
-            return match (field, read_source(source)) {
-                (Field::Timezone, Value::Text(name)) => self.zone(name),
-                (_, value) => value,
-            };
+        if field != Field::Timezone {
+            if let Some(source) = self.sources.get(&field) {
+                return read_source(source);
+            }
         }
         match field {
             Field::MacAddress => self.read_mac(),
-            Field::Timezone => self.read_timezone(),
-            // Whether the configured zone is in DST now, by its own rules.
-            Field::Dst => match self.read_one(Field::Timezone) {
-                Value::Zone { name, .. } => {
-                    match crate::timezone::offset_now(&name, &self.zoneinfo_dir) {
-                        Ok((_, dst)) => Value::Text(if dst { "on" } else { "off" }.into()),
-                        Err(e) => Value::Unavailable(e.to_string()),
-                    }
-                }
-                Value::Unavailable(reason) => Value::Unavailable(reason),
-                other => Value::Unavailable(format!("no time zone to tell DST by: {other}")),
+            Field::Timezone => match self.zone_now() {
+                Ok((name, utc_offset_secs, _)) => Value::Zone {
+                    name,
+                    utc_offset_secs,
+                },
+                Err(reason) => Value::Unavailable(reason),
+            },
+            Field::Dst => match self.zone_now() {
+                Ok((_, _, dst)) => Value::Text(if dst { "on" } else { "off" }.into()),
+                Err(reason) => Value::Unavailable(reason),
             },
             Field::Uptime => read_uptime(&self.uptime_file),
             field => first_readable(&default_sources(field)),
         }
     }
 
-    fn read_timezone(&self) -> Value {
-        match first_readable(&[file("/etc/timezone")]) {
-            Value::Text(name) => self.zone(name),
-            Value::Unavailable(reason) => zone_from_localtime_link(Path::new("/etc/localtime"))
-                .map(|name| self.zone(name))
-                .unwrap_or_else(|| {
-                    Value::Unavailable(format!("{reason}; /etc/localtime is not a zoneinfo link"))
-                }),
-            other => other,
-        }
-    }
-
-    /// A zone name with its UTC offset now; a zone the tz database does not know is not
-    /// reported as if it were one.
-    fn zone(&self, name: String) -> Value {
-        match crate::timezone::offset_now(&name, &self.zoneinfo_dir) {
-            Ok((utc_offset_secs, _)) => Value::Zone {
-                name,
-                utc_offset_secs,
+    /// The configured zone (its source, else `/etc/timezone`, else the `/etc/localtime`
+    /// link) with its UTC offset and DST now, by the zone's own tzdb rules. A zone the
+    /// database does not know is not reported as if it were one.
+    fn zone_now(&self) -> Result<(String, i32, bool), String> {
+        let name = match self.sources.get(&Field::Timezone) {
+            Some(source) => read_source(source),
+            None => match first_readable(&[file("/etc/timezone")]) {
+                Value::Unavailable(reason) => zone_from_localtime_link(Path::new("/etc/localtime"))
+                    .map_or_else(
+                        || {
+                            Value::Unavailable(format!(
+                                "{reason}; /etc/localtime is not a zoneinfo link"
+                            ))
+                        },
+                        Value::Text,
+                    ),
+                found => found,
             },
-            Err(e) => Value::Unavailable(e.to_string()),
-        }
+        };
+        let name = match name {
+            Value::Text(name) => name,
+            Value::Unavailable(reason) => return Err(reason),
+            other => return Err(format!("not a zone name: {other}")),
+        };
+        let (offset, dst) =
+            crate::timezone::offset_now(&name, &self.zoneinfo_dir).map_err(|e| e.to_string())?;
+        Ok((name, offset, dst))
     }
 
     fn read_mac(&self) -> Value {
