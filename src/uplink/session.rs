@@ -159,8 +159,12 @@ pub fn describe(e: &ConnectionError, host: &str) -> String {
 /// The retained offline status the broker publishes if the agent vanishes. Registering it
 /// discloses it, so it is logged as sent; without that line there is no will.
 pub fn last_will(gate: &Gate, disclosures: &DisclosureLog) -> Option<LastWill> {
-    let offline = gate.admit(&Record::status(false), None).ok()?;
-    if let Err(e) = disclosures.append(&Disclosure::of(&offline)) {
+    will_of(&gate.admit(&Record::status(false), None).ok()?, disclosures)
+}
+
+/// The last will that publishes `offline`, once its disclosure line is written.
+fn will_of(offline: &Admitted, disclosures: &DisclosureLog) -> Option<LastWill> {
+    if let Err(e) = disclosures.append(&Disclosure::of(offline)) {
         error!("disclosure log: {e}; no last will is registered");
         return None;
     }
@@ -570,12 +574,12 @@ impl Session {
         if offline.as_ref().map(|o| o.topic().to_owned()) == topic(&self.will.borrow()) {
             return;
         }
-        let will = last_will(&self.gate, &self.stores.disclosures);
-        if let Some(admitted) = &offline {
-            if let Err(e) = self.retained.used(admitted.topic(), admitted.purpose()) {
+        let will = offline.as_ref().and_then(|offline| {
+            if let Err(e) = self.retained.used(offline.topic(), offline.purpose()) {
                 error!("{e}");
             }
-        }
+            will_of(offline, &self.stores.disclosures)
+        });
         self.will.send_replace(will);
         if self.connected {
             info!("the last will changed: reconnecting so the broker registers the new one");
