@@ -214,8 +214,8 @@ impl Outbox {
     /// Makes sure no sequence number is used twice, given the highest one the disclosure log
     /// shows as sent. A counter that is damaged, missing while numbers were used, or behind
     /// the log is recovered past everything seen, plus a gap of a reserved block for what
-    /// neither shows (records acknowledged before their disclosure line was read back);
-    /// returns what was recovered, to be logged.
+    /// neither shows (numbers whose lines the bounded log has rotated away); returns what was
+    /// recovered, to be logged.
     pub fn recover_sequence(
         &mut self,
         disclosed: Option<u64>,
