@@ -235,20 +235,25 @@ fn broker_restart_that_keeps_the_session_loses_nothing() {
     broker_restart_loses_nothing(true);
 }
 
-/// An agent that reports facts every 100 ms through a link to the broker that starts cut, so
-/// records queue: the link, the agent's directory and its config.
+/// An agent that reports facts every 100 ms to `port`: its directory and its config.
+fn fast_facts_setup(world: &World, port: u16) -> (std::path::PathBuf, std::path::PathBuf) {
+    let policy = world.path().join("policy.toml");
+    write_policy(&policy, &["uptime"], &["online_status"]);
+    let dir = world.path().join("a");
+    let mut setup = AgentSetup::new(world, port);
+    setup.facts_interval = "100ms";
+    let config = setup.write(world, &dir, &policy);
+    (dir, config)
+}
+
+/// [`fast_facts_setup`] through a link to the broker that starts cut, so records queue.
 fn offline_agent_setup(
     world: &World,
     broker_port: u16,
 ) -> (Link, std::path::PathBuf, std::path::PathBuf) {
     let link = Link::new(broker_port);
     link.cut();
-    let policy = world.path().join("policy.toml");
-    write_policy(&policy, &["uptime"], &["online_status"]);
-    let dir = world.path().join("a");
-    let mut setup = AgentSetup::new(world, link.port);
-    setup.facts_interval = "100ms";
-    let config = setup.write(world, &dir, &policy);
+    let (dir, config) = fast_facts_setup(world, link.port);
     (link, dir, config)
 }
 
@@ -488,12 +493,7 @@ fn a_damaged_sequence_counter_never_reuses_a_number() {
     let world = World::new();
     let broker = world.broker(false);
     let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
-    let policy = world.path().join("policy.toml");
-    write_policy(&policy, &["uptime"], &["online_status"]);
-    let dir = world.path().join("a");
-    let mut setup = AgentSetup::new(&world, broker.port);
-    setup.facts_interval = "100ms";
-    let config = setup.write(&world, &dir, &policy);
+    let (dir, config) = fast_facts_setup(&world, broker.port);
 
     let mut agent = Agent::start(BIN, &config);
     wait_for(PATIENCE, || {
