@@ -632,14 +632,21 @@ impl AgentSetup {
 /// A command for the agent binary; under cross-test runs (`cross/qemu-armv7`) it goes through
 /// the emulator named in `CAMAGENT_TEST_EXEC_WRAPPER`, as the test binary itself does.
 pub fn agent_command(bin: &str) -> Command {
-    match std::env::var("CAMAGENT_TEST_EXEC_WRAPPER") {
-        Ok(wrapper) if !wrapper.is_empty() => {
+    match exec_wrapper() {
+        Some(wrapper) => {
             let mut c = Command::new(wrapper);
             c.arg(bin);
             c
         }
-        _ => Command::new(bin),
+        None => Command::new(bin),
     }
+}
+
+/// The emulator the agent runs under (`cross/qemu-armv7` sets it), if any.
+fn exec_wrapper() -> Option<String> {
+    std::env::var("CAMAGENT_TEST_EXEC_WRAPPER")
+        .ok()
+        .filter(|w| !w.is_empty())
 }
 
 /// The agent binary as a child process, its log captured to a file.
@@ -695,8 +702,10 @@ impl Agent {
     /// test with its log.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         signal(self.child.id(), "TERM");
-        wait_for(command_limit(emulated()), || self.child.try_wait().unwrap())
-            .unwrap_or_else(|| panic!("the agent did not stop on SIGTERM; log:\n{}", self.log()))
+        wait_for(command_limit(exec_wrapper().is_some()), || {
+            self.child.try_wait().unwrap()
+        })
+        .unwrap_or_else(|| panic!("the agent did not stop on SIGTERM; log:\n{}", self.log()))
     }
 }
 
@@ -713,11 +722,6 @@ fn command_limit(emulated: bool) -> Duration {
     Duration::from_secs(if emulated { 90 } else { 600 })
 }
 
-/// Whether the agent runs under an emulator (`cross/qemu-armv7`).
-fn emulated() -> bool {
-    std::env::var_os("CAMAGENT_TEST_EXEC_WRAPPER").is_some_and(|w| !w.is_empty())
-}
-
 /// `Command::output`, but a command that hangs is killed and fails the test with what it
 /// printed, rather than stalling the whole run.
 ///
@@ -726,7 +730,7 @@ fn emulated() -> bool {
 /// runs). Each retry is written to `emulation-retries.log` in the test target's temporary
 /// directory, which `.ci/run` prints. Natively a hang always fails.
 pub fn output(cmd: &mut Command) -> Output {
-    let emulated = emulated();
+    let emulated = exec_wrapper().is_some();
     let limit = command_limit(emulated);
     match output_within(cmd, limit) {
         Ok(out) => out,
