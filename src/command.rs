@@ -119,18 +119,29 @@ impl ReplayGuard {
         }
     }
 
+    /// The newest command accepted so far. A damaged guard cannot say, so it answers "now":
+    /// every command issued before this moment is then refused as a possible replay, and
+    /// commands issued from now on are taken.
     pub fn last(&self) -> u64 {
-        std::fs::read(&self.path)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<GuardState>(&b).ok())
-            .map_or(0, |s| s.last_issued_ms)
+        let state = crate::durable::read_sealed(&self.path).and_then(|b| {
+            serde_json::from_slice::<GuardState>(&b)
+                .map_err(|_| crate::durable::SealedError::Damaged)
+        });
+        match state {
+            Ok(state) => state.last_issued_ms,
+            Err(e) if e.is_not_found() => 0,
+            Err(e) => {
+                tracing::warn!(file = %self.path.display(), "command replay guard unreadable ({e}): commands issued before now are refused");
+                crate::record::now_ms()
+            }
+        }
     }
 
     pub fn accept(&self, issued_ms: u64) -> std::io::Result<()> {
         let bytes = serde_json::to_vec(&GuardState {
             last_issued_ms: issued_ms,
         })?;
-        crate::durable::write_atomic(&self.path, &bytes)
+        crate::durable::write_sealed(&self.path, &bytes)
     }
 }
 

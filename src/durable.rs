@@ -1,5 +1,5 @@
-//! Crash-safe file replacement, shared by the outbox, the consent ledger and the command
-//! replay guard.
+//! Crash-safe file replacement, and sealed files that say when they were damaged, shared by
+//! everything the agent keeps in its state directory.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -26,6 +26,65 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     sync_dir(dir)
 }
 
+/// The last line of a sealed file: the CRC-32 of everything before it.
+const SEAL: &str = "\ncrc32 ";
+const SEAL_LEN: usize = SEAL.len() + 8 + 1;
+
+/// Why a sealed file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SealedError {
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// Torn, truncated, flipped or written by something else: its content cannot be trusted.
+    #[error("damaged: its checksum does not match its content")]
+    Damaged,
+}
+
+impl SealedError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::Io(e) if e.kind() == io::ErrorKind::NotFound)
+    }
+}
+
+/// [`write_atomic`] with a checksum line after `bytes`, so damage is seen when it is read back
+/// rather than taken for content (a flipped digit is still a number, a flipped key still a key).
+pub fn write_sealed(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut sealed = Vec::with_capacity(bytes.len() + SEAL_LEN);
+    sealed.extend_from_slice(bytes);
+    sealed.extend_from_slice(format!("{SEAL}{:08x}\n", crc32fast::hash(bytes)).as_bytes());
+    write_atomic(path, &sealed)
+}
+
+/// Reads a file written by [`write_sealed`] and returns its content, checked.
+pub fn read_sealed(path: &Path) -> Result<Vec<u8>, SealedError> {
+    let mut bytes = fs::read(path)?;
+    let body_len = bytes
+        .len()
+        .checked_sub(SEAL_LEN)
+        .ok_or(SealedError::Damaged)?;
+    let seal = std::str::from_utf8(&bytes[body_len..]).map_err(|_| SealedError::Damaged)?;
+    let crc = seal
+        .strip_prefix(SEAL)
+        .and_then(|s| s.strip_suffix('\n'))
+        .ok_or(SealedError::Damaged)?;
+    // Compared as written: lowercase hex, so a flipped case bit is damage too.
+    if format!("{:08x}", crc32fast::hash(&bytes[..body_len])) != crc {
+        return Err(SealedError::Damaged);
+    }
+    bytes.truncate(body_len);
+    Ok(bytes)
+}
+
+/// Moves a damaged file aside (`<name>.damaged`) so it is kept for a look but never read
+/// again; returns where it went.
+pub fn set_aside(path: &Path) -> io::Result<std::path::PathBuf> {
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(".damaged");
+    let aside = std::path::PathBuf::from(aside);
+    fs::rename(path, &aside)?;
+    Ok(aside)
+}
+
 /// Makes a rename or removal in `dir` durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -43,5 +102,35 @@ mod tests {
         write_atomic(&path, b"two").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_sealed_file_reads_back_and_any_damage_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p");
+        write_sealed(&path, b"{\"acked\":[1,2,3]}").unwrap();
+        assert_eq!(read_sealed(&path).unwrap(), b"{\"acked\":[1,2,3]}");
+        let good = fs::read(&path).unwrap();
+        // Every single flipped bit, every truncation, and the unsealed body.
+        for i in 0..good.len() * 8 {
+            let mut bad = good.clone();
+            bad[i / 8] ^= 1 << (i % 8);
+            fs::write(&path, &bad).unwrap();
+            assert!(
+                matches!(read_sealed(&path), Err(SealedError::Damaged)),
+                "bit {i}"
+            );
+        }
+        for len in 0..good.len() {
+            fs::write(&path, &good[..len]).unwrap();
+            assert!(matches!(read_sealed(&path), Err(SealedError::Damaged)));
+        }
+        assert!(read_sealed(&dir.path().join("none"))
+            .unwrap_err()
+            .is_not_found());
+        write_sealed(&path, b"").unwrap();
+        assert_eq!(read_sealed(&path).unwrap(), b"");
+        let aside = set_aside(&path).unwrap();
+        assert!(!path.exists() && aside.ends_with("p.damaged"));
     }
 }

@@ -76,7 +76,7 @@ impl StatusFile {
             return;
         }
         let bytes = serde_json::to_vec_pretty(&status).unwrap_or_default();
-        if let Err(e) = crate::durable::write_atomic(&self.path, &bytes) {
+        if let Err(e) = crate::durable::write_sealed(&self.path, &bytes) {
             tracing::warn!(file = %self.path.display(), "cannot write the status: {e}");
         }
         self.last = Some(status);
@@ -84,6 +84,9 @@ impl StatusFile {
 }
 
 pub fn read(state_dir: &Path) -> std::io::Result<Status> {
-    let bytes = std::fs::read(state_dir.join(STATUS_FILE))?;
+    let bytes = crate::durable::read_sealed(&state_dir.join(STATUS_FILE)).map_err(|e| match e {
+        crate::durable::SealedError::Io(e) => e,
+        damaged => std::io::Error::other(damaged),
+    })?;
     serde_json::from_slice(&bytes).map_err(std::io::Error::other)
 }

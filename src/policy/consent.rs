@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{LegalBasis, Policy, Purpose};
+use crate::durable::SealedError;
 use crate::record::{now_ms, rfc3339};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,13 +190,15 @@ impl LedgerFile {
 
     /// The ledger, or an empty one if none was written yet.
     pub fn load(&self) -> Result<Ledger, ConsentError> {
-        match fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| ConsentError::Corrupt {
-                path: self.path.clone(),
-                reason: e.to_string(),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Ledger::default()),
-            Err(e) => Err(self.io()(e)),
+        let corrupt = |reason: String| ConsentError::Corrupt {
+            path: self.path.clone(),
+            reason,
+        };
+        match crate::durable::read_sealed(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string())),
+            Err(e) if e.is_not_found() => Ok(Ledger::default()),
+            Err(SealedError::Damaged) => Err(corrupt(SealedError::Damaged.to_string())),
+            Err(SealedError::Io(e)) => Err(self.io()(e)),
         }
     }
 
@@ -216,7 +219,7 @@ impl LedgerFile {
         let mut ledger = self.load()?;
         let out = change(&mut ledger)?;
         let bytes = serde_json::to_vec_pretty(&ledger).unwrap_or_default();
-        crate::durable::write_atomic(&self.path, &bytes).map_err(self.io())?;
+        crate::durable::write_sealed(&self.path, &bytes).map_err(self.io())?;
         Ok(out)
     }
 }

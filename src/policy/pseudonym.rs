@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 
+use crate::durable::{read_sealed, write_sealed, SealedError};
+
 const KEY_LEN: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +29,13 @@ pub enum PseudonymKeyError {
     Random,
 }
 
+fn io_at(path: &Path) -> impl Fn(std::io::Error) -> PseudonymKeyError + '_ {
+    move |source| PseudonymKeyError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
 #[derive(Clone)]
 pub struct PseudonymKey(hmac::Key);
 
@@ -37,13 +46,12 @@ impl std::fmt::Debug for PseudonymKey {
 }
 
 impl PseudonymKey {
-    /// Loads `path`, or creates it (mode 0600) with fresh random bytes on first start.
+    /// Loads `path`, or creates it (mode 0600) with fresh random bytes on first start. A key
+    /// that is damaged (its checksum fails) is set aside and replaced: the device's pseudonyms
+    /// change, which unlinks rather than exposes, and the start goes on.
     pub fn load_or_create(path: &Path) -> Result<Self, PseudonymKeyError> {
-        let io = |source| PseudonymKeyError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        match std::fs::read(path) {
+        let io = io_at(path);
+        match read_sealed(path) {
             Ok(bytes) => {
                 let mode = std::fs::metadata(path).map_err(io)?.permissions().mode() & 0o777;
                 if mode & 0o077 != 0 {
@@ -60,20 +68,28 @@ impl PseudonymKey {
                 }
                 Ok(Self::from_bytes(&bytes))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut bytes = [0u8; KEY_LEN];
-                SystemRandom::new()
-                    .fill(&mut bytes)
-                    .map_err(|_| PseudonymKeyError::Random)?;
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir).map_err(io)?;
-                }
-                // Written whole or not at all: a power cut at first start leaves no empty key.
-                crate::durable::write_atomic(path, &bytes).map_err(io)?;
-                Ok(Self::from_bytes(&bytes))
+            Err(SealedError::Damaged) => {
+                let aside = crate::durable::set_aside(path).map_err(io)?;
+                tracing::error!(file = %path.display(), aside = %aside.display(), "pseudonym key damaged: set aside and replaced; the device's pseudonyms change");
+                Self::create(path)
             }
-            Err(e) => Err(io(e)),
+            Err(e) if e.is_not_found() => Self::create(path),
+            Err(SealedError::Io(e)) => Err(io(e)),
         }
+    }
+
+    /// A fresh key, written whole or not at all: a power cut at first start leaves no empty
+    /// key.
+    fn create(path: &Path) -> Result<Self, PseudonymKeyError> {
+        let mut bytes = [0u8; KEY_LEN];
+        SystemRandom::new()
+            .fill(&mut bytes)
+            .map_err(|_| PseudonymKeyError::Random)?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io_at(path))?;
+        }
+        write_sealed(path, &bytes).map_err(io_at(path))?;
+        Ok(Self::from_bytes(&bytes))
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Self {
@@ -122,10 +138,31 @@ mod tests {
     }
 
     #[test]
+    fn a_damaged_key_is_set_aside_and_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        let before = PseudonymKey::load_or_create(&path)
+            .unwrap()
+            .pseudonym("s", b"SN");
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[3] ^= 0x10;
+        std::fs::write(&path, &bytes).unwrap();
+        let after = PseudonymKey::load_or_create(&path)
+            .unwrap()
+            .pseudonym("s", b"SN");
+        assert_ne!(before, after, "a flipped key bit is not taken for a key");
+        assert_eq!(std::fs::read(dir.path().join("k.damaged")).unwrap(), bytes);
+        let again = PseudonymKey::load_or_create(&path)
+            .unwrap()
+            .pseudonym("s", b"SN");
+        assert_eq!(after, again);
+    }
+
+    #[test]
     fn exposed_key_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("k");
-        std::fs::write(&path, [7u8; KEY_LEN]).unwrap();
+        crate::durable::write_sealed(&path, &[7u8; KEY_LEN]).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let err = PseudonymKey::load_or_create(&path).unwrap_err().to_string();
         assert!(err.contains("chmod 600"), "{err}");

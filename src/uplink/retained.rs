@@ -43,13 +43,13 @@ impl RetainedTopics {
     /// no longer be cleared by the device, which the error says.
     pub fn open(state_dir: &Path) -> (Self, Option<RetainedError>) {
         let path = state_dir.join(FILE);
-        let (topics, error) = match std::fs::read(&path) {
+        let (topics, error) = match crate::durable::read_sealed(&path) {
             Ok(bytes) => match serde_json::from_slice(&bytes) {
                 Ok(topics) => (topics, None),
                 Err(e) => (BTreeMap::new(), Some(std::io::Error::other(e))),
             },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (BTreeMap::new(), None),
-            Err(e) => (BTreeMap::new(), Some(e)),
+            Err(e) if e.is_not_found() => (BTreeMap::new(), None),
+            Err(e) => (BTreeMap::new(), Some(std::io::Error::other(e))),
         };
         let error = error.map(|source| RetainedError {
             path: path.clone(),
@@ -116,7 +116,7 @@ impl RetainedTopics {
             };
         }
         let bytes = serde_json::to_vec_pretty(&self.topics).map_err(|e| error(e.into()))?;
-        crate::durable::write_atomic(&self.path, &bytes).map_err(error)
+        crate::durable::write_sealed(&self.path, &bytes).map_err(error)
     }
 }
 

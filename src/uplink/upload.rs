@@ -1,8 +1,10 @@
 //! Clip uploads. A clip travels as its manifest — the clip record, queued in the outbox like
-//! any record — and as chunks of at most `chunk_bytes`, each published at QoS 1. Which chunks
-//! the broker acknowledged is kept beside the clip (`<id>.upload`), so an upload resumes where
-//! it stopped after a reconnect or a restart instead of starting again; the clip file is
-//! deleted once every chunk is acknowledged.
+//! any record — and as chunks of at most `chunk_bytes`, each published at QoS 1. Beside the clip
+//! are its manifest (`<id>.upload`, written once) and the chunks the broker acknowledged
+//! (`<id>.acked`), both sealed with a checksum, so an upload resumes where it stopped after a
+//! reconnect or a restart instead of starting again; the clip file is deleted once every chunk
+//! is acknowledged. Damaged acknowledgements restart the upload from its clip: a chunk is never
+//! taken as delivered on the word of a damaged file.
 //!
 //! A chunk's payload is binary: a 4-byte big-endian header length, the JSON [`ChunkHeader`],
 //! then the clip's bytes.
@@ -12,6 +14,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tracing::warn;
+
+use crate::durable::{read_sealed, write_sealed, SealedError};
 
 /// The topic level of clip chunks (beside the clip flow's own, which carries the manifest).
 pub const CLIP_DATA_LEVEL: &str = "clip_data";
@@ -92,9 +96,10 @@ pub fn parse(payload: &[u8]) -> Result<(ChunkHeader, &[u8]), String> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Progress {
     pub manifest: Manifest,
+    /// Kept in its own file (`<id>.acked`), rewritten as acknowledgements come.
+    #[serde(skip)]
     pub acked: BTreeSet<u32>,
     /// When the upload was queued (ms since the epoch), for the purpose's retention.
-    #[serde(default)]
     pub queued_ms: u64,
 }
 
@@ -129,10 +134,11 @@ pub struct Uploads {
 }
 
 const PROGRESS: &str = "upload";
+const ACKED: &str = "acked";
 
 impl Uploads {
-    /// Loads every upload in progress under `dir`. A progress file that cannot be read is
-    /// reported and restarted from its clip; one whose clip is gone is dropped.
+    /// Loads every upload in progress under `dir`. Damaged acknowledgements restart the
+    /// upload from its clip; a damaged manifest is set aside, its clip kept.
     pub fn open(dir: &Path) -> Self {
         let mut uploads = Self {
             dir: dir.to_owned(),
@@ -148,20 +154,25 @@ impl Uploads {
             if path.extension().is_none_or(|e| e != PROGRESS) {
                 continue;
             }
-            let progress = std::fs::read(&path)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Progress>(&b).ok());
+            let progress = read_sealed(&path).and_then(|b| {
+                serde_json::from_slice::<Progress>(&b).map_err(|_| SealedError::Damaged)
+            });
             match progress {
-                Some(p) if uploads.path_of(&p.manifest).exists() => {
+                Ok(mut p) if uploads.path_of(&p.manifest).exists() => {
+                    p.acked = uploads.read_acked(&p.manifest.clip_id);
                     let modified = entry
                         .metadata()
                         .and_then(|m| m.modified())
                         .unwrap_or(std::time::UNIX_EPOCH);
                     found.push((modified, p));
                 }
-                _ => {
-                    warn!(file = %path.display(), "clip upload without a readable progress or clip, dropped");
-                    let _ = std::fs::remove_file(&path);
+                Ok(p) => {
+                    warn!(clip = %p.manifest.clip_id, "clip upload whose clip is gone, dropped");
+                    uploads.remove_files(&p.manifest.clip_id, None);
+                }
+                Err(e) => {
+                    let aside = crate::durable::set_aside(&path);
+                    warn!(file = %path.display(), "clip upload manifest unreadable ({e}), set aside: {aside:?}");
                 }
             }
         }
@@ -171,6 +182,21 @@ impl Uploads {
             uploads.active.insert(p.manifest.clip_id.clone(), p);
         }
         uploads
+    }
+
+    /// The chunks acknowledged for clip `id`; none when the file is missing or damaged.
+    fn read_acked(&self, id: &str) -> BTreeSet<u32> {
+        let path = self.acked_path(id);
+        match read_sealed(&path)
+            .and_then(|b| serde_json::from_slice(&b).map_err(|_| SealedError::Damaged))
+        {
+            Ok(acked) => acked,
+            Err(e) if e.is_not_found() => BTreeSet::new(),
+            Err(e) => {
+                warn!(file = %path.display(), "clip upload progress unreadable ({e}): the upload restarts from its clip");
+                BTreeSet::new()
+            }
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -185,6 +211,10 @@ impl Uploads {
 
     fn progress_path(&self, id: &str) -> PathBuf {
         self.dir.join(format!("{id}.{PROGRESS}"))
+    }
+
+    fn acked_path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.{ACKED}"))
     }
 
     pub fn len(&self) -> usize {
@@ -210,7 +240,9 @@ impl Uploads {
             acked: BTreeSet::new(),
             queued_ms: crate::record::now_ms(),
         };
-        self.save(&progress)?;
+        let path = self.progress_path(&progress.manifest.clip_id);
+        let bytes = serde_json::to_vec(&progress).unwrap_or_default();
+        write_sealed(&path, &bytes).map_err(|source| UploadError::Io { path, source })?;
         let id = progress.manifest.clip_id.clone();
         self.order.push(id.clone());
         self.active.insert(id, progress);
@@ -259,8 +291,7 @@ impl Uploads {
         }
         // Every few chunks: a crash then re-sends at most that many.
         if p.acked.len() % 8 == 0 {
-            let p = p.clone();
-            self.save(&p)?;
+            self.save_acked(id)?;
         }
         Ok(None)
     }
@@ -269,7 +300,14 @@ impl Uploads {
     pub fn remove(&mut self, id: &str) {
         let media = self.active.remove(id).map(|p| self.path_of(&p.manifest));
         self.order.retain(|o| o != id);
-        for path in media.into_iter().chain([self.progress_path(id)]) {
+        self.remove_files(id, media);
+    }
+
+    fn remove_files(&self, id: &str, media: Option<PathBuf>) {
+        for path in media
+            .into_iter()
+            .chain([self.progress_path(id), self.acked_path(id)])
+        {
             if let Err(e) = std::fs::remove_file(&path) {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     warn!(file = %path.display(), "cannot delete: {e}");
@@ -311,18 +349,20 @@ impl Uploads {
 
     /// Persists every upload's progress (at shutdown).
     pub fn save_all(&self) {
-        for p in self.active.values() {
-            if let Err(e) = self.save(p) {
+        for id in self.active.keys() {
+            if let Err(e) = self.save_acked(id) {
                 warn!("{e}");
             }
         }
     }
 
-    fn save(&self, progress: &Progress) -> Result<(), UploadError> {
-        let path = self.progress_path(&progress.manifest.clip_id);
-        let bytes = serde_json::to_vec(progress).unwrap_or_default();
-        crate::durable::write_atomic(&path, &bytes)
-            .map_err(|source| UploadError::Io { path, source })
+    fn save_acked(&self, id: &str) -> Result<(), UploadError> {
+        let Some(p) = self.active.get(id) else {
+            return Ok(());
+        };
+        let path = self.acked_path(id);
+        let bytes = serde_json::to_vec(&p.acked).unwrap_or_default();
+        write_sealed(&path, &bytes).map_err(|source| UploadError::Io { path, source })
     }
 }
 
@@ -434,21 +474,46 @@ mod tests {
     }
 
     #[test]
-    fn unreadable_progress_or_missing_clip_is_dropped() {
+    fn damaged_progress_restarts_the_upload_from_its_clip() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut uploads = Uploads::open(dir.path());
+        std::fs::write(dir.path().join("a.mp4"), [7u8; 100]).unwrap();
+        uploads.add(manifest("a", 100, 10)).unwrap();
+        for i in 0..8 {
+            uploads.ack("a", i).unwrap();
+        }
+        let acked = dir.path().join("a.acked");
+        assert_eq!(Uploads::open(dir.path()).get("a").unwrap().acked.len(), 8);
+        // One flipped index, or a torn file: no chunk is taken as delivered.
+        let good = std::fs::read(&acked).unwrap();
+        let flipped = String::from_utf8(good.clone())
+            .unwrap()
+            .replacen('7', "9", 1);
+        for damage in [flipped.into_bytes(), good[..good.len() / 2].to_vec()] {
+            std::fs::write(&acked, damage).unwrap();
+            let again = Uploads::open(dir.path());
+            let p = again
+                .get("a")
+                .expect("the upload restarts, it is not dropped");
+            assert!(p.acked.is_empty());
+            assert_eq!(p.next(&BTreeSet::new()), Some(0));
+        }
+    }
+
+    #[test]
+    fn a_damaged_manifest_is_set_aside_and_a_missing_clip_dropped() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("x.upload"), b"{torn").unwrap();
-        std::fs::write(
-            dir.path().join("y.upload"),
-            serde_json::to_vec(&Progress {
-                manifest: manifest("y", 10, 4),
-                acked: BTreeSet::new(),
-                queued_ms: 0,
-            })
-            .unwrap(),
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("x.mp4"), b"kept").unwrap();
+        let mut uploads = Uploads::open(dir.path());
+        uploads.add(manifest("y", 10, 4)).unwrap();
         let uploads = Uploads::open(dir.path());
         assert!(uploads.is_empty());
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        let mut left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["x.mp4", "x.upload.damaged"]);
     }
 }
