@@ -2,7 +2,9 @@
 //! clips, snapshots, the consent ledger, the disclosure log and the pseudonym keys.
 //!
 //! The replay guard of signed commands is kept: it holds no personal data, and without it an
-//! old command could be replayed after the erase. So is the list of retained topics
+//! old command could be replayed after the erase. So is the outbox's sequence counter: the
+//! cloud de-duplicates by sequence number, and numbers that started again at 0 would be taken
+//! for duplicates and dropped. So is the list of retained topics
 //! (`uplink::retained`): the erase clears those at the broker, and each leaves the list once
 //! cleared.
 
@@ -47,16 +49,13 @@ pub fn wipe(state_dir: &Path) -> std::io::Result<Vec<&'static str>> {
     for (name, what) in OWNER_DATA {
         let path = state_dir.join(name);
         let result = match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() && name == "outbox" => empty_outbox(&path),
             Ok(m) if m.is_dir() => fs::remove_dir_all(&path),
             Ok(_) => fs::remove_file(&path),
             Err(e) if e.kind() == ErrorKind::NotFound => continue,
             Err(e) => Err(e),
         };
         result?;
-        if name == "outbox" {
-            // The daemon goes on queueing (the confirmation first): leave it an empty outbox.
-            fs::create_dir_all(&path)?;
-        }
         if !erased.contains(&what) {
             erased.push(what);
         }
@@ -65,6 +64,23 @@ pub fn wipe(state_dir: &Path) -> std::io::Result<Vec<&'static str>> {
         dir.sync_all()?;
     }
     Ok(erased)
+}
+
+/// Removes every queued and quarantined record; keeps the directory (the daemon goes on
+/// queueing, the confirmation first) and its sequence counter.
+fn empty_outbox(dir: &Path) -> std::io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name() == crate::uplink::outbox::COUNTER_FILE {
+            continue;
+        }
+        if entry.file_type()?.is_dir() {
+            fs::remove_dir_all(entry.path())?;
+        } else {
+            fs::remove_file(entry.path())?;
+        }
+    }
+    crate::durable::sync_dir(dir)
 }
 
 #[cfg(test)]
@@ -77,6 +93,7 @@ mod tests {
         let p = dir.path();
         fs::create_dir_all(p.join("outbox/quarantine")).unwrap();
         fs::write(p.join("outbox/00000000000000000001.rec"), b"x").unwrap();
+        fs::write(p.join("outbox/seq"), b"1024 x").unwrap();
         fs::create_dir_all(p.join("keys")).unwrap();
         fs::write(p.join("keys/pseudonym.key"), [0u8; 32]).unwrap();
         fs::write(p.join("consent.json"), b"{}").unwrap();
@@ -87,7 +104,9 @@ mod tests {
             vec!["queued records", "consent ledger", "pseudonym keys"]
         );
         assert!(!p.join("keys").exists());
-        assert_eq!(fs::read_dir(p.join("outbox")).unwrap().count(), 0);
+        let left: Vec<_> = fs::read_dir(p.join("outbox")).unwrap().collect();
+        assert_eq!(left.len(), 1, "only the sequence counter is left");
+        assert_eq!(fs::read(p.join("outbox/seq")).unwrap(), b"1024 x");
         assert!(p.join("commands.json").exists());
         assert_eq!(wipe(p).unwrap(), vec!["queued records"]);
     }

@@ -220,6 +220,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     s.outbox_records, s.outbox_bytes
                 );
                 println!("delivered   {} records, {} clips ({} clips evicted unsent, {} records refused)", s.delivered, s.clips_delivered, s.clips_evicted, s.refused);
+                if s.quarantined > 0 {
+                    println!(
+                        "quarantine  {} damaged records kept aside, never sent ({})",
+                        s.quarantined,
+                        state.join("outbox/quarantine").display()
+                    );
+                }
                 for u in &s.uploads {
                     println!(
                         "uploading   clip {}: {}/{} chunks of {} bytes",

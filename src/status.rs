@@ -18,6 +18,9 @@ pub struct Status {
     pub clips_delivered: u64,
     pub clips_evicted: u64,
     pub refused: u64,
+    /// Damaged outbox entries kept aside (`outbox/quarantine/`), never sent.
+    #[serde(default)]
+    pub quarantined: u64,
     pub reconnects: u64,
     /// `running`, `failing: <reason>`, or `none` without `[capture]`.
     pub camera: String,

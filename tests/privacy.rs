@@ -277,6 +277,12 @@ fn erase_command_line_waits_for_the_agent_to_stop_then_confirms_at_next_start() 
     let (ok, _, err) = cli_with(BIN, &config, &["erase", "--yes"]);
     assert!(!ok && err.contains("stop the agent first"), "{err}");
     assert!(agent.stop().success());
+    let used_before = cloud
+        .snapshot()
+        .iter()
+        .filter_map(|m| m.json()["seq"].as_u64())
+        .max();
+    assert!(used_before.is_some());
     let (ok, _, err) = cli_with(BIN, &config, &["erase"]);
     assert!(!ok && err.contains("--yes"), "{err}");
     let (ok, out, err) = cli_with(BIN, &config, &["erase", "--yes"]);
@@ -292,6 +298,13 @@ fn erase_command_line_waits_for_the_agent_to_stop_then_confirms_at_next_start() 
     assert_eq!(
         m.json()["fields"]["erasure_record"]["via"],
         "device command line"
+    );
+    // Sequence numbers go on across the erase: the cloud de-duplicates by them, and a
+    // number used again would drop the confirmation as a duplicate.
+    let confirmed = m.json()["seq"].as_u64();
+    assert!(
+        confirmed > used_before,
+        "{confirmed:?} after {used_before:?}"
     );
 }
 

@@ -483,6 +483,15 @@ fn one_bad_outbox_entry_never_stops_delivery() {
         first_seen.windows(2).all(|w| w[0] < w[1]),
         "out of order: {first_seen:?}"
     );
+    // The two bad entries are counted where the owner looks.
+    let quarantined = || {
+        let (_, out, _) = cli_with(BIN, &config, &["status", "--json"]);
+        serde_json::from_str::<serde_json::Value>(&out).ok()?["quarantined"].as_u64()
+    };
+    wait_for(PATIENCE, || (quarantined() == Some(2)).then_some(()))
+        .unwrap_or_else(|| panic!("status says {:?} quarantined", quarantined()));
+    let (_, out, _) = cli_with(BIN, &config, &["status"]);
+    assert!(out.contains("2 damaged records kept aside"), "{out}");
 }
 
 /// A damaged sequence counter never makes the agent reuse a number: the cloud would take the

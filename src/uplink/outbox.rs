@@ -101,6 +101,12 @@ impl Meta {
     }
 }
 
+/// Where bad entries are moved, in the outbox directory.
+const QUARANTINE: &str = "quarantine";
+
+/// The sequence counter's file in the outbox directory.
+pub const COUNTER_FILE: &str = "seq";
+
 /// What the sequence counter file said at open.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Counter {
@@ -120,6 +126,8 @@ pub struct Outbox {
     /// First sequence number not yet reserved on disk.
     reserved_until: u64,
     counter: Counter,
+    /// Entries in `quarantine/`, for the status.
+    quarantined: u64,
 }
 
 impl Outbox {
@@ -166,7 +174,8 @@ impl Outbox {
             }
         }
         let used = entries.values().map(|m| m.size).sum();
-        let counter = read_counter(&dir.join("seq"));
+        let in_quarantine = fs::read_dir(dir.join(QUARANTINE)).map_or(0, |d| d.count() as u64);
+        let counter = read_counter(&dir.join(COUNTER_FILE));
         let reserved = match counter {
             Counter::Read(n) => n,
             _ => 0,
@@ -184,6 +193,7 @@ impl Outbox {
             next_seq,
             reserved_until: next_seq,
             counter,
+            quarantined: in_quarantine,
         };
         Ok((outbox, quarantined))
     }
@@ -202,7 +212,7 @@ impl Outbox {
         let seq = self.next_seq;
         if seq >= self.reserved_until {
             self.reserved_until = seq + SEQ_BLOCK;
-            write_atomic(&self.dir, "seq", &counter_text(self.reserved_until))?;
+            write_atomic(&self.dir, COUNTER_FILE, &counter_text(self.reserved_until))?;
         }
         write_atomic(&self.dir, &entry_name(seq), &frame)?;
         self.next_seq += 1;
@@ -229,13 +239,23 @@ impl Outbox {
         };
         self.next_seq = seen + SEQ_BLOCK;
         self.reserved_until = self.next_seq;
-        write_atomic(&self.dir, "seq", &counter_text(self.next_seq))?;
+        write_atomic(&self.dir, COUNTER_FILE, &counter_text(self.next_seq))?;
         self.counter = Counter::Read(self.next_seq);
         Ok(Some(format!(
             "sequence counter {problem}; recovered: the next record is {} (highest seen {}, plus a gap of {SEQ_BLOCK})",
             self.next_seq,
             seen.saturating_sub(1)
         )))
+    }
+
+    /// How many bad entries are kept in quarantine.
+    pub fn quarantined(&self) -> u64 {
+        self.quarantined
+    }
+
+    /// After an erase emptied the quarantine with the rest of the owner's data.
+    pub fn quarantine_erased(&mut self) {
+        self.quarantined = 0;
     }
 
     /// Reads an entry back. An entry that went bad since start is forgotten: quarantined
@@ -256,6 +276,7 @@ impl Outbox {
         };
         self.forget(seq);
         let q = quarantine(&self.dir, &path, reason);
+        self.quarantined += 1;
         Err(OutboxError::Corrupt {
             path: q.file,
             reason: q.reason,
@@ -354,7 +375,7 @@ fn read_counter(path: &Path) -> Counter {
 /// Moves a bad entry to `quarantine/` so it is kept for inspection but never sent. One that
 /// cannot be moved stays where it is, skipped, and the reason says so.
 fn quarantine(dir: &Path, path: &Path, reason: String) -> Quarantined {
-    let qdir = dir.join("quarantine");
+    let qdir = dir.join(QUARANTINE);
     let target = qdir.join(path.file_name().unwrap_or_default());
     match fs::create_dir_all(&qdir).and_then(|()| fs::rename(path, &target)) {
         Ok(()) => Quarantined {
@@ -428,7 +449,7 @@ mod tests {
     #[test]
     fn a_damaged_counter_is_recovered_past_every_number_seen() {
         let dir = tempfile::tempdir().unwrap();
-        let counter = dir.path().join("seq");
+        let counter = dir.path().join(COUNTER_FILE);
         let (mut ob, _) = Outbox::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(ob.recover_sequence(None).unwrap(), None, "a fresh outbox");
         let first = ob.append(&record(1)).unwrap();

@@ -319,6 +319,7 @@ impl Session {
             clips_delivered: self.stats.clips_delivered,
             clips_evicted: self.stats.clips_evicted,
             refused: self.stats.refused,
+            quarantined: self.outbox.quarantined(),
             reconnects: self.stats.reconnects,
             ..Default::default()
         }
@@ -698,6 +699,7 @@ impl Session {
                 return;
             }
         };
+        self.outbox.quarantine_erased();
         // The clips (and their progress) are gone with the rest.
         let fresh = Uploads::open(self.stores.uploads.dir());
         self.stores.uploads = fresh;
