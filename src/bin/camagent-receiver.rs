@@ -5,12 +5,15 @@
 //! carries that the policy does not permit for the purpose the message names.
 //!
 //! Prints one JSON object a line for each thing it received:
-//! `{"type":"alert"|"record"|"manifest"|"clip"|"audit", ...}`.
+//! `{"type":"alert"|"record"|"manifest"|"clip"|"audit"|"orphan_dropped", ...}`.
+//!
+//! Chunks that come before their manifest are held in memory, within a byte budget and for a
+//! limited time: chunks whose manifest never comes are dropped, oldest first, and reported.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use base64::Engine as _;
@@ -40,6 +43,12 @@ struct Args {
     /// MQTT client id (the session is persistent, so nothing is missed across restarts).
     #[arg(long, default_value = "camagent-receiver")]
     client_id: String,
+    /// Memory for chunks whose manifest has not come yet, in MiB.
+    #[arg(long, default_value_t = 64)]
+    orphan_max_mib: u64,
+    /// How long chunks wait for their manifest, in seconds.
+    #[arg(long, default_value_t = 600)]
+    orphan_ttl_secs: u64,
 }
 
 #[derive(Deserialize)]
@@ -48,13 +57,36 @@ struct ReceiverConfig {
 }
 
 /// A clip being reassembled.
-#[derive(Default)]
 struct Assembly {
     manifest: Option<Manifest>,
     /// Chunks that came before the manifest.
     early: BTreeMap<u32, Vec<u8>>,
     have: BTreeSet<u32>,
     done: bool,
+    /// When its first chunk or manifest came.
+    since: Instant,
+}
+
+impl Assembly {
+    fn new() -> Self {
+        Self {
+            manifest: None,
+            early: BTreeMap::new(),
+            have: BTreeSet::new(),
+            done: false,
+            since: Instant::now(),
+        }
+    }
+
+    fn early_bytes(&self) -> usize {
+        self.early.values().map(Vec::len).sum()
+    }
+}
+
+/// What chunks without a manifest may hold.
+struct OrphanLimits {
+    max_bytes: usize,
+    ttl: Duration,
 }
 
 struct Receiver {
@@ -63,6 +95,7 @@ struct Receiver {
     prefix_levels: usize,
     seen: HashSet<(String, u64)>,
     clips: BTreeMap<String, Assembly>,
+    orphans: OrphanLimits,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -93,6 +126,10 @@ fn main() -> anyhow::Result<()> {
         prefix_levels: b.topic_prefix.split('/').count(),
         seen: HashSet::new(),
         clips: BTreeMap::new(),
+        orphans: OrphanLimits {
+            max_bytes: usize::try_from(args.orphan_max_mib << 20).unwrap_or(usize::MAX),
+            ttl: Duration::from_secs(args.orphan_ttl_secs),
+        },
     };
     let filter = format!("{}/#", b.topic_prefix);
     for event in connection.iter() {
@@ -199,7 +236,7 @@ impl Receiver {
     /// A clip's or snapshot's manifest: chunks that came before it are stored now.
     fn on_manifest(&mut self, manifest: Manifest) -> anyhow::Result<()> {
         let id = manifest.clip_id.clone();
-        let assembly = self.clips.entry(id.clone()).or_default();
+        let assembly = self.clips.entry(id.clone()).or_insert_with(Assembly::new);
         if assembly.manifest.is_some() {
             return Ok(());
         }
@@ -214,16 +251,45 @@ impl Receiver {
     fn on_chunk(&mut self, payload: &[u8]) -> anyhow::Result<()> {
         let (header, data) = upload::parse(payload).map_err(anyhow::Error::msg)?;
         let id = header.clip_id.clone();
-        let assembly = self.clips.entry(id.clone()).or_default();
+        let assembly = self.clips.entry(id.clone()).or_insert_with(Assembly::new);
         if assembly.done || assembly.have.contains(&header.index) {
             return Ok(());
         }
         if assembly.manifest.is_none() {
             assembly.early.insert(header.index, data.to_vec());
+            self.drop_orphans();
             return Ok(());
         }
         self.store_chunk(&id, header.index, data)?;
         self.finish_if_complete(&id)
+    }
+
+    /// Drops chunks whose manifest has not come in time, then the oldest such chunks while
+    /// they hold more than their budget.
+    fn drop_orphans(&mut self) {
+        let mut orphans: Vec<(Instant, String, usize)> = self
+            .clips
+            .iter()
+            .filter(|(_, a)| a.manifest.is_none())
+            .map(|(id, a)| (a.since, id.clone(), a.early_bytes()))
+            .collect();
+        orphans.sort();
+        let mut held: usize = orphans.iter().map(|(_, _, bytes)| bytes).sum();
+        for (since, id, bytes) in orphans {
+            let reason = if since.elapsed() > self.orphans.ttl {
+                "no manifest in time"
+            } else if held > self.orphans.max_bytes {
+                "over the memory budget for chunks without a manifest"
+            } else {
+                continue;
+            };
+            held -= bytes;
+            if let Some(a) = self.clips.remove(&id) {
+                emit(
+                    json!({"type": "orphan_dropped", "clip_id": id, "chunks": a.early.len(), "bytes": bytes, "reason": reason}),
+                );
+            }
+        }
     }
 
     fn part_path(&self, id: &str) -> PathBuf {
@@ -326,4 +392,62 @@ fn safe_name(id: &str) -> String {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn receiver(max_bytes: usize, ttl: Duration) -> Receiver {
+        Receiver {
+            out: std::env::temp_dir(),
+            audit: None,
+            prefix_levels: 1,
+            seen: HashSet::new(),
+            clips: BTreeMap::new(),
+            orphans: OrphanLimits { max_bytes, ttl },
+        }
+    }
+
+    fn chunk(clip: &str, index: u32, bytes: usize) -> Vec<u8> {
+        let header = upload::ChunkHeader {
+            schema: 1,
+            clip_id: clip.into(),
+            index,
+            chunks: 100,
+            purpose: "p".into(),
+            legal_basis: "dpv:Contract".into(),
+        };
+        upload::frame(&header, &vec![0; bytes])
+    }
+
+    fn held(r: &Receiver) -> usize {
+        r.clips.values().map(Assembly::early_bytes).sum()
+    }
+
+    #[test]
+    fn chunks_without_a_manifest_stay_within_their_budget_oldest_dropped_first() {
+        let mut r = receiver(10_000, Duration::from_secs(3600));
+        for clip in ["a", "b", "c"] {
+            for i in 0..4 {
+                r.on_chunk(&chunk(clip, i, 1000)).unwrap();
+            }
+        }
+        assert_eq!(held(&r), 8000, "a's 4000 bytes made room");
+        assert!(!r.clips.contains_key("a"), "the oldest orphan goes first");
+        assert!(r.clips.contains_key("c"));
+        for i in 0..100 {
+            r.on_chunk(&chunk("d", i, 1000)).unwrap();
+            assert!(held(&r) <= 10_000);
+        }
+    }
+
+    #[test]
+    fn chunks_whose_manifest_never_comes_are_dropped_in_time() {
+        let mut r = receiver(usize::MAX, Duration::ZERO);
+        r.on_chunk(&chunk("a", 0, 10)).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        r.on_chunk(&chunk("b", 0, 10)).unwrap();
+        assert!(!r.clips.contains_key("a"));
+    }
 }
