@@ -10,6 +10,7 @@ pub mod durable;
 pub mod erase;
 pub mod hex;
 pub mod human_duration;
+pub mod log_limit;
 pub mod motion;
 pub mod policy;
 pub mod record;

@@ -456,7 +456,8 @@ fn facts(config: &Config) -> anyhow::Result<()> {
 }
 
 /// Logs to stderr: plain lines for journald (which adds its own timestamps), `RUST_LOG` for
-/// the level (`error`, `warn`, `info`, `debug`, `trace`; default `info`).
+/// the level (`error`, `warn`, `info`, `debug`, `trace`; default `info`), each kind of line
+/// rate-limited (`log_limit`).
 fn init_logging() {
     let level = std::env::var("RUST_LOG")
         .ok()
@@ -465,7 +466,7 @@ fn init_logging() {
     let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
     let builder = tracing_subscriber::fmt()
         .with_max_level(level)
-        .with_writer(std::io::stderr)
+        .with_writer(camagent::log_limit::LimitedStderr::default())
         .with_target(false)
         .with_ansi(false);
     if under_journald {

@@ -184,6 +184,57 @@ fn signed_consent_command_is_obeyed_and_bad_ones_change_nothing() {
     assert_eq!(cloud.on("/usage_statistics").len(), n);
 }
 
+/// A flood of bad commands is refused without flooding the log: journald would drop the
+/// lines that matter. Each kind of line keeps a small budget and says what it suppressed; the
+/// daemon still takes the good command behind the flood.
+#[test]
+fn a_flood_of_bad_commands_is_logged_within_a_budget() {
+    let world = World::new();
+    let broker = world.broker(false);
+    let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
+    let signer = Cloud::new();
+    let (config, _dir) = setup(&world, broker.port, Some(&signer), "100ms");
+    let mut agent = Agent::start(BIN, &config);
+    let id = agent.anchor_id();
+    let topic = format!("test/cams/{id}/cmd");
+    cloud.wait_message("/status", |_| true);
+
+    let started = std::time::Instant::now();
+    const FLOOD: usize = 2000;
+    for _ in 0..FLOOD {
+        cloud.publish(&topic, b"{\"body\": 42".to_vec());
+    }
+    let grant = serde_json::json!({"type": "consent", "device": id, "issued_ms": now_ms(), "purpose": "user_experience", "choice": "given"});
+    cloud.publish(&topic, signer.sign(&grant));
+    cloud.wait_message("/usage_statistics", |_| true);
+    // One more after a pause: its line says how many were left out.
+    std::thread::sleep(Duration::from_millis(1100));
+    cloud.publish(&topic, b"{\"body\": 42".to_vec());
+    agent.wait_log("more like this suppressed");
+    let elapsed = started.elapsed().as_secs() as usize;
+    let log = agent.log();
+    let lines = log.matches("malformed command").count();
+    // A burst of 10, then one a second.
+    assert!(
+        lines <= 10 + elapsed + 1,
+        "{lines} lines in {elapsed} s for {FLOOD} bad commands"
+    );
+    let suppressed: usize = log
+        .lines()
+        .filter_map(|l| {
+            l.split(" (")
+                .last()?
+                .strip_suffix(" more like this suppressed)")
+        })
+        .filter_map(|n| n.parse::<usize>().ok())
+        .sum();
+    assert!(
+        suppressed > 0 && lines + suppressed <= FLOOD + 1,
+        "{lines} + {suppressed}"
+    );
+    assert!(agent.alive());
+}
+
 #[test]
 fn signed_erase_wipes_owner_data_and_confirms() {
     let world = World::new();
