@@ -17,6 +17,8 @@ use crate::capture::camera::{CameraEvent, SourceState};
 use crate::command::ReplayGuard;
 use crate::config::Config;
 use crate::device::FactSources;
+use crate::motion::EndReason;
+use crate::open_event::OpenEvent;
 use crate::policy::consent::LedgerFile;
 use crate::policy::disclosure::DisclosureLog;
 use crate::policy::{
@@ -146,7 +148,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         b.port,
     );
     options
-        .set_keep_alive(b.keep_alive)
+        .set_keep_alive(session::ping_every(b.keep_alive))
         .set_clean_session(false)
         .set_inflight(b.max_inflight + 2)
         .set_max_packet_size(b.max_packet_bytes, b.max_packet_bytes)
@@ -186,6 +188,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         net_tx,
         Backoff::new(b.reconnect_min, b.reconnect_max),
         discard.clone(),
+        b.keep_alive,
     ));
     let (record_tx, mut record_rx) = mpsc::channel(64);
     let reporter = tokio::spawn(report_facts(
@@ -222,6 +225,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
     let hang = fault::hang_after();
     tokio::pin!(hang);
+
+    // An event the last run never ended (a crash, a power cut) ends now, before any new one.
+    let open_event = OpenEvent::new(&config.agent.state_dir);
+    if let Some(event_id) = open_event.left_open() {
+        warn!(%event_id, "an event was cut short when the agent last stopped; its end alert goes now");
+        session.accept(end_alert(
+            &event_id,
+            crate::record::now_ms(),
+            EndReason::CutShort,
+            None,
+        ));
+        open_event.ended();
+    }
 
     let (camera_tx, mut camera_rx) = mpsc::channel(16);
     let camera = match &config.capture {
@@ -262,7 +278,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                     }
                     _ => {}
                 }
-                on_camera(&mut session, event, &config, notifier.as_ref());
+                on_camera(&mut session, event, &config, &open_event, notifier.as_ref());
             }
             _ = tick.tick() => {
                 session.tick();
@@ -299,7 +315,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         camera.stop();
         let drain = async {
             while let Some(event) = camera_rx.recv().await {
-                on_camera(&mut session, event, &config, None);
+                on_camera(&mut session, event, &config, &open_event, None);
             }
         };
         if tokio::time::timeout(CAMERA_GRACE, drain).await.is_err() {
@@ -311,12 +327,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     session.go_offline();
     let grace = tokio::time::sleep(SHUTDOWN_GRACE);
     tokio::pin!(grace);
-    while session.connected() && !session.status_settled() {
+    while session.connected() && !session.settled() {
         tokio::select! {
             Some(event) = net_rx.recv() => session.on_net(event),
             () = &mut grace => break,
         }
     }
+    session.save_progress();
     session.disconnect().await;
     status_file.update(crate::status::Status {
         connected: false,
@@ -346,6 +363,7 @@ fn on_camera(
     session: &mut Session,
     event: CameraEvent,
     config: &Config,
+    open_event: &OpenEvent,
     notifier: Option<&crate::systemd::Notifier>,
 ) {
     use serde_json::json;
@@ -357,6 +375,7 @@ fn on_camera(
             regions,
             snapshot,
         } => {
+            open_event.started(&event_id);
             let data = json!({
                 "event_id": event_id,
                 "phase": "start",
@@ -396,17 +415,10 @@ fn on_camera(
             captured_ms,
             reason,
             peak_score,
-        } => Record::json(
-            Flow::Alarm,
-            Field::EventData,
-            json!({
-                "event_id": event_id,
-                "phase": "end",
-                "time": rfc3339(captured_ms),
-                "reason": reason,
-                "peak_score": peak_score,
-            }),
-        ),
+        } => {
+            open_event.ended();
+            end_alert(&event_id, captured_ms, reason, Some(peak_score))
+        }
         CameraEvent::ClipReady { event_ids, clip } => {
             let chunk_bytes = config.outbox.chunk_bytes;
             let manifest = Manifest {
@@ -448,6 +460,26 @@ fn on_camera(
         }
     };
     session.accept(record);
+}
+
+/// The alert that ends event `event_id`.
+fn end_alert(
+    event_id: &str,
+    captured_ms: u64,
+    reason: EndReason,
+    peak_score: Option<f32>,
+) -> Record {
+    Record::json(
+        Flow::Alarm,
+        Field::EventData,
+        serde_json::json!({
+            "event_id": event_id,
+            "phase": "end",
+            "time": rfc3339(captured_ms),
+            "reason": reason,
+            "peak_score": peak_score,
+        }),
+    )
 }
 
 /// Stores a snapshot too large for one message beside the clips and starts its upload.

@@ -545,3 +545,52 @@ fn a_state_directory_that_is_a_file_is_named_with_the_fix() {
         "{err}"
     );
 }
+
+/// A broker that stops answering (a hung process, a half-open link) is noticed within one
+/// keep-alive: the agent pings every half of it, and `camagent status` stops saying
+/// `connected` once the ping goes unanswered. Thawed, delivery goes on.
+#[test]
+fn a_frozen_broker_is_noticed_within_one_keep_alive() {
+    let world = World::new();
+    let broker = world.broker(false);
+    let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
+    let (_dir, config) = fast_facts_setup(&world, broker.port);
+    let agent = Agent::start(BIN, &config);
+    cloud.wait_message("/activation", |_| true);
+    // The tests' keep_alive is 5 s: the broker is told 2 s, the agent's ping interval.
+    let client = format!("as camagent-{}", agent.anchor_id());
+    let connect_line = broker
+        .log()
+        .lines()
+        .find(|l| l.contains(&client))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no connect line in:\n{}", broker.log()));
+    assert!(connect_line.contains(", k2"), "{connect_line}");
+
+    let connected = || {
+        let (_, out, _) = cli_with(BIN, &config, &["status", "--json"]);
+        serde_json::from_str::<serde_json::Value>(&out).ok()?["connected"].as_bool()
+    };
+    wait_for(PATIENCE, || (connected() == Some(true)).then_some(())).expect("connected");
+    broker.freeze(true);
+    let frozen = std::time::Instant::now();
+    wait_for(PATIENCE, || (connected() == Some(false)).then_some(()))
+        .unwrap_or_else(|| panic!("still connected; log:\n{}", agent.log()));
+    eprintln!(
+        "frozen broker noticed after {:.1} s (keep_alive 5 s)",
+        frozen.elapsed().as_secs_f64()
+    );
+    assert!(
+        agent.log().contains("broker connection lost"),
+        "{}",
+        agent.log()
+    );
+
+    broker.freeze(false);
+    let before = cloud.on("/activation").len();
+    wait_for(PATIENCE, || {
+        (cloud.on("/activation").len() > before + 2).then_some(())
+    })
+    .unwrap_or_else(|| panic!("no delivery after thaw; log:\n{}", agent.log()));
+    wait_for(PATIENCE, || (connected() == Some(true)).then_some(())).expect("connected again");
+}

@@ -23,6 +23,7 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS,
@@ -62,7 +63,16 @@ pub enum Net {
     },
 }
 
-/// Runs rumqttc's event loop: forwards what the session needs, reconnects with backoff.
+/// How often to ping so that a broker that died or froze (a stopped process, a half-open TCP
+/// connection) is noticed within `keep_alive`: rumqttc fails the connection when a ping is
+/// still unanswered at the next, so pinging every half notices within the whole.
+pub fn ping_every(keep_alive: Duration) -> Duration {
+    Duration::from_secs((keep_alive.as_secs() / 2).max(1))
+}
+
+/// Runs rumqttc's event loop: forwards what the session needs, reconnects with backoff. A
+/// poll that does not return within `keep_alive` (a write stuck on a broker that stopped
+/// reading; a healthy connection returns at least at every ping) counts as a lost connection.
 ///
 /// `discard` set by the session means records handed over before the outage must not be
 /// replayed (consent was withdrawn or the owner's data erased meanwhile): the replay list is
@@ -74,10 +84,21 @@ pub async fn drive(
     net: mpsc::UnboundedSender<Net>,
     mut backoff: Backoff,
     discard: Arc<AtomicBool>,
+    keep_alive: Duration,
 ) {
     let host = eventloop.mqtt_options.broker_address().0;
     loop {
-        let report = match eventloop.poll().await {
+        let polled = match tokio::time::timeout(keep_alive, eventloop.poll()).await {
+            Ok(polled) => polled,
+            Err(_) => Err(ConnectionError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "the broker stopped answering for {} (broker.keep_alive)",
+                    humantime::format_duration(keep_alive)
+                ),
+            ))),
+        };
+        let report = match polled {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff.reset();
                 let discarded = discard.swap(false, Ordering::SeqCst);
@@ -231,6 +252,8 @@ pub struct Session {
     client: AsyncClient,
     stores: Stores,
     connected: bool,
+    /// Set at shutdown: nothing new is handed to the client; what is in flight may finish.
+    stopping: bool,
     in_flight: VecDeque<InFlight>,
     /// The newest outbox entry handed to the client.
     cursor: Option<u64>,
@@ -276,6 +299,7 @@ impl Session {
             client,
             stores,
             connected: false,
+            stopping: false,
             in_flight: VecDeque::new(),
             cursor: None,
             max_in_flight: usize::from(max_in_flight),
@@ -462,21 +486,28 @@ impl Session {
         }
     }
 
-    /// Whether the offline status handed over at shutdown has been acknowledged.
-    pub fn status_settled(&self) -> bool {
-        !self.in_flight.iter().any(|f| f.what == Sent::Status)
+    /// Whether everything handed to the client has been acknowledged (at shutdown: the
+    /// offline status, and the last chunks, which would otherwise go again at the next start).
+    pub fn settled(&self) -> bool {
+        self.in_flight.is_empty()
     }
 
     pub fn connected(&self) -> bool {
         self.connected
     }
 
-    /// Marks the device offline on purpose (a clean disconnect suppresses the last will).
+    /// Marks the device offline on purpose (a clean disconnect suppresses the last will) and
+    /// stops handing out anything new.
     pub fn go_offline(&mut self) {
-        self.stores.uploads.save_all();
+        self.stopping = true;
         if self.connected {
             self.publish_status(false);
         }
+    }
+
+    /// Persists every upload's progress, once the last acknowledgements are in.
+    pub fn save_progress(&self) {
+        self.stores.uploads.save_all();
     }
 
     /// Starts uploading a clip whose record was just accepted — if its purpose lets the clip
@@ -767,6 +798,9 @@ impl Session {
 
     /// Hands outbox entries to the client, oldest first, while the window has room.
     fn pump(&mut self) {
+        if self.stopping {
+            return;
+        }
         if self.pump_clears() && self.pump_records() {
             self.pump_chunks(None);
         }

@@ -243,6 +243,14 @@ impl Broker {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("mosquitto.log")).unwrap_or_default()
     }
+
+    /// Freezes (`SIGSTOP`) or thaws (`SIGCONT`) the broker: its connections stay open and
+    /// nothing answers, like a hung broker or a half-open link.
+    pub fn freeze(&self, frozen: bool) {
+        if let Some(child) = &self.child {
+            signal(child.id(), if frozen { "STOP" } else { "CONT" });
+        }
+    }
 }
 
 impl Drop for Broker {
