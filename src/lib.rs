@@ -12,6 +12,7 @@ pub mod hex;
 pub mod human_duration;
 pub mod log_limit;
 pub mod motion;
+pub mod open_event;
 pub mod policy;
 pub mod record;
 pub mod status;

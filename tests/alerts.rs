@@ -75,3 +75,31 @@ fn a_failing_source_is_retried_and_the_daemon_keeps_working() {
     assert!(agent.alive());
     assert!(cloud.on("/alarm").is_empty());
 }
+
+/// An event cut short by a crash or a power cut still ends: the next start sends its `end`
+/// alert (reason `cut_short`), where the cloud would otherwise show it going on for ever.
+#[test]
+fn an_event_cut_short_by_a_kill_gets_its_end_alert_at_the_next_start() {
+    let world = World::new();
+    let broker = world.broker(false);
+    let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
+    let capture = "[capture]\nsource = \"test\"\npattern = \"ball\"\n";
+    let (mut agent, dir) = agent_with(&world, broker.port, capture);
+    let phase = |m: &Message, p: &str| m.json()["fields"]["event_data"]["phase"] == p;
+    let start = cloud.wait_message("/alarm", |m| phase(m, "start"));
+    let event_id = start.json()["fields"]["event_data"]["event_id"].clone();
+    agent.child.kill().unwrap();
+    agent.child.wait().unwrap();
+    assert!(!cloud.on("/alarm").iter().any(|m| phase(m, "end")));
+
+    let config = dir.join("camagent.toml");
+    let again = Agent::start(BIN, &config);
+    let end = wait_for(PATIENCE, || {
+        cloud
+            .on("/alarm")
+            .into_iter()
+            .find(|m| phase(m, "end") && m.json()["fields"]["event_data"]["event_id"] == event_id)
+    })
+    .unwrap_or_else(|| panic!("no end alert for {event_id}; log:\n{}", again.log()));
+    assert_eq!(end.json()["fields"]["event_data"]["reason"], "cut_short");
+}

@@ -121,6 +121,7 @@ fn local_copy_deleted(dir: &Path, manifest: &serde_json::Value, agent: &Agent) {
         panic!("local copy not deleted; agent log:\n{}", agent.log());
     }
     assert!(!local.with_extension("upload").exists());
+    assert!(!local.with_extension("acked").exists());
 }
 
 #[test]
@@ -189,6 +190,75 @@ fn an_agent_killed_mid_upload_resumes_where_it_stopped() {
     assert!(
         resent <= 8 + camagent::uplink::session::CHUNKS_IN_FLIGHT,
         "{resent} chunks sent twice"
+    );
+    local_copy_deleted(&world.path().join("agent"), &manifest, &again);
+}
+
+/// A clean stop (`systemctl stop`) mid-upload waits for the chunks already in flight and
+/// saves the progress: the next start sends no chunk twice.
+#[test]
+fn a_clean_stop_mid_upload_sends_no_chunk_twice() {
+    let world = World::new();
+    let broker = world.broker(false);
+    let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
+    let tmp = tempfile::tempdir().unwrap();
+    let config = setup(
+        &world,
+        broker.port,
+        &scene_clip(tmp.path()),
+        "chunk_bytes = 4096\nupload_kbps = 40",
+    );
+    let mut agent = Agent::start(BIN, &config);
+    let manifest = manifest(&cloud, &agent);
+    let id = manifest["clip_id"].as_str().unwrap().to_owned();
+    let chunks = manifest["chunks"].as_u64().unwrap() as usize;
+    // Stopped at a chunk count that is not a multiple of the eight the agent saves at.
+    wait_for(PATIENCE, || (cloud.chunk_messages(&id) >= 5).then_some(()))
+        .expect("upload under way");
+    assert!(agent.stop().success());
+    let sent_before = cloud.chunk_messages(&id);
+    assert!(sent_before < chunks, "stopped mid-upload");
+
+    let again = Agent::start(BIN, &config);
+    again.wait_log("resuming clip uploads");
+    received_whole(&cloud, &manifest, || again.log());
+    let sent = cloud.chunk_messages(&id);
+    assert_eq!(sent, chunks, "{} chunks sent twice", sent - chunks);
+}
+
+/// Upload progress damaged on disk (a flipped digit, a torn file) is never taken for
+/// acknowledgements: the upload restarts from its clip, which arrives whole.
+#[test]
+fn damaged_upload_progress_restarts_the_clip_and_it_arrives_whole() {
+    let world = World::new();
+    let broker = world.broker(false);
+    let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
+    let tmp = tempfile::tempdir().unwrap();
+    let config = setup(
+        &world,
+        broker.port,
+        &scene_clip(tmp.path()),
+        "chunk_bytes = 4096\nupload_kbps = 40",
+    );
+    let mut agent = Agent::start(BIN, &config);
+    let manifest = manifest(&cloud, &agent);
+    let id = manifest["clip_id"].as_str().unwrap().to_owned();
+    let chunks = manifest["chunks"].as_u64().unwrap() as usize;
+    let acked = world.path().join(format!("agent/state/clips/{id}.acked"));
+    wait_for(PATIENCE, || acked.exists().then_some(())).expect("progress saved");
+    agent.child.kill().unwrap();
+    agent.child.wait().unwrap();
+    // One flipped index: before, the agent believed it and never sent that chunk.
+    let text = std::fs::read_to_string(&acked).unwrap();
+    std::fs::write(&acked, text.replacen('[', "[9", 1)).unwrap();
+    let sent_before = cloud.chunk_messages(&id);
+
+    let again = Agent::start(BIN, &config);
+    again.wait_log("restarts from its clip");
+    received_whole(&cloud, &manifest, || again.log());
+    assert!(
+        cloud.chunk_messages(&id) >= sent_before + chunks,
+        "the whole clip went again"
     );
     local_copy_deleted(&world.path().join("agent"), &manifest, &again);
 }

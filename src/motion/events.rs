@@ -55,6 +55,8 @@ impl Default for EventConfig {
 pub enum EndReason {
     Quiet,
     MaxLength,
+    /// The agent stopped without ending it (a crash or a power cut); sent at the next start.
+    CutShort,
 }
 
 #[derive(Debug, Clone, PartialEq)]
