@@ -63,6 +63,33 @@ pub enum AgentError {
     Capture(#[from] crate::capture::CaptureError),
     #[error("another camagent is running with state directory {0}")]
     AlreadyRunning(std::path::PathBuf),
+    #[error("outbox.max_bytes ({outbox} bytes) and outbox.clips_max_bytes ({clips} bytes) add up to more than the {total}-byte file system that holds agent.state_dir ({}); lower them so both fit", path.display())]
+    QuotasExceedDisk {
+        outbox: u64,
+        clips: u64,
+        total: u64,
+        path: std::path::PathBuf,
+    },
+}
+
+/// Refuses quotas the state directory's file system cannot hold: the agent would promise to
+/// keep what the disk cannot.
+fn check_quotas_fit(config: &Config) -> Result<(), AgentError> {
+    let path = &config.agent.state_dir;
+    let space = crate::disk::space(path).map_err(|source| AgentError::State {
+        path: path.clone(),
+        source,
+    })?;
+    let (outbox, clips) = (config.outbox.max_bytes, config.outbox.clips_max_bytes);
+    if space.is_bounded() && outbox.saturating_add(clips) > space.total {
+        return Err(AgentError::QuotasExceedDisk {
+            outbox,
+            clips,
+            total: space.total,
+            path: path.clone(),
+        });
+    }
+    Ok(())
 }
 
 /// Holds the state directory for this process; `camagent erase` refuses while it is held.
@@ -116,6 +143,7 @@ pub fn build_gate(config: &Config) -> Result<Gate, AgentError> {
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
     let state_dir = config.agent.state_dir.clone();
     let _lock = lock_state(&state_dir)?;
+    check_quotas_fit(&config)?;
     let mut gate = build_gate(&config)?;
     let (mut outbox, quarantined) =
         Outbox::open(&state_dir.join("outbox"), config.outbox.max_bytes)?;

@@ -6,6 +6,7 @@ pub mod capture;
 pub mod command;
 pub mod config;
 pub mod device;
+pub mod disk;
 pub mod durable;
 pub mod erase;
 pub mod hex;

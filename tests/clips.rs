@@ -522,3 +522,127 @@ fn corrupt_outbox_entries_are_quarantined_and_the_rest_delivered() {
         "around them: {seqs:?}"
     );
 }
+
+/// The agent with its state directory on a small file system of its own (a tmpfs of `size`
+/// in a private mount namespace: a real full disk without root), `filler` bytes of it taken
+/// by something else.
+fn agent_on_small_disk(config: &Path, size: &str, filler: u64) -> Agent {
+    let state = config.parent().unwrap().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let agent = agent_command(BIN);
+    let log = config.with_extension("log");
+    let child = std::process::Command::new("unshare")
+        .args(["-r", "-m", "sh", "-c"])
+        .arg(format!(
+            "mount -t tmpfs -o size={size} tmpfs \"$0\" && head -c {filler} /dev/zero > \"$0/filler\" && exec \"$@\""
+        ))
+        .arg(&state)
+        .arg(agent.get_program())
+        .args(agent.get_args())
+        .arg("--config")
+        .arg(config)
+        .args(["run", "--allow-root"])
+        .env("RUST_LOG", "debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("unshare (util-linux) must be installed");
+    Agent { child, log }
+}
+
+/// On a full disk, clips give way to alerts: the agent watches the file system's free space
+/// and evicts the oldest clips before an alert could be refused. Before, clips filled the
+/// disk within their quota and start alerts were refused. Quotas the disk cannot hold are
+/// refused at start, naming the keys.
+#[test]
+fn on_a_full_disk_clips_give_way_to_alerts() {
+    let world = World::new();
+    let broker = world.broker(false);
+    let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
+    let link = Link::new(broker.port);
+    link.cut();
+    let tmp = tempfile::tempdir().unwrap();
+    // A box crosses a short scene, over and over: an event and a clip every loop.
+    let scene = Scene {
+        seconds: 5,
+        brightness: |_| 1.0,
+        object: |f| (10..30).contains(&f).then(|| ((f - 10) * 12, 70, 30, 70)),
+    };
+    let clip = encode(tmp.path(), "loop", &scene, Codec::H264);
+    let config = setup(
+        &world,
+        link.port,
+        &clip,
+        "max_bytes = 1048576\nclips_max_bytes = 8388608",
+    );
+
+    // The quotas (9 MiB) cannot fit a 4 MiB disk: refused at start with the keys named.
+    let mut refused = agent_on_small_disk(&config, "4m", 0);
+    assert!(!refused.child.wait().unwrap().success());
+    let log = refused.log();
+    assert!(
+        log.contains("outbox.max_bytes")
+            && log.contains("outbox.clips_max_bytes")
+            && log.contains("lower them"),
+        "{log}"
+    );
+
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("clips_max_bytes = 8388608", "clips_max_bytes = 2097152")
+            .replace("loop = false", "loop = true"),
+    )
+    .unwrap();
+    // 4 MiB, 2 MiB of it taken: the clip quota alone would let clips fill the disk.
+    let agent = agent_on_small_disk(&config, "4m", 2 << 20);
+    let clips_ready = || agent.log().matches("clip ready").count();
+    wait_for(PATIENCE * 4, || (clips_ready() >= 6).then_some(()))
+        .unwrap_or_else(|| panic!("six clips not recorded; log:\n{}", agent.log()));
+    let log = agent.log();
+    assert!(
+        log.contains("the disk is nearly full"),
+        "no clip gave way:\n{log}"
+    );
+    assert!(!log.contains("record not accepted"), "{log}");
+
+    // Every event's start alert reaches the cloud once the link is back.
+    let started: Vec<String> = log
+        .lines()
+        .filter(|l| l.contains("motion started"))
+        .filter_map(|l| {
+            l.split("event=")
+                .nth(1)?
+                .split_whitespace()
+                .next()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert!(started.len() >= 6, "{log}");
+    link.restore();
+    let alerted = || -> Vec<String> {
+        cloud
+            .on("/alarm")
+            .iter()
+            .filter(|m| m.json()["fields"]["event_data"]["phase"] == "start")
+            .filter_map(|m| {
+                m.json()["fields"]["event_data"]["event_id"]
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .collect()
+    };
+    wait_for(PATIENCE * 2, || {
+        started
+            .iter()
+            .all(|id| alerted().contains(id))
+            .then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "alerts missing: {started:?} vs {:?}; log:\n{}",
+            alerted(),
+            agent.log()
+        )
+    });
+}

@@ -39,6 +39,13 @@ pub enum OutboxError {
     Encode(#[from] serde_json::Error),
 }
 
+impl OutboxError {
+    /// The file system (or the user's quota on it) is full: freeing space may help.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, Self::Io { source, .. } if crate::disk::is_full(source))
+    }
+}
+
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> OutboxError + '_ {
     move |source| OutboxError::Io {
         path: path.to_owned(),
@@ -246,6 +253,11 @@ impl Outbox {
             self.next_seq,
             seen.saturating_sub(1)
         )))
+    }
+
+    /// How many more bytes the quota admits.
+    pub fn room(&self) -> u64 {
+        self.max_bytes.saturating_sub(self.used)
     }
 
     /// How many bad entries are kept in quarantine.

@@ -197,6 +197,12 @@ fn will_of(offline: &Admitted, disclosures: &DisclosureLog) -> Option<LastWill> 
     ))
 }
 
+/// How often the file system's free space is checked.
+const SPACE_EVERY: Duration = Duration::from_secs(1);
+/// Free space kept beyond the outbox's unused quota, for the small files beside it (status,
+/// progress, ledger, disclosure log lines).
+const SPACE_MARGIN: u64 = 256 * 1024;
+
 /// Clip chunks handed to the client and not yet acknowledged, at most.
 pub const CHUNKS_IN_FLIGHT: usize = 4;
 
@@ -252,6 +258,8 @@ pub struct Session {
     client: AsyncClient,
     stores: Stores,
     connected: bool,
+    /// When the file system's free space was last checked.
+    space_checked: Option<std::time::Instant>,
     /// Set at shutdown: nothing new is handed to the client; what is in flight may finish.
     stopping: bool,
     in_flight: VecDeque<InFlight>,
@@ -299,6 +307,7 @@ impl Session {
             client,
             stores,
             connected: false,
+            space_checked: None,
             stopping: false,
             in_flight: VecDeque::new(),
             cursor: None,
@@ -389,9 +398,50 @@ impl Session {
             ),
             Ok(_) => {}
         }
-        match self.outbox.append(&record) {
-            Ok(seq) => debug!(seq, depth = self.outbox.len(), "record queued"),
-            Err(e) => error!("record not accepted: {e}"),
+        loop {
+            match self.outbox.append(&record) {
+                Ok(seq) => {
+                    debug!(seq, depth = self.outbox.len(), "record queued");
+                    return;
+                }
+                // Clips give way to records: the oldest goes, and the record is tried again.
+                Err(e) if e.is_disk_full() && self.evict_clips(1, "the disk is full") => {}
+                Err(e) => {
+                    error!("record not accepted: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Evicts the oldest clips until `bytes` are freed; `false` when there was none.
+    fn evict_clips(&mut self, bytes: u64, why: &str) -> bool {
+        let keep = self.stores.uploads.bytes().saturating_sub(bytes);
+        let evicted = self.stores.uploads.evict_to(keep);
+        for id in &evicted {
+            self.stats.clips_evicted += 1;
+            warn!(clip = %id, "clip evicted unsent: {why} (oldest first)");
+        }
+        !evicted.is_empty()
+    }
+
+    /// Keeps the room alerts may still need free on the disk (the outbox's unused quota and a
+    /// margin for the small files beside it), evicting clips when it runs short. Checked at
+    /// most every [`SPACE_EVERY`].
+    fn keep_space_free(&mut self) {
+        if self
+            .space_checked
+            .is_some_and(|at| at.elapsed() < SPACE_EVERY)
+        {
+            return;
+        }
+        self.space_checked = Some(std::time::Instant::now());
+        let Ok(space) = crate::disk::space(self.stores.uploads.dir()) else {
+            return;
+        };
+        let reserve = self.outbox.room() + SPACE_MARGIN;
+        if space.is_bounded() && space.available < reserve {
+            self.evict_clips(reserve - space.available, "the disk is nearly full");
         }
     }
 
@@ -399,6 +449,7 @@ impl Session {
     pub fn tick(&mut self) {
         self.refresh_consent();
         self.expire();
+        self.keep_space_free();
         self.pump();
     }
 
@@ -523,10 +574,12 @@ impl Session {
             error!("clip not queued for upload: {e}");
             return;
         }
-        for id in self.stores.uploads.evict_to(self.stores.clips_max_bytes) {
-            self.stats.clips_evicted += 1;
-            warn!(clip = %id, quota = self.stores.clips_max_bytes, "clip evicted unsent: the clip quota is full (oldest first)");
-        }
+        let over = self
+            .stores
+            .uploads
+            .bytes()
+            .saturating_sub(self.stores.clips_max_bytes);
+        self.evict_clips(over, "the clip quota (outbox.clips_max_bytes) is full");
         self.pump();
     }
 

@@ -1,0 +1,66 @@
+//! The file system's size and free space (statvfs): quotas are checked against the partition
+//! they live on, and free space is watched, not only the agent's own accounting.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Space {
+    /// Size of the file system; 0 for one without a size (ramfs).
+    pub total: u64,
+    /// What an unprivileged process may still write.
+    pub available: u64,
+}
+
+impl Space {
+    /// Whether the file system has a size to check against (a ramfs reports none).
+    pub fn is_bounded(&self) -> bool {
+        self.total > 0
+    }
+}
+
+/// The space of the file system that holds `path`.
+pub fn space(path: &Path) -> std::io::Result<Space> {
+    let c_path = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: `c_path` is a valid NUL-terminated string and `stat` a writable statvfs that
+    // the call fills; it is read only on success.
+    #[allow(unsafe_code)]
+    let stat = unsafe {
+        let mut stat: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(c_path.as_ptr(), &mut stat) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        stat
+    };
+    // The field types are 32 bits on armv7 and 64 on the host.
+    #[allow(clippy::useless_conversion)]
+    let block = u64::from(stat.f_frsize);
+    #[allow(clippy::useless_conversion)]
+    let (blocks, available) = (u64::from(stat.f_blocks), u64::from(stat.f_bavail));
+    Ok(Space {
+        total: blocks * block,
+        available: available * block,
+    })
+}
+
+/// Whether an I/O error means the file system (or the user's quota on it) is full.
+pub fn is_full(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_space_of_a_real_file_system() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = space(dir.path()).unwrap();
+        assert!(s.total >= s.available);
+        assert!(space(&dir.path().join("missing")).is_err());
+        assert!(is_full(&std::io::Error::from_raw_os_error(libc::ENOSPC)));
+        assert!(!is_full(&std::io::Error::from_raw_os_error(libc::EACCES)));
+    }
+}
