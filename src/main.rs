@@ -222,9 +222,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 println!("delivered   {} records, {} clips ({} clips evicted unsent, {} records refused)", s.delivered, s.clips_delivered, s.clips_evicted, s.refused);
                 if s.quarantined > 0 {
                     println!(
-                        "quarantine  {} damaged records kept aside, never sent ({})",
+                        "quarantine  {} damaged records kept aside, never sent ({}, {})",
                         s.quarantined,
-                        state.join("outbox/quarantine").display()
+                        state.join("outbox/quarantine").display(),
+                        state.join("clips/*.damaged").display()
                     );
                 }
                 for u in &s.uploads {

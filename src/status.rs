@@ -18,7 +18,8 @@ pub struct Status {
     pub clips_delivered: u64,
     pub clips_evicted: u64,
     pub refused: u64,
-    /// Damaged outbox entries kept aside (`outbox/quarantine/`), never sent.
+    /// Damaged outbox entries (`outbox/quarantine/`) and upload manifests (`clips/*.damaged`)
+    /// kept aside, never sent.
     #[serde(default)]
     pub quarantined: u64,
     pub reconnects: u64,

@@ -352,7 +352,7 @@ impl Session {
             clips_delivered: self.stats.clips_delivered,
             clips_evicted: self.stats.clips_evicted,
             refused: self.stats.refused,
-            quarantined: self.outbox.quarantined(),
+            quarantined: self.outbox.quarantined() + self.stores.uploads.damaged(),
             reconnects: self.stats.reconnects,
             ..Default::default()
         }

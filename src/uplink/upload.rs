@@ -131,6 +131,8 @@ pub struct Uploads {
     active: BTreeMap<String, Progress>,
     /// Clip ids in the order they were added (clip ids are UUIDs: not time-ordered).
     order: Vec<String>,
+    /// Damaged manifests set aside (`*.damaged`), for the status.
+    damaged: u64,
 }
 
 const PROGRESS: &str = "upload";
@@ -144,6 +146,7 @@ impl Uploads {
             dir: dir.to_owned(),
             active: BTreeMap::new(),
             order: Vec::new(),
+            damaged: 0,
         };
         let Ok(entries) = std::fs::read_dir(dir) else {
             return uploads;
@@ -151,6 +154,10 @@ impl Uploads {
         let mut found: Vec<(std::time::SystemTime, Progress)> = Vec::new();
         for entry in entries.flatten() {
             let path = entry.path();
+            if path.extension().is_some_and(|e| e == "damaged") {
+                uploads.damaged += 1;
+                continue;
+            }
             if path.extension().is_none_or(|e| e != PROGRESS) {
                 continue;
             }
@@ -171,6 +178,7 @@ impl Uploads {
                     uploads.remove_files(&p.manifest.clip_id, None);
                 }
                 Err(e) => {
+                    uploads.damaged += 1;
                     let aside = crate::durable::set_aside(&path);
                     warn!(file = %path.display(), "clip upload manifest unreadable ({e}), set aside: {aside:?}");
                 }
@@ -197,6 +205,11 @@ impl Uploads {
                 BTreeSet::new()
             }
         }
+    }
+
+    /// Damaged upload manifests kept aside, never read again.
+    pub fn damaged(&self) -> u64 {
+        self.damaged
     }
 
     pub fn dir(&self) -> &Path {
@@ -509,6 +522,12 @@ mod tests {
         uploads.add(manifest("y", 10, 4)).unwrap();
         let uploads = Uploads::open(dir.path());
         assert!(uploads.is_empty());
+        assert_eq!(uploads.damaged(), 1);
+        assert_eq!(
+            Uploads::open(dir.path()).damaged(),
+            1,
+            "still counted at the next start"
+        );
         let mut left: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
