@@ -123,11 +123,7 @@ impl ReplayGuard {
     /// every command issued before this moment is then refused as a possible replay, and
     /// commands issued from now on are taken.
     pub fn last(&self) -> u64 {
-        let state = crate::durable::read_sealed(&self.path).and_then(|b| {
-            serde_json::from_slice::<GuardState>(&b)
-                .map_err(|_| crate::durable::SealedError::Damaged)
-        });
-        match state {
+        match crate::durable::read_sealed_json::<GuardState>(&self.path) {
             Ok(state) => state.last_issued_ms,
             Err(e) if e.is_not_found() => 0,
             Err(e) => {

@@ -75,6 +75,11 @@ pub fn read_sealed(path: &Path) -> Result<Vec<u8>, SealedError> {
     Ok(bytes)
 }
 
+/// [`read_sealed`], then JSON: content that checks out but does not parse is damage too.
+pub fn read_sealed_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, SealedError> {
+    serde_json::from_slice(&read_sealed(path)?).map_err(|_| SealedError::Damaged)
+}
+
 /// Moves a damaged file aside (`<name>.damaged`) so it is kept for a look but never read
 /// again; returns where it went.
 pub fn set_aside(path: &Path) -> io::Result<std::path::PathBuf> {

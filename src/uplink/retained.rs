@@ -43,11 +43,8 @@ impl RetainedTopics {
     /// no longer be cleared by the device, which the error says.
     pub fn open(state_dir: &Path) -> (Self, Option<RetainedError>) {
         let path = state_dir.join(FILE);
-        let (topics, error) = match crate::durable::read_sealed(&path) {
-            Ok(bytes) => match serde_json::from_slice(&bytes) {
-                Ok(topics) => (topics, None),
-                Err(e) => (BTreeMap::new(), Some(std::io::Error::other(e))),
-            },
+        let (topics, error) = match crate::durable::read_sealed_json(&path) {
+            Ok(topics) => (topics, None),
             Err(e) if e.is_not_found() => (BTreeMap::new(), None),
             Err(e) => (BTreeMap::new(), Some(std::io::Error::other(e))),
         };

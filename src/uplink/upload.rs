@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use crate::durable::{read_sealed, write_sealed, SealedError};
+use crate::durable::{read_sealed_json, write_sealed};
 
 /// The topic level of clip chunks (beside the clip flow's own, which carries the manifest).
 pub const CLIP_DATA_LEVEL: &str = "clip_data";
@@ -161,10 +161,7 @@ impl Uploads {
             if path.extension().is_none_or(|e| e != PROGRESS) {
                 continue;
             }
-            let progress = read_sealed(&path).and_then(|b| {
-                serde_json::from_slice::<Progress>(&b).map_err(|_| SealedError::Damaged)
-            });
-            match progress {
+            match read_sealed_json::<Progress>(&path) {
                 Ok(mut p) if uploads.path_of(&p.manifest).exists() => {
                     p.acked = uploads.read_acked(&p.manifest.clip_id);
                     let modified = entry
@@ -195,9 +192,7 @@ impl Uploads {
     /// The chunks acknowledged for clip `id`; none when the file is missing or damaged.
     fn read_acked(&self, id: &str) -> BTreeSet<u32> {
         let path = self.acked_path(id);
-        match read_sealed(&path)
-            .and_then(|b| serde_json::from_slice(&b).map_err(|_| SealedError::Damaged))
-        {
+        match read_sealed_json(&path) {
             Ok(acked) => acked,
             Err(e) if e.is_not_found() => BTreeSet::new(),
             Err(e) => {
