@@ -92,6 +92,25 @@ fn setup(world: &World, port: u16, clip: &Path, outbox: &str) -> PathBuf {
     setup.write(world, &dir, &policy)
 }
 
+/// Config whose upload is slow enough to interrupt: the scene's clip in 4 KiB chunks at
+/// 40 kbit/s.
+fn slow_upload(world: &World, port: u16, tmp: &Path) -> PathBuf {
+    setup(
+        world,
+        port,
+        &scene_clip(tmp),
+        "chunk_bytes = 4096\nupload_kbps = 40",
+    )
+}
+
+/// The first clip record's manifest, with its clip id and chunk count.
+fn clip_under_way(cloud: &Subscriber, agent: &Agent) -> (serde_json::Value, String, usize) {
+    let manifest = manifest(cloud, agent);
+    let id = manifest["clip_id"].as_str().unwrap().to_owned();
+    let chunks = manifest["chunks"].as_u64().unwrap() as usize;
+    (manifest, id, chunks)
+}
+
 /// The first clip record's manifest.
 fn manifest(cloud: &Subscriber, agent: &Agent) -> serde_json::Value {
     match wait_for(PATIENCE, || cloud.on("/clip").into_iter().next()) {
@@ -132,16 +151,9 @@ fn clip_survives_a_broker_restart_mid_upload() {
     // reconnecting still reaches it.
     let cloud = Subscriber::connect(&world, broker.port, "cloud", true);
     let tmp = tempfile::tempdir().unwrap();
-    let config = setup(
-        &world,
-        broker.port,
-        &scene_clip(tmp.path()),
-        "chunk_bytes = 4096\nupload_kbps = 40",
-    );
+    let config = slow_upload(&world, broker.port, tmp.path());
     let agent = Agent::start(BIN, &config);
-    let manifest = manifest(&cloud, &agent);
-    let id = manifest["clip_id"].as_str().unwrap().to_owned();
-    let chunks = manifest["chunks"].as_u64().unwrap() as usize;
+    let (manifest, id, chunks) = clip_under_way(&cloud, &agent);
     assert!(
         chunks >= 20,
         "a clip of {chunks} chunks is too short to interrupt"
@@ -159,16 +171,9 @@ fn an_agent_killed_mid_upload_resumes_where_it_stopped() {
     let broker = world.broker(false);
     let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
     let tmp = tempfile::tempdir().unwrap();
-    let config = setup(
-        &world,
-        broker.port,
-        &scene_clip(tmp.path()),
-        "chunk_bytes = 4096\nupload_kbps = 40",
-    );
+    let config = slow_upload(&world, broker.port, tmp.path());
     let mut agent = Agent::start(BIN, &config);
-    let manifest = manifest(&cloud, &agent);
-    let id = manifest["clip_id"].as_str().unwrap().to_owned();
-    let chunks = manifest["chunks"].as_u64().unwrap() as usize;
+    let (manifest, id, chunks) = clip_under_way(&cloud, &agent);
     wait_for(PATIENCE, || {
         (cloud.chunk_messages(&id) >= chunks / 2).then_some(())
     })
@@ -202,16 +207,9 @@ fn a_clean_stop_mid_upload_sends_no_chunk_twice() {
     let broker = world.broker(false);
     let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
     let tmp = tempfile::tempdir().unwrap();
-    let config = setup(
-        &world,
-        broker.port,
-        &scene_clip(tmp.path()),
-        "chunk_bytes = 4096\nupload_kbps = 40",
-    );
+    let config = slow_upload(&world, broker.port, tmp.path());
     let mut agent = Agent::start(BIN, &config);
-    let manifest = manifest(&cloud, &agent);
-    let id = manifest["clip_id"].as_str().unwrap().to_owned();
-    let chunks = manifest["chunks"].as_u64().unwrap() as usize;
+    let (manifest, id, chunks) = clip_under_way(&cloud, &agent);
     // Stopped at a chunk count that is not a multiple of the eight the agent saves at.
     wait_for(PATIENCE, || (cloud.chunk_messages(&id) >= 5).then_some(()))
         .expect("upload under way");
@@ -234,16 +232,9 @@ fn damaged_upload_progress_restarts_the_clip_and_it_arrives_whole() {
     let broker = world.broker(false);
     let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
     let tmp = tempfile::tempdir().unwrap();
-    let config = setup(
-        &world,
-        broker.port,
-        &scene_clip(tmp.path()),
-        "chunk_bytes = 4096\nupload_kbps = 40",
-    );
+    let config = slow_upload(&world, broker.port, tmp.path());
     let mut agent = Agent::start(BIN, &config);
-    let manifest = manifest(&cloud, &agent);
-    let id = manifest["clip_id"].as_str().unwrap().to_owned();
-    let chunks = manifest["chunks"].as_u64().unwrap() as usize;
+    let (manifest, id, chunks) = clip_under_way(&cloud, &agent);
     let acked = world.path().join(format!("agent/state/clips/{id}.acked"));
     wait_for(PATIENCE, || acked.exists().then_some(())).expect("progress saved");
     agent.child.kill().unwrap();
@@ -414,9 +405,7 @@ fn a_full_clip_quota_evicts_clips_and_never_alerts() {
     }
     // The status file follows within a tick.
     let status = wait_for(PATIENCE, || {
-        let (ok, out, _) = cli_with(BIN, &config, &["status", "--json"]);
-        let status: serde_json::Value = serde_json::from_str(&out).ok()?;
-        (ok && status["clips_evicted"] == 3).then_some(status)
+        status_json(BIN, &config).filter(|status| status["clips_evicted"] == 3)
     })
     .expect("camagent status counts three evictions");
     assert_eq!(status["connected"], false);

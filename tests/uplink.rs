@@ -484,10 +484,7 @@ fn one_bad_outbox_entry_never_stops_delivery() {
         "out of order: {first_seen:?}"
     );
     // The two bad entries are counted where the owner looks.
-    let quarantined = || {
-        let (_, out, _) = cli_with(BIN, &config, &["status", "--json"]);
-        serde_json::from_str::<serde_json::Value>(&out).ok()?["quarantined"].as_u64()
-    };
+    let quarantined = || status_json(BIN, &config)?["quarantined"].as_u64();
     wait_for(PATIENCE, || (quarantined() == Some(2)).then_some(()))
         .unwrap_or_else(|| panic!("status says {:?} quarantined", quarantined()));
     let (_, out, _) = cli_with(BIN, &config, &["status"]);
@@ -567,10 +564,7 @@ fn a_frozen_broker_is_noticed_within_one_keep_alive() {
         .unwrap_or_else(|| panic!("no connect line in:\n{}", broker.log()));
     assert!(connect_line.contains(", k2"), "{connect_line}");
 
-    let connected = || {
-        let (_, out, _) = cli_with(BIN, &config, &["status", "--json"]);
-        serde_json::from_str::<serde_json::Value>(&out).ok()?["connected"].as_bool()
-    };
+    let connected = || status_json(BIN, &config)?["connected"].as_bool();
     wait_for(PATIENCE, || (connected() == Some(true)).then_some(())).expect("connected");
     broker.freeze(true);
     let frozen = std::time::Instant::now();

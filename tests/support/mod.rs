@@ -815,6 +815,12 @@ pub fn queued_records(agent_dir: &Path) -> usize {
         .unwrap_or(0)
 }
 
+/// `camagent status --json`, parsed; `None` until the agent has written a status.
+pub fn status_json(bin: &str, config: &Path) -> Option<serde_json::Value> {
+    let (ok, out, _) = cli_with(bin, config, &["status", "--json"]);
+    ok.then(|| serde_json::from_str(&out).ok()).flatten()
+}
+
 /// `camagent --config CONFIG ARGS…` to completion; returns (success, stdout, stderr).
 pub fn cli_with(bin: &str, config: &Path, args: &[&str]) -> (bool, String, String) {
     let mut all = vec!["--config", config.to_str().unwrap()];
