@@ -57,15 +57,13 @@ impl<K: Hash + Eq> RateLimit<K> {
             refilled: now,
             suppressed: 0,
         });
-        let earned = now.saturating_duration_since(bucket.refilled).as_nanos()
+        let periods = now.saturating_duration_since(bucket.refilled).as_nanos()
             / self.refill.as_nanos().max(1);
+        let earned = u32::try_from(periods).unwrap_or(u32::MAX);
         if earned > 0 {
-            bucket.tokens = u32::try_from(earned)
-                .unwrap_or(u32::MAX)
-                .saturating_add(bucket.tokens)
-                .min(burst);
+            bucket.tokens = earned.saturating_add(bucket.tokens).min(burst);
             // Whole periods only: the rest of one counts towards the next token.
-            bucket.refilled += self.refill * u32::try_from(earned).unwrap_or(u32::MAX);
+            bucket.refilled += self.refill * earned;
         }
         if bucket.tokens == 0 {
             bucket.suppressed += 1;
