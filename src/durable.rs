@@ -36,7 +36,7 @@ pub enum SealedError {
     #[error(transparent)]
     Io(#[from] io::Error),
     /// Torn, truncated, flipped or written by something else: its content cannot be trusted.
-    #[error("damaged: its checksum does not match its content")]
+    #[error("damaged: its checksum or its format does not check out")]
     Damaged,
 }
 
