@@ -26,8 +26,9 @@ use crate::policy::{
 };
 use crate::record::{rfc3339, Record, Value};
 use crate::uplink::backoff::Backoff;
+use crate::uplink::driver;
 use crate::uplink::outbox::{Outbox, OutboxError};
-use crate::uplink::session::{self, Session, Stores};
+use crate::uplink::session::{Session, Stores};
 use crate::uplink::tls::{self, TlsError};
 use crate::uplink::upload::{Manifest, Uploads};
 
@@ -176,7 +177,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         b.port,
     );
     options
-        .set_keep_alive(session::ping_every(b.keep_alive))
+        .set_keep_alive(driver::ping_every(b.keep_alive))
         .set_clean_session(false)
         .set_inflight(b.max_inflight + 2)
         .set_max_packet_size(b.max_packet_bytes, b.max_packet_bytes)
@@ -188,7 +189,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let will = match stores.ledger.load() {
         Ok(ledger) => {
             gate.set_consent(ledger);
-            session::last_will(&gate, &stores.disclosures)
+            driver::last_will(&gate, &stores.disclosures)
         }
         Err(e) => {
             error!("{e}; no last will is registered");
@@ -209,7 +210,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
     let discard = Arc::new(AtomicBool::new(false));
     let (net_tx, mut net_rx) = mpsc::unbounded_channel();
-    let driver = tokio::spawn(session::drive(
+    let driver = tokio::spawn(driver::drive(
         eventloop,
         without_will,
         will_rx,
@@ -388,7 +389,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 /// Turns what the camera saw into records: alerts carry their snapshot (one message, so the
 /// cloud never sees an alert whose picture does not exist), clips their manifest.
 fn on_camera(
-    session: &mut Session,
+    session: &mut Session<AsyncClient>,
     event: CameraEvent,
     config: &Config,
     open_event: &OpenEvent,
@@ -512,7 +513,7 @@ fn end_alert(
 
 /// Stores a snapshot too large for one message beside the clips and starts its upload.
 fn chunked_snapshot(
-    session: &mut Session,
+    session: &mut Session<AsyncClient>,
     config: &Config,
     event_id: &str,
     jpeg: &[u8],

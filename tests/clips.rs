@@ -193,7 +193,7 @@ fn an_agent_killed_mid_upload_resumes_where_it_stopped() {
     // acknowledgements) and what was in flight goes again.
     let resent = cloud.chunk_messages(&id) - chunks;
     assert!(
-        resent <= 8 + camagent::uplink::session::CHUNKS_IN_FLIGHT,
+        resent <= 8 + camagent::uplink::window::CHUNKS_IN_FLIGHT,
         "{resent} chunks sent twice"
     );
     local_copy_deleted(&world.path().join("agent"), &manifest, &again);

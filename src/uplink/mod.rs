@@ -2,9 +2,13 @@
 //! session.
 
 pub mod backoff;
+pub mod driver;
+pub mod link;
 pub mod outbox;
+mod privacy;
 pub mod retained;
 pub mod session;
 pub mod tls;
 pub mod topic;
 pub mod upload;
+pub mod window;

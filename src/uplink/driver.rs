@@ -1,0 +1,191 @@
+//! Drives rumqttc's event loop in its own task, never cancelled mid-poll: connects and
+//! reconnects with backoff, reports what the session needs as [`Net`] events, and registers
+//! the last will. When the connection drops, it waits until the session has stopped
+//! publishing, then moves whatever is still queued in the client into its replay list, so a
+//! resumed broker session replays it in order.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{ConnectionError, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::error;
+
+use super::backoff::Backoff;
+use crate::policy::disclosure::{Disclosure, DisclosureLog};
+use crate::policy::{Admitted, Gate};
+use crate::record::Record;
+
+/// What the event loop task reports to the session.
+#[derive(Debug)]
+pub enum Net {
+    Up {
+        session_present: bool,
+    },
+    /// A message arrived on a subscribed topic.
+    Incoming {
+        topic: String,
+        payload: Vec<u8>,
+    },
+    /// A publish left with this packet id (first send or replay).
+    Sent(u16),
+    Acked(u16),
+    /// The connection failed; the loop waits for `resume` before it reconnects.
+    Down {
+        error: String,
+        resume: oneshot::Sender<()>,
+    },
+}
+
+/// How often to ping so that a broker that died or froze (a stopped process, a half-open TCP
+/// connection) is noticed within `keep_alive`: rumqttc fails the connection when a ping is
+/// still unanswered at the next, so pinging every half notices within the whole.
+pub fn ping_every(keep_alive: Duration) -> Duration {
+    Duration::from_secs((keep_alive.as_secs() / 2).max(1))
+}
+
+/// Runs rumqttc's event loop: forwards what the session needs, reconnects with backoff. A
+/// poll that does not return within `keep_alive` (a write stuck on a broker that stopped
+/// reading; a healthy connection returns at least at every ping) counts as a lost connection.
+///
+/// `discard` set by the session means records handed over before the outage must not be
+/// replayed (consent was withdrawn or the owner's data erased meanwhile): the replay list is
+/// dropped at the next connect, which the session then treats as a lost session.
+pub async fn drive(
+    mut eventloop: EventLoop,
+    without_will: MqttOptions,
+    will: watch::Receiver<Option<LastWill>>,
+    net: mpsc::UnboundedSender<Net>,
+    mut backoff: Backoff,
+    discard: Arc<AtomicBool>,
+    keep_alive: Duration,
+) {
+    let host = eventloop.mqtt_options.broker_address().0;
+    loop {
+        let polled = match tokio::time::timeout(keep_alive, eventloop.poll()).await {
+            Ok(polled) => polled,
+            Err(_) => Err(ConnectionError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "the broker stopped answering for {} (broker.keep_alive)",
+                    humantime::format_duration(keep_alive)
+                ),
+            ))),
+        };
+        let report = match polled {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                backoff.reset();
+                let discarded = discard.swap(false, Ordering::SeqCst);
+                if discarded {
+                    eventloop.pending.clear();
+                }
+                Net::Up {
+                    session_present: ack.session_present && !discarded,
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => Net::Incoming {
+                topic: p.topic,
+                payload: p.payload.to_vec(),
+            },
+            Ok(Event::Incoming(Packet::PubAck(ack))) => Net::Acked(ack.pkid),
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => Net::Sent(pkid),
+            Ok(_) => continue,
+            Err(ConnectionError::RequestsDone) => return,
+            Err(e) => {
+                let error = describe(&e, &host);
+                let (resume, resumed) = oneshot::channel();
+                if net.send(Net::Down { error, resume }).is_err() {
+                    return;
+                }
+                // Once the session has stopped publishing, nothing more can enter the
+                // client's queue: move what is there into the replay list.
+                if resumed.await.is_err() {
+                    return;
+                }
+                eventloop.clean();
+                // The will as consent stands now: rumqttc can set one but not remove one, so
+                // start from options without it.
+                let mut options = without_will.clone();
+                if let Some(will) = will.borrow().clone() {
+                    options.set_last_will(will);
+                }
+                eventloop.mqtt_options = options;
+                tokio::time::sleep(backoff.next_delay()).await;
+                continue;
+            }
+        };
+        if net.send(report).is_err() {
+            return;
+        }
+    }
+}
+
+/// A connection error in words, with the likely fix where one is known.
+pub fn describe(e: &ConnectionError, host: &str) -> String {
+    let text = e.to_string();
+    let lower = text.to_ascii_lowercase();
+    let hint = if lower.contains("unknownissuer") {
+        Some("the broker's certificate is not signed by a CA in broker.ca_file".to_owned())
+    } else if lower.contains("notvalidforname") || lower.contains("not valid for name") {
+        Some(format!(
+            "the broker's certificate does not name {host:?}; set broker.host to a name in that certificate"
+        ))
+    } else if lower.contains("expired") || lower.contains("notvalidyet") {
+        Some("a certificate is outside its validity period; check the device clock".to_owned())
+    } else if ["certificaterequired", "badcertificate", "unknownca"]
+        .iter()
+        .any(|alert| lower.contains(alert))
+    {
+        Some(
+            "the broker refused the device certificate (broker.cert_file, broker.key_file)"
+                .to_owned(),
+        )
+    } else if lower.contains("connection refused") {
+        Some("nothing accepts connections at broker.host:broker.port".to_owned())
+    } else {
+        None
+    };
+    match hint {
+        Some(hint) => format!("{text} ({hint})"),
+        None => text,
+    }
+}
+
+/// The retained offline status the broker publishes if the agent vanishes. Registering it
+/// discloses it, so it is logged as sent; without that line there is no will.
+pub fn last_will(gate: &Gate, disclosures: &DisclosureLog) -> Option<LastWill> {
+    will_of(&gate.admit(&Record::status(false), None).ok()?, disclosures)
+}
+
+/// The last will that publishes `offline`, once its disclosure line is written.
+pub(crate) fn will_of(offline: &Admitted, disclosures: &DisclosureLog) -> Option<LastWill> {
+    if let Err(e) = disclosures.append(&Disclosure::of(offline)) {
+        error!("disclosure log: {e}; no last will is registered");
+        return None;
+    }
+    Some(LastWill::new(
+        offline.topic(),
+        offline.payload(),
+        QoS::AtLeastOnce,
+        offline.retain(),
+    ))
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describe_adds_hints_for_tls_failures() {
+        let e = ConnectionError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "invalid peer certificate: UnknownIssuer",
+        ));
+        assert!(describe(&e, "h").contains("broker.ca_file"));
+        let e = ConnectionError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "invalid peer certificate: certificate not valid for name \"10.0.0.1\"",
+        ));
+        assert!(describe(&e, "10.0.0.1").contains("\"10.0.0.1\""));
+    }
+}

@@ -1,0 +1,441 @@
+//! The session's orderings without a broker: a recording [`Link`] stands in for the MQTT
+//! client, and the tests play the driver's part by feeding [`Net`] events. The outbox, the
+//! uploads and the ledger are the real ones, in a temporary directory.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use serde_json::{json, Value as Json};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+use super::*;
+use crate::command::ReplayGuard;
+use crate::policy::consent::{uuid, Choice, LedgerFile, Via};
+use crate::policy::{Policy, PseudonymKey};
+use crate::record::Value;
+use crate::uplink::link::NotTaken;
+use crate::uplink::window::CHUNKS_IN_FLIGHT;
+
+const POLICY: &str = r#"
+schema = 1
+name = "t"
+version = "1"
+[[purpose]]
+id = "alerts"
+flow = "alarm"
+legal_basis = "contract"
+fields = ["event_data", "snapshot"]
+[[purpose]]
+id = "presence"
+flow = "status"
+legal_basis = "contract"
+fields = ["online_status"]
+[[purpose]]
+id = "clips"
+flow = "clip"
+legal_basis = "consent"
+fields = ["event_data", "clip"]
+"#;
+
+/// What the session handed to the client, by kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Out {
+    Status,
+    Record(u64),
+    Chunk(String, u32),
+}
+
+#[derive(Default)]
+struct Wire {
+    out: Vec<Out>,
+    /// The client's queue is full: requests are refused.
+    full: bool,
+    reconnects: u32,
+}
+
+/// Records every publish; numbers them as the client would (pkid = position + 1).
+#[derive(Clone, Default)]
+struct FakeLink(Rc<RefCell<Wire>>);
+
+impl Link for FakeLink {
+    fn publish(&self, admitted: &Admitted) -> Result<(), NotTaken> {
+        let mut wire = self.0.borrow_mut();
+        if wire.full {
+            return Err(NotTaken("the queue is full".into()));
+        }
+        let out = if let Ok(chunk) = crate::uplink::upload::parse(admitted.payload()) {
+            Out::Chunk(chunk.0.clip_id, chunk.0.index)
+        } else {
+            let body: Json = serde_json::from_slice(admitted.payload()).unwrap_or_default();
+            match body["seq"].as_u64() {
+                Some(seq) => Out::Record(seq),
+                None => Out::Status,
+            }
+        };
+        wire.out.push(out);
+        Ok(())
+    }
+
+    fn subscribe(&self, _: &str) -> Result<(), NotTaken> {
+        Ok(())
+    }
+
+    fn unsubscribe(&self, _: &str) -> Result<(), NotTaken> {
+        Ok(())
+    }
+
+    fn reconnect(&self) -> Result<(), NotTaken> {
+        self.0.borrow_mut().reconnects += 1;
+        Ok(())
+    }
+
+    async fn disconnect(&self) -> Result<(), NotTaken> {
+        Ok(())
+    }
+}
+
+struct Rig {
+    dir: TempDir,
+    link: FakeLink,
+    session: Session<FakeLink>,
+    discard: Arc<AtomicBool>,
+    /// Packet ids given so far, in the order publishes left.
+    pkids: u16,
+}
+
+impl Rig {
+    fn new(window: u16) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path();
+        let policy = Policy::parse(POLICY, Path::new("t")).unwrap();
+        let gate = Gate::new(policy, PseudonymKey::from_bytes(&[3; 32]), "acme", None);
+        let (outbox, _) = Outbox::open(&state.join("outbox"), 1 << 20).unwrap();
+        let stores = Stores {
+            ledger: LedgerFile::new(state),
+            disclosures: DisclosureLog::new(state, 1 << 20),
+            replay: ReplayGuard::new(state),
+            verify_key: None,
+            uploads: Uploads::open(&state.join("clips")),
+            upload_rate: None,
+            clips_max_bytes: 1 << 20,
+            state_dir: state.to_owned(),
+        };
+        let link = FakeLink::default();
+        let discard = Arc::new(AtomicBool::new(false));
+        let (will, _) = watch::channel(None);
+        let session = Session::new(
+            gate,
+            outbox,
+            link.clone(),
+            stores,
+            window,
+            discard.clone(),
+            will,
+        );
+        Self {
+            dir,
+            link,
+            session,
+            discard,
+            pkids: 0,
+        }
+    }
+
+    fn up(&mut self, session_present: bool) {
+        self.session.on_net(Net::Up { session_present });
+    }
+
+    fn down(&mut self) {
+        let (resume, resumed) = oneshot::channel();
+        self.session.on_net(Net::Down {
+            error: "test".into(),
+            resume,
+        });
+        // The driver goes on only once the session has let it.
+        assert!(resumed.blocking_recv().is_ok());
+    }
+
+    /// The client numbers what it has not numbered yet, as it leaves.
+    fn leave(&mut self) -> Vec<u16> {
+        let total = self.link.0.borrow().out.len() as u16;
+        let ids: Vec<u16> = (self.pkids + 1..=total).collect();
+        for &id in &ids {
+            self.session.on_net(Net::Sent(id));
+        }
+        self.pkids = total;
+        ids
+    }
+
+    fn ack(&mut self, pkid: u16) {
+        self.session.on_net(Net::Acked(pkid));
+    }
+
+    fn out(&self) -> Vec<Out> {
+        self.link.0.borrow().out.clone()
+    }
+
+    fn records(&self) -> Vec<u64> {
+        self.out()
+            .into_iter()
+            .filter_map(|o| match o {
+                Out::Record(seq) => Some(seq),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn chunks_out(&self) -> usize {
+        self.out()
+            .iter()
+            .filter(|o| matches!(o, Out::Chunk(..)))
+            .count()
+    }
+
+    fn consent(&mut self, purpose: &str, choice: Choice) {
+        let policy = self.session.gate().policy().clone();
+        LedgerFile::new(self.dir.path())
+            .update(|l| l.record(&policy, purpose, choice, Via::Local, uuid()))
+            .unwrap();
+        // The ledger's stamp is its modification time: make the change visible at once.
+        self.session.ledger_stamp = None;
+        self.session.tick();
+    }
+
+    /// Stores `bytes` of media under `id` and queues its upload in 1 KiB chunks.
+    fn upload(&mut self, id: &str, content_type: &str, bytes: usize) {
+        let manifest = Manifest {
+            clip_id: id.into(),
+            content_type: content_type.into(),
+            bytes: bytes as u64,
+            duration_ms: 0,
+            sha256: String::new(),
+            chunk_bytes: 1024,
+            chunks: Manifest::chunk_count(bytes as u64, 1024),
+            event_ids: vec![],
+        };
+        let dir = self.dir.path().join("clips");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(manifest.path_in(&dir), vec![7u8; bytes]).unwrap();
+        self.session.upload(manifest);
+    }
+}
+
+fn alert() -> Record {
+    Record::new(
+        Flow::Alarm,
+        BTreeMap::from([(Field::EventData, Value::Json(json!({"event": "start"})))]),
+    )
+}
+
+fn clip_record() -> Record {
+    Record::new(
+        Flow::Clip,
+        BTreeMap::from([(Field::EventData, Value::Json(json!({"event_ids": []})))]),
+    )
+}
+
+#[test]
+fn records_leave_in_outbox_order_within_the_window() {
+    let mut rig = Rig::new(3);
+    for _ in 0..5 {
+        rig.session.accept(alert());
+    }
+    assert!(rig.out().is_empty(), "nothing goes before the connection");
+    rig.up(false);
+    // The online status, then as many records as the window holds.
+    assert_eq!(rig.out(), vec![Out::Status, Out::Record(0), Out::Record(1)]);
+    rig.leave();
+    rig.ack(2);
+    assert_eq!(
+        rig.records(),
+        vec![0, 1, 2],
+        "an ack makes room for the next"
+    );
+    rig.leave();
+    for pkid in [1, 3, 4] {
+        rig.ack(pkid);
+    }
+    rig.leave();
+    assert_eq!(rig.records(), vec![0, 1, 2, 3, 4]);
+    for pkid in 5..=6 {
+        rig.ack(pkid);
+    }
+    assert!(rig.session.settled());
+    assert_eq!(rig.session.status().outbox_records, 0);
+    assert_eq!(rig.session.stats().delivered, 5);
+}
+
+#[test]
+fn a_resumed_session_sends_nothing_twice() {
+    let mut rig = Rig::new(8);
+    rig.up(false);
+    for _ in 0..3 {
+        rig.session.accept(alert());
+    }
+    rig.leave();
+    rig.ack(2);
+    rig.down();
+    rig.up(true);
+    // Only the new online status: the broker holds the rest, and the client replays them
+    // with their ids.
+    assert_eq!(rig.records(), vec![0, 1, 2]);
+    for pkid in [3, 4] {
+        rig.session.on_net(Net::Sent(pkid));
+    }
+    rig.leave();
+    for pkid in [3, 4] {
+        rig.ack(pkid);
+    }
+    assert_eq!(rig.session.status().outbox_records, 0);
+    assert_eq!(rig.session.stats().delivered, 3);
+}
+
+#[test]
+fn a_lost_session_sends_again_from_the_oldest_unacknowledged() {
+    let mut rig = Rig::new(8);
+    rig.up(false);
+    for _ in 0..3 {
+        rig.session.accept(alert());
+    }
+    rig.leave();
+    rig.ack(2); // record 0
+    rig.down();
+    rig.up(false);
+    assert_eq!(rig.records(), vec![0, 1, 2, 1, 2]);
+    // Acks of the old connection's ids mean nothing now.
+    rig.ack(3);
+    assert_eq!(rig.session.status().outbox_records, 2);
+}
+
+#[test]
+fn a_purge_while_offline_has_the_replay_list_discarded() {
+    let mut rig = Rig::new(8);
+    rig.consent("clips", Choice::Given);
+    rig.up(false);
+    rig.session.accept(clip_record());
+    rig.leave();
+    assert_eq!(rig.records(), vec![0, 1], "seq 0 is the consent receipt");
+    rig.down();
+    assert!(!rig.discard.load(Ordering::SeqCst));
+    rig.consent("clips", Choice::Withdrawn);
+    assert!(
+        rig.discard.load(Ordering::SeqCst),
+        "the withdrawn record sits in the client's replay list"
+    );
+    // The driver drops its list and reports the session as lost.
+    rig.up(false);
+    assert!(
+        !rig.records()[2..].contains(&1),
+        "the withdrawn record went again: {:?}",
+        rig.records()
+    );
+}
+
+#[test]
+fn a_purge_while_connected_leaves_the_replay_list_alone() {
+    let mut rig = Rig::new(8);
+    rig.consent("clips", Choice::Given);
+    rig.up(false);
+    rig.session.accept(clip_record());
+    rig.consent("clips", Choice::Withdrawn);
+    assert!(!rig.discard.load(Ordering::SeqCst));
+}
+
+#[test]
+fn chunks_stay_within_their_window_and_alerts_pass_them() {
+    let mut rig = Rig::new(16);
+    rig.consent("clips", Choice::Given);
+    rig.up(false);
+    rig.leave();
+    rig.ack(1);
+    rig.ack(2);
+    rig.upload("c1", "video/mp4", 10 * 1024);
+    assert_eq!(rig.chunks_out(), CHUNKS_IN_FLIGHT);
+    rig.session.accept(alert());
+    assert_eq!(
+        rig.out().last(),
+        Some(&Out::Record(1)),
+        "the alert does not wait behind the clip"
+    );
+    let ids = rig.leave();
+    // Each acknowledged chunk lets the next go, and no chunk goes twice.
+    rig.ack(ids[0]);
+    assert_eq!(rig.chunks_out(), CHUNKS_IN_FLIGHT + 1);
+    let mut pending = ids[1..].to_vec();
+    while !pending.is_empty() {
+        for id in std::mem::take(&mut pending) {
+            rig.ack(id);
+        }
+        pending = rig.leave();
+    }
+    let mut chunks: Vec<u32> = Vec::new();
+    for o in rig.out() {
+        if let Out::Chunk(_, i) = o {
+            chunks.push(i);
+        }
+    }
+    assert_eq!(chunks, (0..10).collect::<Vec<_>>(), "{:?}", rig.out());
+    assert_eq!(
+        rig.session.stats().clips_delivered,
+        1,
+        "{:?}",
+        rig.session.status()
+    );
+}
+
+#[test]
+fn an_alert_waits_for_its_chunked_snapshot() {
+    let mut rig = Rig::new(16);
+    rig.up(false);
+    rig.leave();
+    rig.ack(1);
+    rig.upload("e1-snapshot", "image/jpeg", 6 * 1024);
+    let mut waiting = alert();
+    waiting.awaits = Some("e1-snapshot".into());
+    rig.session.accept(waiting);
+    assert!(rig.records().is_empty(), "the picture goes first");
+    while rig.records().is_empty() {
+        let ids = rig.leave();
+        assert!(!ids.is_empty(), "delivery stalled: {:?}", rig.out());
+        for id in ids {
+            rig.ack(id);
+        }
+    }
+    assert_eq!(rig.chunks_out(), 6);
+    assert!(matches!(rig.out().last(), Some(Out::Record(0))));
+}
+
+#[test]
+fn a_full_client_queue_loses_nothing() {
+    let mut rig = Rig::new(8);
+    rig.up(false);
+    rig.link.0.borrow_mut().full = true;
+    rig.session.accept(alert());
+    assert!(rig.records().is_empty());
+    rig.link.0.borrow_mut().full = false;
+    rig.session.tick();
+    assert_eq!(rig.records(), vec![0]);
+}
+
+#[test]
+fn nothing_new_goes_after_going_offline() {
+    let mut rig = Rig::new(8);
+    rig.up(false);
+    rig.session.go_offline();
+    rig.session.accept(alert());
+    assert_eq!(
+        rig.out(),
+        vec![Out::Status, Out::Status],
+        "online, then offline"
+    );
+    assert_eq!(
+        rig.session.status().outbox_records,
+        1,
+        "kept for the next start"
+    );
+}
