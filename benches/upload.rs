@@ -13,7 +13,8 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use camagent::uplink::upload::{Manifest, Progress};
+use camagent::uplink::upload::Progress;
+use camagent::wire::Manifest;
 use support::*;
 
 const CLIP_BYTES: usize = 64 * 1024 * 1024;

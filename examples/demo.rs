@@ -73,7 +73,7 @@ fn main() -> anyhow::Result<()> {
 
 /// A payload as a person wants to read it: clip chunks by their header, pictures by size.
 fn readable(payload: &[u8]) -> String {
-    if let Ok((header, data)) = camagent::uplink::upload::parse(payload) {
+    if let Ok((header, data)) = camagent::wire::chunk::parse(payload) {
         return format!(
             "chunk {}/{} of {} ({} bytes)",
             header.index + 1,

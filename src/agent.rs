@@ -30,7 +30,8 @@ use crate::uplink::driver;
 use crate::uplink::outbox::{Outbox, OutboxError};
 use crate::uplink::session::{Session, Stores};
 use crate::uplink::tls::{self, TlsError};
-use crate::uplink::upload::{Manifest, Uploads};
+use crate::uplink::upload::Uploads;
+use crate::wire::Manifest;
 
 /// How long a clean shutdown waits for the broker to acknowledge the offline status.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);

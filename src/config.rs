@@ -337,7 +337,7 @@ impl Config {
                 "use the broker's TLS port, usually 8883",
             ));
         }
-        crate::uplink::topic::check_prefix(&b.topic_prefix).map_err(|problem| {
+        crate::wire::topic::check_prefix(&b.topic_prefix).map_err(|problem| {
             invalid(
                 "broker.topic_prefix",
                 problem,

@@ -20,3 +20,4 @@ pub mod status;
 pub mod systemd;
 pub mod timezone;
 pub mod uplink;
+pub mod wire;

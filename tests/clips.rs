@@ -63,7 +63,7 @@ fn a_snapshot_too_large_for_one_message_goes_in_chunks_ahead_of_its_alert() {
         .iter()
         .filter(|m| {
             m.topic.ends_with("/clip_data")
-                && camagent::uplink::upload::parse(&m.payload).is_ok_and(|(h, _)| h.clip_id == id)
+                && camagent::wire::chunk::parse(&m.payload).is_ok_and(|(h, _)| h.clip_id == id)
         })
         .count() as u64;
     assert!(

@@ -133,7 +133,7 @@ fn run_profile(file: &str) {
     for m in &messages {
         if m.topic.ends_with("/clip_data") {
             // A clip's bytes: only where the clip purpose carries the clip itself.
-            let (header, _) = camagent::uplink::upload::parse(&m.payload).unwrap();
+            let (header, _) = camagent::wire::chunk::parse(&m.payload).unwrap();
             let p = policy.purpose_for_flow(Flow::Clip).expect("a clip purpose");
             assert!(p.fields.contains(&Field::Clip), "{file}: clip data sent");
             assert_eq!(header.purpose, p.id);

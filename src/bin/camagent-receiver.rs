@@ -19,7 +19,7 @@ use anyhow::{bail, Context};
 use base64::Engine as _;
 use camagent::config::BrokerConfig;
 use camagent::policy::{Field, Policy};
-use camagent::uplink::upload::{self, Manifest};
+use camagent::wire::{chunk, topic, Envelope, Manifest};
 use clap::Parser;
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS, Transport};
 use serde::Deserialize;
@@ -168,38 +168,40 @@ impl Receiver {
             return Ok(());
         };
         match *kind {
-            "cmd" => Ok(()),
-            upload::CLIP_DATA_LEVEL => self.on_chunk(payload),
+            topic::COMMAND_LEVEL => Ok(()),
+            topic::CLIP_DATA_LEVEL => self.on_chunk(payload),
             _ => self.on_record(device, kind, payload),
         }
     }
 
     fn on_record(&mut self, device: &str, kind: &str, payload: &[u8]) -> anyhow::Result<()> {
-        let body: Value = serde_json::from_slice(payload).context("payload is not JSON")?;
+        let body: Envelope =
+            serde_json::from_slice(payload).context("payload is not a record envelope")?;
         if let Some(policy) = &self.audit {
             audit(policy, kind, &body);
         }
         // QoS 1 may deliver twice; a record's seq is unique per device.
-        if let Some(seq) = body["seq"].as_u64() {
+        if let Some(seq) = body.seq {
             if !self.seen.insert((device.to_owned(), seq)) {
                 return Ok(());
             }
         }
-        let fields = &body["fields"];
+        // A field the record lacks reads as null (indexing a `Map` itself would panic).
+        let fields = |name: &str| body.fields.get(name).unwrap_or(&Value::Null);
         match kind {
             "alarm" => {
-                let event = &fields["event_data"];
+                let event = fields("event_data");
                 let mut line = json!({
                     "type": "alert",
                     "device": device,
-                    "seq": body["seq"],
+                    "seq": body.seq,
                     "event_id": event["event_id"],
                     "phase": event["phase"],
                     "time": event["time"],
                 });
-                if fields["snapshot"]["chunks"].is_u64() {
+                if fields("snapshot")["chunks"].is_u64() {
                     // Too large for one message: its chunks came first.
-                    let manifest: Manifest = serde_json::from_value(fields["snapshot"].clone())
+                    let manifest: Manifest = serde_json::from_value(fields("snapshot").clone())
                         .context("snapshot manifest")?;
                     line["snapshot"] = json!(self.out.join(format!(
                         "{}.{}",
@@ -207,7 +209,7 @@ impl Receiver {
                         manifest.extension()
                     )));
                     self.on_manifest(manifest)?;
-                } else if let Some(data) = fields["snapshot"]["base64"].as_str() {
+                } else if let Some(data) = fields("snapshot")["base64"].as_str() {
                     let jpeg = base64::engine::general_purpose::STANDARD
                         .decode(data)
                         .map_err(|e| anyhow::anyhow!("snapshot: {e}"))?;
@@ -220,15 +222,13 @@ impl Receiver {
             }
             "clip" => {
                 let manifest: Manifest =
-                    serde_json::from_value(fields["clip"].clone()).context("clip manifest")?;
+                    serde_json::from_value(fields("clip").clone()).context("clip manifest")?;
                 emit(
                     json!({"type": "manifest", "device": device, "clip_id": manifest.clip_id, "chunks": manifest.chunks}),
                 );
                 self.on_manifest(manifest)?;
             }
-            _ => {
-                emit(json!({"type": "record", "device": device, "flow": kind, "seq": body["seq"]}))
-            }
+            _ => emit(json!({"type": "record", "device": device, "flow": kind, "seq": body.seq})),
         }
         Ok(())
     }
@@ -249,7 +249,7 @@ impl Receiver {
     }
 
     fn on_chunk(&mut self, payload: &[u8]) -> anyhow::Result<()> {
-        let (header, data) = upload::parse(payload).map_err(anyhow::Error::msg)?;
+        let (header, data) = chunk::parse(payload)?;
         let id = header.clip_id.clone();
         let assembly = self.clips.entry(id.clone()).or_insert_with(Assembly::new);
         if assembly.done || assembly.have.contains(&header.index) {
@@ -357,11 +357,8 @@ impl Receiver {
 }
 
 /// Reports the fields of `body` the policy does not permit for the purpose it names.
-fn audit(policy: &Policy, kind: &str, body: &Value) {
-    let Some(fields) = body["fields"].as_object() else {
-        return;
-    };
-    let purpose_id = body["purpose"].as_str().unwrap_or_default();
+fn audit(policy: &Policy, kind: &str, body: &Envelope) {
+    let purpose_id = body.purpose.as_str();
     let permitted: BTreeSet<Field> = match policy.purpose(purpose_id) {
         Some(p) => p.fields.clone(),
         // The agent's built-in flows carry their own record.
@@ -369,7 +366,8 @@ fn audit(policy: &Policy, kind: &str, body: &Value) {
         None if kind == "erasure_confirmation" => BTreeSet::from([Field::ErasureRecord]),
         None => BTreeSet::new(),
     };
-    let outside: Vec<&String> = fields
+    let outside: Vec<&String> = body
+        .fields
         .keys()
         .filter(|name| {
             let field = serde_json::from_value::<Field>(json!(name)).ok();
@@ -410,7 +408,7 @@ mod tests {
     }
 
     fn chunk(clip: &str, index: u32, bytes: usize) -> Vec<u8> {
-        let header = upload::ChunkHeader {
+        let header = camagent::wire::ChunkHeader {
             schema: 1,
             clip_id: clip.into(),
             index,
@@ -418,7 +416,7 @@ mod tests {
             purpose: "p".into(),
             legal_basis: "dpv:Contract".into(),
         };
-        upload::frame(&header, &vec![0; bytes])
+        chunk::frame(&header, &vec![0; bytes])
     }
 
     fn held(r: &Receiver) -> usize {

@@ -10,14 +10,11 @@ use serde_json::{json, Map};
 use super::consent::Ledger;
 use super::{transform, Field, Flow, KeyScope, LegalBasis, Policy, PseudonymKey, Secrets};
 use crate::record::{rfc3339, Record, Value};
-use crate::uplink::topic::{self, TopicError};
-use crate::uplink::upload::{self, ChunkHeader, Manifest};
+use crate::wire::topic::{self, TopicError};
+use crate::wire::{chunk, ChunkHeader, Envelope, Manifest, PAYLOAD_SCHEMA};
 
 /// Scope of the pseudonym that replaces the serial number in topics.
 const DEVICE_ID_SCOPE: &str = "camagent/device-id";
-
-/// Version of the JSON payload schema, carried in every payload as `schema`.
-pub const PAYLOAD_SCHEMA: u32 = 1;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
@@ -274,7 +271,7 @@ impl Gate {
         if !rule.fields.contains(&field) || self.policy.never_leave.contains(&field) {
             return Err(Refusal::NothingPermitted(rule.id.to_owned()));
         }
-        let topic = topic::build(&self.prefix, &self.device_id(flow), upload::CLIP_DATA_LEVEL)?;
+        let topic = topic::build(&self.prefix, &self.device_id(flow), topic::CLIP_DATA_LEVEL)?;
         let header = ChunkHeader {
             schema: PAYLOAD_SCHEMA,
             clip_id: manifest.clip_id.clone(),
@@ -285,7 +282,7 @@ impl Gate {
         };
         // The chunk's data is encoder output (pixels), not device text; the parts the gate
         // writes are checked.
-        let payload = upload::frame(&header, data);
+        let payload = chunk::frame(&header, data);
         let header_len = payload.len() - data.len();
         if self.secrets.found_in(topic.as_bytes()) || self.secrets.found_in(&payload[..header_len])
         {
@@ -373,29 +370,26 @@ impl Gate {
             _ => self.device_id(record.flow),
         };
         let topic = topic::build(&self.prefix, &device_id, record.flow.name())?;
-        let mut payload = json!({
-            "schema": PAYLOAD_SCHEMA,
-            "flow": record.flow,
-            "purpose": rule.id,
-            "legal_basis": rule.basis.dpv(),
-            "time": rfc3339(record.created_ms),
-            "fields": values,
-        });
-        if let Some(seq) = seq {
-            payload["seq"] = json!(seq);
-        }
-        if !unavailable.is_empty() {
-            payload["unavailable"] = json!(unavailable);
-        }
-        if !withheld.is_empty() {
-            payload["withheld"] = json!(withheld);
-        }
+        let payload = Envelope {
+            schema: PAYLOAD_SCHEMA,
+            flow: record.flow.name().to_owned(),
+            purpose: rule.id.to_owned(),
+            legal_basis: rule.basis.dpv().to_owned(),
+            time: rfc3339(record.created_ms),
+            fields: values,
+            seq,
+            unavailable: unavailable.iter().map(|f: &&str| (*f).to_owned()).collect(),
+            withheld: withheld
+                .iter()
+                .map(|f: &Field| f.name().to_owned())
+                .collect(),
+        };
         if holds_secret(topic.as_bytes()) {
             return Err(Refusal::HoldsSecret(rule.id.to_owned()));
         }
         Ok(Admitted {
             topic,
-            payload: payload.to_string().into_bytes(),
+            payload: payload.to_bytes(),
             retain: record.flow.retained(),
             purpose: rule.id.to_owned(),
             legal_basis: rule.basis.name(),

@@ -9,6 +9,5 @@ mod privacy;
 pub mod retained;
 pub mod session;
 pub mod tls;
-pub mod topic;
 pub mod upload;
 pub mod window;

@@ -33,13 +33,14 @@ use super::driver::Net;
 use super::link::Link;
 use super::outbox::Outbox;
 use super::retained::RetainedTopics;
-use super::upload::{Manifest, Uploads};
+use super::upload::Uploads;
 use super::window::{RateLimit, Sent, Window};
 use crate::command::ReplayGuard;
 use crate::policy::consent::LedgerFile;
 use crate::policy::disclosure::{Disclosure, DisclosureLog};
 use crate::policy::{Admitted, Field, Flow, Gate};
 use crate::record::Record;
+use crate::wire::Manifest;
 
 /// How often the file system's free space is checked.
 const SPACE_EVERY: Duration = Duration::from_secs(1);
@@ -594,7 +595,12 @@ impl<L: Link> Session<L> {
 
 /// Where signed commands for this device arrive.
 pub fn command_topic(gate: &Gate) -> String {
-    format!("{}/{}/cmd", gate.prefix(), gate.anchor_id())
+    format!(
+        "{}/{}/{}",
+        gate.prefix(),
+        gate.anchor_id(),
+        crate::wire::topic::COMMAND_LEVEL
+    )
 }
 
 #[cfg(test)]

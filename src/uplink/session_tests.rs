@@ -68,7 +68,7 @@ impl Link for FakeLink {
         if wire.full {
             return Err(NotTaken("the queue is full".into()));
         }
-        let out = if let Ok(chunk) = crate::uplink::upload::parse(admitted.payload()) {
+        let out = if let Ok(chunk) = crate::wire::chunk::parse(admitted.payload()) {
             Out::Chunk(chunk.0.clip_id, chunk.0.index)
         } else {
             let body: Json = serde_json::from_slice(admitted.payload()).unwrap_or_default();

@@ -6,8 +6,7 @@
 //! is acknowledged. Damaged acknowledgements restart the upload from its clip: a chunk is never
 //! taken as delivered on the word of a damaged file.
 //!
-//! A chunk's payload is binary: a 4-byte big-endian header length, the JSON [`ChunkHeader`],
-//! then the clip's bytes.
+//! The manifest and the chunk framing are the wire contract's ([`crate::wire`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -16,81 +15,7 @@ use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use crate::durable::{read_sealed_json, write_sealed};
-
-/// The topic level of clip chunks (beside the clip flow's own, which carries the manifest).
-pub const CLIP_DATA_LEVEL: &str = "clip_data";
-
-/// What a receiver needs to reassemble and verify a clip; carried by the clip record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Manifest {
-    pub clip_id: String,
-    pub content_type: String,
-    pub bytes: u64,
-    pub duration_ms: u64,
-    /// Lowercase hex SHA-256 of the whole clip.
-    pub sha256: String,
-    pub chunk_bytes: u32,
-    pub chunks: u32,
-    pub event_ids: Vec<String>,
-}
-
-impl Manifest {
-    pub fn chunk_count(bytes: u64, chunk_bytes: u32) -> u32 {
-        bytes.div_ceil(u64::from(chunk_bytes.max(1))) as u32
-    }
-
-    /// Byte range of chunk `index` in the clip.
-    /// The file name extension its content type is stored under.
-    pub fn extension(&self) -> &'static str {
-        match self.content_type.as_str() {
-            "image/jpeg" => "jpg",
-            _ => "mp4",
-        }
-    }
-
-    /// Where the media is stored in the upload directory `dir`.
-    pub fn path_in(&self, dir: &Path) -> PathBuf {
-        dir.join(format!("{}.{}", self.clip_id, self.extension()))
-    }
-
-    pub fn range(&self, index: u32) -> (u64, u64) {
-        let start = u64::from(index) * u64::from(self.chunk_bytes);
-        (start, (start + u64::from(self.chunk_bytes)).min(self.bytes))
-    }
-}
-
-/// The header of a chunk's payload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChunkHeader {
-    pub schema: u32,
-    pub clip_id: String,
-    pub index: u32,
-    pub chunks: u32,
-    pub purpose: String,
-    pub legal_basis: String,
-}
-
-pub fn frame(header: &ChunkHeader, data: &[u8]) -> Vec<u8> {
-    let head = serde_json::to_vec(header).unwrap_or_default();
-    let mut out = Vec::with_capacity(4 + head.len() + data.len());
-    out.extend_from_slice(&(head.len() as u32).to_be_bytes());
-    out.extend_from_slice(&head);
-    out.extend_from_slice(data);
-    out
-}
-
-/// Splits a chunk payload into its header and data.
-pub fn parse(payload: &[u8]) -> Result<(ChunkHeader, &[u8]), String> {
-    let len = payload
-        .get(..4)
-        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
-        .ok_or("payload shorter than its header length")?;
-    let head = payload
-        .get(4..4 + len)
-        .ok_or("payload shorter than its header")?;
-    let header = serde_json::from_slice(head).map_err(|e| format!("chunk header: {e}"))?;
-    Ok((header, &payload[4 + len..]))
-}
+use crate::wire::Manifest;
 
 /// One clip's upload: its manifest and the chunks the broker acknowledged.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -389,24 +314,6 @@ mod tests {
             chunks: Manifest::chunk_count(bytes, chunk),
             event_ids: vec!["e".into()],
         }
-    }
-
-    #[test]
-    fn frames_round_trip() {
-        let header = ChunkHeader {
-            schema: 1,
-            clip_id: "c".into(),
-            index: 3,
-            chunks: 9,
-            purpose: "p".into(),
-            legal_basis: "dpv:Contract".into(),
-        };
-        let payload = frame(&header, b"\x00\x01data");
-        let (back, data) = parse(&payload).unwrap();
-        assert_eq!(back, header);
-        assert_eq!(data, b"\x00\x01data");
-        assert!(parse(&payload[..6]).is_err());
-        assert!(parse(&[0, 0, 0, 2, b'{', b'}']).is_err());
     }
 
     #[test]

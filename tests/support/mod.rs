@@ -459,7 +459,7 @@ impl Subscriber {
         let count = manifest["chunks"].as_u64()? as u32;
         let mut chunks = std::collections::BTreeMap::new();
         for m in self.on("/clip_data") {
-            let (header, data) = camagent::uplink::upload::parse(&m.payload).ok()?;
+            let (header, data) = camagent::wire::chunk::parse(&m.payload).ok()?;
             if header.clip_id == id {
                 chunks.insert(header.index, data.to_vec());
             }
@@ -473,7 +473,7 @@ impl Subscriber {
         self.on("/clip_data")
             .iter()
             .filter(|m| {
-                camagent::uplink::upload::parse(&m.payload).is_ok_and(|(h, _)| h.clip_id == id)
+                camagent::wire::chunk::parse(&m.payload).is_ok_and(|(h, _)| h.clip_id == id)
             })
             .count()
     }

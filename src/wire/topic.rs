@@ -2,6 +2,10 @@
 //! ≤ 256 bytes) and free of MQTT wildcards.
 
 pub const MAX_BYTES: usize = 256;
+/// The level of clip chunks (beside the clip flow's own, which carries the manifest).
+pub const CLIP_DATA_LEVEL: &str = "clip_data";
+/// The level where signed commands for a device arrive.
+pub const COMMAND_LEVEL: &str = "cmd";
 pub const MAX_SLASHES: usize = 7;
 /// Levels the agent itself adds after the prefix: device id, kind and up to two more.
 const AGENT_LEVELS: usize = 4;
