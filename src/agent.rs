@@ -37,8 +37,6 @@ use crate::wire::Manifest;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// How often consent changes from the command line and retention are looked at.
 const TICK: Duration = Duration::from_millis(250);
-/// The pseudonym key, relative to the state directory.
-pub const KEY_FILE: &str = "keys/pseudonym.key";
 const LOCK_FILE: &str = "agent.lock";
 /// Finished clips, relative to the state directory (`camagent erase` empties it).
 pub const CLIPS_DIR: &str = "clips";
@@ -123,7 +121,7 @@ pub fn lock_state(state_dir: &Path) -> Result<File, AgentError> {
 /// the secret values it must stop in any field: never-leave facts, credentials, the keys.
 pub fn build_gate(config: &Config) -> Result<Gate, AgentError> {
     let policy = Policy::load(&config.agent.policy_file)?;
-    let key_file = config.agent.state_dir.join(KEY_FILE);
+    let key_file = config.agent.state_dir.join(crate::policy::KEY_FILE);
     let key = PseudonymKey::load_or_create(&key_file)?;
     let facts = config.device.read();
     let serial = match facts.get(&Field::SerialNumber) {

@@ -1,6 +1,7 @@
 //! camagent: the camera agent's library. The binary (`src/main.rs`) is a thin command line
 //! over [`agent::run`] and the inspection commands.
 
+#[cfg(feature = "capture")]
 pub mod agent;
 pub mod capture;
 pub mod command;

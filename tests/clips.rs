@@ -313,7 +313,7 @@ fn the_reference_receiver_verifies_clips_and_audits_fields() {
     .unwrap();
     let out = tmp.path().join("received");
     let lines = tmp.path().join("receiver.jsonl");
-    let mut receiver = agent_command(env!("CARGO_BIN_EXE_camagent-receiver"))
+    let mut receiver = agent_command(&receiver_bin(BIN))
         .arg("--config")
         .arg(&receiver_config)
         .arg("--out")

@@ -11,8 +11,9 @@ use gstreamer_app as gst_app;
 use super::elements::{
     analysis_caps, frame_of, link_decoded_video, make, pipeline_error, posted_error,
 };
-use super::{CaptureError, Frame};
+use super::{CaptureError, DetectLine, DetectSummary, Frame};
 use crate::config::MotionConfig;
+use crate::motion::{Detector, EventMachine};
 
 /// A clip being decoded into analysis frames.
 pub struct ClipFrames {
@@ -84,4 +85,33 @@ impl Drop for ClipFrames {
     fn drop(&mut self) {
         let _ = self.pipeline.set_state(gst::State::Null);
     }
+}
+
+/// Runs detection over a recorded clip as fast as it decodes, calling `on_boundary` for
+/// each event start and end.
+pub fn detect_file(
+    path: &Path,
+    motion: &MotionConfig,
+    mut on_boundary: impl FnMut(DetectLine),
+) -> Result<DetectSummary, CaptureError> {
+    let mut frames = ClipFrames::open(path, motion)?;
+    let mut detector = Detector::new(motion.detector(), motion.width, motion.height);
+    let mut events = EventMachine::new(motion.events.clone());
+    let mut count = 0;
+    let mut last = std::time::Duration::ZERO;
+    while let Some(frame) = frames.next_frame()? {
+        count += 1;
+        last = frame.pts;
+        let verdict = detector.analyse(&frame.pixels)?;
+        if let Some(b) = events.step(frame.pts, &verdict) {
+            on_boundary(b.into());
+        }
+    }
+    if let Some(b) = events.finish(last) {
+        on_boundary(b.into());
+    }
+    Ok(DetectSummary {
+        frames: count,
+        media_seconds: last.as_secs_f64(),
+    })
 }

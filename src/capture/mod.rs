@@ -2,26 +2,32 @@
 //! clips, snapshots, privacy masks, motion events) and offline analysis of recorded clips
 //! (`camagent detect`). The pure parts — masks, scaling, the ring — hold no GStreamer types.
 
+#[cfg(feature = "capture")]
 pub mod analysis;
+#[cfg(feature = "capture")]
 pub mod camera;
+#[cfg(feature = "capture")]
 pub mod clip;
 pub mod config;
+#[cfg(feature = "capture")]
 mod elements;
+#[cfg(feature = "capture")]
 pub mod eval;
 pub mod mask;
+#[cfg(feature = "capture")]
 mod pipeline;
 pub mod recorder;
 pub mod scale;
+#[cfg(feature = "capture")]
 mod snapshot;
 
+#[cfg(feature = "capture")]
+pub use analysis::detect_file;
 pub use config::{CaptureConfig, Source};
-
-use std::path::Path;
 
 use serde::Serialize;
 
-use crate::config::MotionConfig;
-use crate::motion::{Boundary, Detector, EndReason, EventMachine, Rect};
+use crate::motion::{Boundary, EndReason, Rect};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
@@ -102,33 +108,4 @@ impl From<Boundary> for DetectLine {
 pub struct DetectSummary {
     pub frames: u64,
     pub media_seconds: f64,
-}
-
-/// Runs detection over a recorded clip as fast as it decodes, calling `on_boundary` for
-/// each event start and end.
-pub fn detect_file(
-    path: &Path,
-    motion: &MotionConfig,
-    mut on_boundary: impl FnMut(DetectLine),
-) -> Result<DetectSummary, CaptureError> {
-    let mut frames = analysis::ClipFrames::open(path, motion)?;
-    let mut detector = Detector::new(motion.detector(), motion.width, motion.height);
-    let mut events = EventMachine::new(motion.events.clone());
-    let mut count = 0;
-    let mut last = std::time::Duration::ZERO;
-    while let Some(frame) = frames.next_frame()? {
-        count += 1;
-        last = frame.pts;
-        let verdict = detector.analyse(&frame.pixels)?;
-        if let Some(b) = events.step(frame.pts, &verdict) {
-            on_boundary(b.into());
-        }
-    }
-    if let Some(b) = events.finish(last) {
-        on_boundary(b.into());
-    }
-    Ok(DetectSummary {
-        frames: count,
-        media_seconds: last.as_secs_f64(),
-    })
 }

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 pub use gate::{Admitted, Gate, Refusal};
-pub use pseudonym::{PseudonymKey, PseudonymKeyError};
+pub use pseudonym::{PseudonymKey, PseudonymKeyError, KEY_FILE};
 pub use secrets::Secrets;
 pub use vocabulary::{Field, Flow, LegalBasis, Transform};
 

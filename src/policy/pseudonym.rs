@@ -13,6 +13,9 @@ use crate::durable::{read_sealed, write_sealed, SealedError};
 
 const KEY_LEN: usize = 32;
 
+/// The pseudonym key, relative to the state directory.
+pub const KEY_FILE: &str = "keys/pseudonym.key";
+
 #[derive(Debug, thiserror::Error)]
 pub enum PseudonymKeyError {
     #[error("pseudonym key {path}: {source}")]

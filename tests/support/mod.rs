@@ -650,6 +650,18 @@ pub fn agent_command(bin: &str) -> Command {
     }
 }
 
+/// The reference receiver, a binary of the workspace's `camagent-receiver` package: built
+/// beside the agent (`agent`) by `cargo test --workspace`.
+pub fn receiver_bin(agent: &str) -> String {
+    let receiver = Path::new(agent).with_file_name("camagent-receiver");
+    assert!(
+        receiver.exists(),
+        "{} is missing: run the tests with `cargo test --workspace`",
+        receiver.display()
+    );
+    receiver.display().to_string()
+}
+
 /// The emulator the agent runs under (`cross/qemu-armv7` sets it), if any.
 fn exec_wrapper() -> Option<String> {
     std::env::var("CAMAGENT_TEST_EXEC_WRAPPER")
