@@ -363,7 +363,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
     session.save_progress();
     session.disconnect().await;
-    status_file.update(crate::status::Status {
+    status_file.write(crate::status::Status {
         connected: false,
         camera: "stopped".into(),
         last_event,

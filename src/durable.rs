@@ -49,10 +49,31 @@ impl SealedError {
 /// [`write_atomic`] with a checksum line after `bytes`, so damage is seen when it is read back
 /// rather than taken for content (a flipped digit is still a number, a flipped key still a key).
 pub fn write_sealed(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic(path, &seal(bytes))
+}
+
+/// [`write_sealed`] without waiting for the disk: for a file that is only a view of the
+/// present (the status), which a power cut may leave behind but never half-written as
+/// content (the reader sees the damage), and which a slow SD card must not hold up.
+pub fn write_sealed_unsynced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?
+        .write_all(&seal(bytes))?;
+    fs::rename(&tmp, path)
+}
+
+fn seal(bytes: &[u8]) -> Vec<u8> {
     let mut sealed = Vec::with_capacity(bytes.len() + SEAL_LEN);
     sealed.extend_from_slice(bytes);
     sealed.extend_from_slice(format!("{SEAL}{:08x}\n", crc32fast::hash(bytes)).as_bytes());
-    write_atomic(path, &sealed)
+    sealed
 }
 
 /// Reads a file written by [`write_sealed`] and returns its content, checked.

@@ -3,6 +3,7 @@
 //! The daemon rewrites `status.json` in its state directory when something changed.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -61,10 +62,14 @@ impl Status {
     }
 }
 
-/// Writes the status when it differs from the last one written.
+/// The status file is rewritten at most this often while the agent runs.
+const WRITE_EVERY: Duration = Duration::from_secs(1);
+
+/// Writes the status when it differs from the last one written, at most every
+/// [`WRITE_EVERY`] and without fsync: it is a view of the present, not a record.
 pub struct StatusFile {
     path: PathBuf,
-    last: Option<Status>,
+    last: Option<(Status, Instant)>,
 }
 
 impl StatusFile {
@@ -75,15 +80,22 @@ impl StatusFile {
         }
     }
 
+    /// Writes `status` if it changed and the last write is old enough.
     pub fn update(&mut self, status: Status) {
-        if self.last.as_ref() == Some(&status) {
-            return;
+        match &self.last {
+            Some((last, _)) if *last == status => {}
+            Some((_, at)) if at.elapsed() < WRITE_EVERY => {}
+            _ => self.write(status),
         }
+    }
+
+    /// Writes `status` now (the last one, at shutdown).
+    pub fn write(&mut self, status: Status) {
         let bytes = serde_json::to_vec_pretty(&status).unwrap_or_default();
-        if let Err(e) = crate::durable::write_sealed(&self.path, &bytes) {
+        if let Err(e) = crate::durable::write_sealed_unsynced(&self.path, &bytes) {
             tracing::warn!(file = %self.path.display(), "cannot write the status: {e}");
         }
-        self.last = Some(status);
+        self.last = Some((status, Instant::now()));
     }
 }
 
