@@ -8,7 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{ConnectionError, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::{
+    ConnectReturnCode, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet,
+    QoS,
+};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::error;
 
@@ -125,7 +128,31 @@ pub async fn drive(
 pub fn describe(e: &ConnectionError, host: &str) -> String {
     let text = e.to_string();
     let lower = text.to_ascii_lowercase();
-    let hint = if lower.contains("unknownissuer") {
+    // The broker answered and said no: the connection itself works.
+    let refusal = match e {
+        ConnectionError::ConnectionRefused(code) => Some(*code),
+        _ => None,
+    };
+    let hint = if let Some(code) = refusal {
+        Some(match code {
+            ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized => {
+                "the broker does not authorise this device's identity: register the device \
+                 certificate (broker.cert_file) or its client id with the broker"
+                    .to_owned()
+            }
+            ConnectReturnCode::BadClientId => {
+                "the broker refused the client id (camagent-<device id>)".to_owned()
+            }
+            ConnectReturnCode::ServiceUnavailable => {
+                "the broker is up but not taking clients now; the agent keeps retrying".to_owned()
+            }
+            _ => "the broker does not speak MQTT 3.1.1".to_owned(),
+        })
+    } else if lower.contains("could not resolve") || lower.contains("failed to lookup") {
+        Some(format!(
+            "the name {host:?} does not resolve; check broker.host and DNS"
+        ))
+    } else if lower.contains("unknownissuer") {
         Some("the broker's certificate is not signed by a CA in broker.ca_file".to_owned())
     } else if lower.contains("notvalidforname") || lower.contains("not valid for name") {
         Some(format!(
@@ -187,5 +214,23 @@ mod tests {
             "invalid peer certificate: certificate not valid for name \"10.0.0.1\"",
         ));
         assert!(describe(&e, "10.0.0.1").contains("\"10.0.0.1\""));
+    }
+
+    #[test]
+    fn describe_tells_a_refused_identity_from_a_closed_port() {
+        let refused = describe(
+            &ConnectionError::ConnectionRefused(ConnectReturnCode::NotAuthorized),
+            "h",
+        );
+        assert!(refused.contains("does not authorise"), "{refused}");
+        assert!(!refused.contains("nothing accepts"), "{refused}");
+        let closed = describe(
+            &ConnectionError::Io(std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                "Connection refused (os error 111)",
+            )),
+            "h",
+        );
+        assert!(closed.contains("nothing accepts"), "{closed}");
     }
 }
