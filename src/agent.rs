@@ -1,10 +1,10 @@
 //! Wires the agent together: producers → gate → outbox → MQTT session, and shuts it down
 //! cleanly.
 
+use crate::state_dir::StateDir;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::future::Future;
-use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,9 +37,6 @@ use crate::wire::Manifest;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// How often consent changes from the command line and retention are looked at.
 const TICK: Duration = Duration::from_millis(250);
-const LOCK_FILE: &str = "agent.lock";
-/// Finished clips, relative to the state directory (`camagent erase` empties it).
-pub const CLIPS_DIR: &str = "clips";
 /// How long a stopping camera may take to finish its clip.
 const CAMERA_GRACE: Duration = Duration::from_secs(15);
 
@@ -93,27 +90,28 @@ fn check_quotas_fit(config: &Config) -> Result<(), AgentError> {
 }
 
 /// Holds the state directory for this process; `camagent erase` refuses while it is held.
-pub fn lock_state(state_dir: &Path) -> Result<File, AgentError> {
-    let state = |source| AgentError::State {
+pub fn lock_state(state: &StateDir) -> Result<File, AgentError> {
+    let state_dir = state.root();
+    let state_error = |source| AgentError::State {
         path: state_dir.to_owned(),
         source,
     };
     std::fs::create_dir_all(state_dir).map_err(|e| {
         if state_dir.exists() && !state_dir.is_dir() {
-            state(std::io::Error::other(
+            state_error(std::io::Error::other(
                 "it is a file, not a directory: move it away or set agent.state_dir elsewhere",
             ))
         } else {
-            state(e)
+            state_error(e)
         }
     })?;
-    let file = File::create(state_dir.join(LOCK_FILE)).map_err(state)?;
+    let file = File::create(state.lock()).map_err(state_error)?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => {
             Err(AgentError::AlreadyRunning(state_dir.to_owned()))
         }
-        Err(std::fs::TryLockError::Error(e)) => Err(state(e)),
+        Err(std::fs::TryLockError::Error(e)) => Err(state_error(e)),
     }
 }
 
@@ -121,7 +119,7 @@ pub fn lock_state(state_dir: &Path) -> Result<File, AgentError> {
 /// the secret values it must stop in any field: never-leave facts, credentials, the keys.
 pub fn build_gate(config: &Config) -> Result<Gate, AgentError> {
     let policy = Policy::load(&config.agent.policy_file)?;
-    let key_file = config.agent.state_dir.join(crate::policy::KEY_FILE);
+    let key_file = config.agent.state().pseudonym_key();
     let key = PseudonymKey::load_or_create(&key_file)?;
     let facts = config.device.read();
     let serial = match facts.get(&Field::SerialNumber) {
@@ -141,26 +139,28 @@ pub fn build_gate(config: &Config) -> Result<Gate, AgentError> {
 
 /// Runs the agent until `shutdown` completes.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
-    let state_dir = config.agent.state_dir.clone();
+    let state_dir = config.agent.state();
     let _lock = lock_state(&state_dir)?;
     check_quotas_fit(&config)?;
     let mut gate = build_gate(&config)?;
-    let (mut outbox, quarantined) =
-        Outbox::open(&state_dir.join("outbox"), config.outbox.max_bytes)?;
+    let (mut outbox, quarantined) = Outbox::open(&state_dir.outbox(), config.outbox.max_bytes)?;
     for q in &quarantined {
         warn!(file = %q.file.display(), "outbox entry quarantined: {}", q.reason);
     }
-    let disclosures = DisclosureLog::new(&state_dir, config.agent.disclosure_log_max_bytes);
+    let disclosures = DisclosureLog::new(
+        state_dir.disclosure_log(),
+        config.agent.disclosure_log_max_bytes,
+    );
     if let Some(recovered) = outbox.recover_sequence(disclosures.highest_seq())? {
         warn!("{recovered}");
     }
     let tls = tls::client_config(&config.broker)?;
     let stores = Stores {
-        ledger: LedgerFile::new(&state_dir),
+        ledger: LedgerFile::new(state_dir.consent_ledger()),
         disclosures,
-        replay: ReplayGuard::new(&state_dir),
+        replay: ReplayGuard::new(state_dir.replay_guard()),
         verify_key: config.commands.key_bytes(),
-        uploads: Uploads::open(&state_dir.join(CLIPS_DIR)),
+        uploads: Uploads::open(&state_dir.clips()),
         upload_rate: config.outbox.upload_kbps.map(|k| u64::from(k) * 1000),
         clips_max_bytes: config.outbox.clips_max_bytes,
         state_dir,
@@ -255,7 +255,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     tokio::pin!(hang);
 
     // An event the last run never ended (a crash, a power cut) ends now, before any new one.
-    let open_event = OpenEvent::new(&config.agent.state_dir);
+    let open_event = OpenEvent::new(config.agent.state().open_event());
     if let Some(event_id) = open_event.left_open() {
         warn!(%event_id, "an event was cut short when the agent last stopped; its end alert goes now");
         session.accept(end_alert(
@@ -272,7 +272,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         Some(capture) => Some(crate::capture::camera::spawn(
             capture.clone(),
             config.motion.clone(),
-            config.agent.state_dir.join(CLIPS_DIR),
+            config.agent.state().clips(),
             camera_tx,
         )?),
         None => {
@@ -282,7 +282,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     };
 
     let mut tick = tokio::time::interval(TICK);
-    let mut status_file = crate::status::StatusFile::new(&config.agent.state_dir);
+    let mut status_file = crate::status::StatusFile::new(config.agent.state().status());
     let mut camera_state = if camera.is_some() { "starting" } else { "none" }.to_owned();
     let mut last_event: Option<crate::status::LastEvent> = None;
     let mut telemetry = tokio::time::interval(config.agent.telemetry_interval);
@@ -529,7 +529,7 @@ fn chunked_snapshot(
         chunks: Manifest::chunk_count(jpeg.len() as u64, chunk_bytes),
         event_ids: vec![event_id.to_owned()],
     };
-    let dir = config.agent.state_dir.join(CLIPS_DIR);
+    let dir = config.agent.state().clips();
     std::fs::create_dir_all(&dir)?;
     crate::durable::write_atomic(&manifest.path_in(&dir), jpeg)?;
     session.upload(manifest.clone());

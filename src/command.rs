@@ -8,7 +8,7 @@
 //! this device's id (so a command cannot be replayed to another device) and `issued_ms` must be
 //! above every command accepted before (so it cannot be replayed to this one).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use ring::signature::{UnparsedPublicKey, ED25519};
 use serde::{Deserialize, Serialize};
@@ -113,10 +113,9 @@ struct GuardState {
 }
 
 impl ReplayGuard {
-    pub fn new(state_dir: &Path) -> Self {
-        Self {
-            path: state_dir.join("commands.json"),
-        }
+    /// The guard at `path` (`StateDir::replay_guard`).
+    pub fn new(path: PathBuf) -> Self {
+        Self { path }
     }
 
     /// The newest command accepted so far. A damaged guard cannot say, so it answers "now":
@@ -218,9 +217,12 @@ mod tests {
     #[test]
     fn replay_guard_persists() {
         let dir = tempfile::tempdir().unwrap();
-        let g = ReplayGuard::new(dir.path());
+        let g = ReplayGuard::new(dir.path().join("commands.json"));
         assert_eq!(g.last(), 0);
         g.accept(42).unwrap();
-        assert_eq!(ReplayGuard::new(dir.path()).last(), 42);
+        assert_eq!(
+            ReplayGuard::new(dir.path().join("commands.json")).last(),
+            42
+        );
     }
 }

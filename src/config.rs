@@ -210,6 +210,13 @@ pub struct AgentConfig {
     pub disclosure_log_max_bytes: u64,
 }
 
+impl AgentConfig {
+    /// The state directory's layout under `state_dir`.
+    pub fn state(&self) -> crate::state_dir::StateDir {
+        crate::state_dir::StateDir::new(&self.state_dir)
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutboxConfig {

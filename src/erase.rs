@@ -1,5 +1,5 @@
 //! Erasing the owner's data on the device (ETSI EN 303 645 provision 5.11): queued records,
-//! clips, snapshots, the consent ledger, the disclosure log and the pseudonym keys.
+//! clips and chunked snapshots, the consent ledger, the disclosure log and the pseudonym keys.
 //!
 //! The replay guard of signed commands is kept: it holds no personal data, and without it an
 //! old command could be replayed after the erase. So is the outbox's sequence counter: the
@@ -16,16 +16,7 @@ use serde_json::json;
 
 use crate::policy::{Field, Flow};
 use crate::record::Record;
-
-/// What an erase removes, relative to the state directory, and what to call it.
-pub const OWNER_DATA: [(&str, &str); 6] = [
-    ("outbox", "queued records"),
-    ("clips", "clips"),
-    ("consent.json", "consent ledger"),
-    ("disclosures.jsonl", "disclosure log"),
-    ("disclosures.jsonl.1", "disclosure log (rotated)"),
-    ("keys", "pseudonym keys"),
-];
+use crate::state_dir::StateDir;
 
 /// The erasure confirmation for the cloud. It names the device id the erase retired — the one
 /// the cloud knows — and is published under it; the device's new pseudonyms are not
@@ -44,12 +35,11 @@ pub fn confirmation(
 }
 
 /// Removes the owner's data under `state_dir`; returns the names of what existed and is gone.
-pub fn wipe(state_dir: &Path) -> std::io::Result<Vec<&'static str>> {
+pub fn wipe(state_dir: &StateDir) -> std::io::Result<Vec<&'static str>> {
     let mut erased = Vec::new();
-    for (name, what) in OWNER_DATA {
-        let path = state_dir.join(name);
+    for (path, what) in state_dir.owner_data() {
         let result = match fs::symlink_metadata(&path) {
-            Ok(m) if m.is_dir() && name == "outbox" => empty_outbox(&path),
+            Ok(m) if m.is_dir() && path == state_dir.outbox() => empty_outbox(&path),
             Ok(m) if m.is_dir() => fs::remove_dir_all(&path),
             Ok(_) => fs::remove_file(&path),
             Err(e) if e.kind() == ErrorKind::NotFound => continue,
@@ -60,7 +50,7 @@ pub fn wipe(state_dir: &Path) -> std::io::Result<Vec<&'static str>> {
             erased.push(what);
         }
     }
-    if let Ok(dir) = fs::File::open(state_dir) {
+    if let Ok(dir) = fs::File::open(state_dir.root()) {
         dir.sync_all()?;
     }
     Ok(erased)
@@ -98,7 +88,8 @@ mod tests {
         fs::write(p.join("keys/pseudonym.key"), [0u8; 32]).unwrap();
         fs::write(p.join("consent.json"), b"{}").unwrap();
         fs::write(p.join("commands.json"), b"{}").unwrap();
-        let erased = wipe(p).unwrap();
+        let state = StateDir::new(p);
+        let erased = wipe(&state).unwrap();
         assert_eq!(
             erased,
             vec!["queued records", "consent ledger", "pseudonym keys"]
@@ -108,6 +99,6 @@ mod tests {
         assert_eq!(left.len(), 1, "only the sequence counter is left");
         assert_eq!(fs::read(p.join("outbox/seq")).unwrap(), b"1024 x");
         assert!(p.join("commands.json").exists());
-        assert_eq!(wipe(p).unwrap(), vec!["queued records"]);
+        assert_eq!(wipe(&state).unwrap(), vec!["queued records"]);
     }
 }

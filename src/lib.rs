@@ -17,6 +17,7 @@ pub mod motion;
 pub mod open_event;
 pub mod policy;
 pub mod record;
+pub mod state_dir;
 pub mod status;
 pub mod systemd;
 pub mod timezone;

@@ -176,7 +176,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         };
     }
     let config = Config::load(&cli.config)?;
-    let state = &config.agent.state_dir;
+    let state = &config.agent.state();
     match cli.command {
         Command::Run { allow_root } => {
             // SAFETY: geteuid has no preconditions and cannot fail.
@@ -189,7 +189,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Detect { .. } | Command::Eval { .. } => Ok(()), // handled above
         Command::Policy(_) => {
             let policy = Policy::load(&config.agent.policy_file)?;
-            let ledger = LedgerFile::new(state).load()?;
+            let ledger = LedgerFile::new(state.consent_ledger()).load()?;
             let json = matches!(
                 cli.command,
                 Command::Policy(PolicyCommand::Explain { json: true, .. })
@@ -198,10 +198,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Consent(c) => consent_command(&config, c),
         Command::Status { json } => {
-            let s = camagent::status::read(state).with_context(|| {
+            let s = camagent::status::read(&state.status()).with_context(|| {
                 format!(
                     "no status in {} (has the agent run with this state directory?)",
-                    state.display()
+                    state.root().display()
                 )
             })?;
             if json {
@@ -224,8 +224,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     println!(
                         "quarantine  {} damaged records kept aside, never sent ({}, {})",
                         s.quarantined,
-                        state.join("outbox/quarantine").display(),
-                        state.join("clips/*.damaged").display()
+                        state.outbox().join("quarantine").display(),
+                        state.clips().join("*.damaged").display()
                     );
                 }
                 for u in &s.uploads {
@@ -243,7 +243,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Disclosures { json } => {
-            let log = DisclosureLog::new(state, config.agent.disclosure_log_max_bytes);
+            let log = DisclosureLog::new(
+                state.disclosure_log(),
+                config.agent.disclosure_log_max_bytes,
+            );
             let entries = log.read().context("cannot read the disclosure log")?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&entries)?);
@@ -277,15 +280,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let retired = camagent::agent::build_gate(&config)?.anchor_id();
             let erased = camagent::erase::wipe(state)?;
             // The next start clears every retained topic used so far, before it confirms.
-            let (mut retained, damaged) = camagent::uplink::retained::RetainedTopics::open(state);
+            let (mut retained, damaged) =
+                camagent::uplink::retained::RetainedTopics::open(state.retained_topics());
             if let Some(e) = damaged {
                 eprintln!("camagent: {e}; the retained messages it named cannot be cleared");
             }
             retained.clear_where(|_| true)?;
-            let (mut outbox, _) = camagent::uplink::outbox::Outbox::open(
-                &state.join("outbox"),
-                config.outbox.max_bytes,
-            )?;
+            let (mut outbox, _) =
+                camagent::uplink::outbox::Outbox::open(&state.outbox(), config.outbox.max_bytes)?;
             outbox.append(&camagent::erase::confirmation(
                 &erased,
                 &retired,
@@ -323,7 +325,7 @@ fn print_label(
 
 fn consent_command(config: &Config, command: ConsentCommand) -> anyhow::Result<()> {
     let policy = Policy::load(&config.agent.policy_file)?;
-    let ledger = LedgerFile::new(&config.agent.state_dir);
+    let ledger = LedgerFile::new(config.agent.state().consent_ledger());
     let choice = match command {
         ConsentCommand::Show { json } => {
             let current = ledger.load()?;

@@ -2,23 +2,20 @@
 //! still gets its `end` alert at the next start, where the cloud would otherwise show it as
 //! going on for ever.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use tracing::warn;
 
 use crate::durable::{read_sealed, write_sealed};
-
-const FILE: &str = "event.open";
 
 pub struct OpenEvent {
     path: PathBuf,
 }
 
 impl OpenEvent {
-    pub fn new(state_dir: &Path) -> Self {
-        Self {
-            path: state_dir.join(FILE),
-        }
+    /// The note at `path` (`StateDir::open_event`).
+    pub fn new(path: PathBuf) -> Self {
+        Self { path }
     }
 
     /// An event started (its start alert was accepted).
@@ -59,17 +56,19 @@ mod tests {
     #[test]
     fn an_event_left_open_is_found_once_ended_it_is_gone() {
         let dir = tempfile::tempdir().unwrap();
-        let open = OpenEvent::new(dir.path());
+        let open = OpenEvent::new(dir.path().join("event.open"));
         assert_eq!(open.left_open(), None);
         open.started("e1");
         assert_eq!(
-            OpenEvent::new(dir.path()).left_open().as_deref(),
+            OpenEvent::new(dir.path().join("event.open"))
+                .left_open()
+                .as_deref(),
             Some("e1")
         );
         open.ended();
         assert_eq!(open.left_open(), None);
-        std::fs::write(dir.path().join(FILE), b"torn").unwrap();
+        std::fs::write(dir.path().join("event.open"), b"torn").unwrap();
         assert_eq!(open.left_open(), None);
-        assert!(!dir.path().join(FILE).exists());
+        assert!(!dir.path().join("event.open").exists());
     }
 }

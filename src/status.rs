@@ -7,8 +7,6 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-pub const STATUS_FILE: &str = "status.json";
-
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Status {
     pub connected: bool,
@@ -73,11 +71,9 @@ pub struct StatusFile {
 }
 
 impl StatusFile {
-    pub fn new(state_dir: &Path) -> Self {
-        Self {
-            path: state_dir.join(STATUS_FILE),
-            last: None,
-        }
+    /// The status at `path` (`StateDir::status`).
+    pub fn new(path: PathBuf) -> Self {
+        Self { path, last: None }
     }
 
     /// Writes `status` if it changed and the last write is old enough.
@@ -99,8 +95,9 @@ impl StatusFile {
     }
 }
 
-pub fn read(state_dir: &Path) -> std::io::Result<Status> {
-    let bytes = crate::durable::read_sealed(&state_dir.join(STATUS_FILE)).map_err(|e| match e {
+/// The status a running (or the last) agent wrote at `path`.
+pub fn read(path: &Path) -> std::io::Result<Status> {
+    let bytes = crate::durable::read_sealed(path).map_err(|e| match e {
         crate::durable::SealedError::Io(e) => e,
         damaged => std::io::Error::other(damaged),
     })?;

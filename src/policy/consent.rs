@@ -171,10 +171,9 @@ pub struct LedgerFile {
 }
 
 impl LedgerFile {
-    pub fn new(state_dir: &Path) -> Self {
-        Self {
-            path: state_dir.join("consent.json"),
-        }
+    /// The ledger at `path` (`StateDir::consent_ledger`); its lock file sits beside it.
+    pub fn new(path: PathBuf) -> Self {
+        Self { path }
     }
 
     pub fn path(&self) -> &Path {
@@ -314,7 +313,7 @@ mod tests {
     #[test]
     fn ledger_file_round_trips() {
         let dir = tempfile::tempdir().unwrap();
-        let file = LedgerFile::new(dir.path());
+        let file = LedgerFile::new(dir.path().join("consent.json"));
         let p = policy();
         file.update(|l| l.record(&p, "ux", Choice::Given, Via::Local, uuid()))
             .unwrap();

@@ -6,7 +6,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -51,11 +51,9 @@ pub struct DisclosureLog {
 }
 
 impl DisclosureLog {
-    pub fn new(state_dir: &Path, max_bytes: u64) -> Self {
-        Self {
-            path: state_dir.join("disclosures.jsonl"),
-            max_bytes,
-        }
+    /// The log at `path` (`StateDir::disclosure_log`), rotated beside it.
+    pub fn new(path: PathBuf, max_bytes: u64) -> Self {
+        Self { path, max_bytes }
     }
 
     fn rotated(&self) -> PathBuf {
@@ -117,7 +115,7 @@ mod tests {
     #[test]
     fn appends_and_rotates_within_bound() {
         let dir = tempfile::tempdir().unwrap();
-        let log = DisclosureLog::new(dir.path(), 400);
+        let log = DisclosureLog::new(dir.path().join("disclosures.jsonl"), 400);
         for n in 0..50 {
             log.append(&entry(n)).unwrap();
         }

@@ -214,7 +214,7 @@ impl<L: Link> Session<L> {
         // The clips (and their progress) are gone with the rest.
         let fresh = Uploads::open(self.stores.uploads.dir());
         self.stores.uploads = fresh;
-        match PseudonymKey::load_or_create(&self.stores.state_dir.join(crate::policy::KEY_FILE)) {
+        match PseudonymKey::load_or_create(&self.stores.state_dir.pseudonym_key()) {
             Ok(key) => self.gate.set_key(key),
             Err(e) => error!("erase: cannot create a new pseudonym key: {e}"),
         }

@@ -10,11 +10,9 @@
 //! each topic on it is cleared.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-
-const FILE: &str = "retained.json";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Entry {
@@ -41,8 +39,7 @@ pub struct RetainedTopics {
 impl RetainedTopics {
     /// Loads the list. A damaged one is reported and started afresh: the topics it named can
     /// no longer be cleared by the device, which the error says.
-    pub fn open(state_dir: &Path) -> (Self, Option<RetainedError>) {
-        let path = state_dir.join(FILE);
+    pub fn open(path: PathBuf) -> (Self, Option<RetainedError>) {
         let (topics, error) = match crate::durable::read_sealed_json(&path) {
             Ok(topics) => (topics, None),
             Err(e) if e.is_not_found() => (BTreeMap::new(), None),
@@ -124,7 +121,7 @@ mod tests {
     #[test]
     fn topics_are_kept_until_their_clearing_is_acknowledged() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut list, error) = RetainedTopics::open(dir.path());
+        let (mut list, error) = RetainedTopics::open(dir.path().join("retained.json"));
         assert!(error.is_none());
         list.used("p/SN1/status", "service").unwrap();
         list.used("p/ab12/status", "service").unwrap();
@@ -133,12 +130,12 @@ mod tests {
         assert_eq!(list.clear_where(|p| p == "service").unwrap(), 0);
 
         // A restart finds the same work.
-        let (mut list, _) = RetainedTopics::open(dir.path());
+        let (mut list, _) = RetainedTopics::open(dir.path().join("retained.json"));
         let waiting: Vec<_> = list.to_clear().map(|(t, _)| t.to_owned()).collect();
         assert_eq!(waiting, ["p/SN1/status", "p/ab12/status"]);
         list.cleared("p/SN1/status").unwrap();
         list.cleared("p/cd34/status").unwrap(); // not being cleared: stays
-        let (list, _) = RetainedTopics::open(dir.path());
+        let (list, _) = RetainedTopics::open(dir.path().join("retained.json"));
         assert_eq!(list.to_clear().count(), 1);
         assert_eq!(list.topics.len(), 2);
     }
@@ -146,8 +143,8 @@ mod tests {
     #[test]
     fn a_damaged_list_is_reported() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(FILE), b"{not json").unwrap();
-        let (list, error) = RetainedTopics::open(dir.path());
+        std::fs::write(dir.path().join("retained.json"), b"{not json").unwrap();
+        let (list, error) = RetainedTopics::open(dir.path().join("retained.json"));
         assert!(error.unwrap().to_string().contains("retained.json"));
         assert_eq!(list.to_clear().count(), 0);
     }

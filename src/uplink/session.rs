@@ -19,7 +19,6 @@
 //! behind a clip, and at most [`CHUNKS_IN_FLIGHT`] chunks are ahead of it at the broker.
 //! Chunks are re-sent from the upload's persisted progress after a lost session or a restart.
 
-use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,6 +39,7 @@ use crate::policy::consent::LedgerFile;
 use crate::policy::disclosure::{Disclosure, DisclosureLog};
 use crate::policy::{Admitted, Field, Flow, Gate};
 use crate::record::Record;
+use crate::state_dir::StateDir;
 use crate::wire::Manifest;
 
 /// How often the file system's free space is checked.
@@ -61,7 +61,7 @@ pub struct Stats {
 
 /// Where the session keeps what it needs beside the outbox.
 pub struct Stores {
-    pub state_dir: PathBuf,
+    pub state_dir: StateDir,
     pub ledger: LedgerFile,
     pub disclosures: DisclosureLog,
     pub replay: ReplayGuard,
@@ -117,7 +117,7 @@ impl<L: Link> Session<L> {
         will: watch::Sender<Option<LastWill>>,
     ) -> Self {
         let command_topic = command_topic(&gate);
-        let (retained, damaged) = RetainedTopics::open(&stores.state_dir);
+        let (retained, damaged) = RetainedTopics::open(stores.state_dir.retained_topics());
         if let Some(e) = damaged {
             error!("{e}; retained messages it named can no longer be cleared by the device");
         }

@@ -111,19 +111,19 @@ struct Rig {
 impl Rig {
     fn new(window: u16) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let state = dir.path();
+        let state = StateDir::new(dir.path());
         let policy = Policy::parse(POLICY, Path::new("t")).unwrap();
         let gate = Gate::new(policy, PseudonymKey::from_bytes(&[3; 32]), "acme", None);
-        let (outbox, _) = Outbox::open(&state.join("outbox"), 1 << 20).unwrap();
+        let (outbox, _) = Outbox::open(&state.outbox(), 1 << 20).unwrap();
         let stores = Stores {
-            ledger: LedgerFile::new(state),
-            disclosures: DisclosureLog::new(state, 1 << 20),
-            replay: ReplayGuard::new(state),
+            ledger: LedgerFile::new(state.consent_ledger()),
+            disclosures: DisclosureLog::new(state.disclosure_log(), 1 << 20),
+            replay: ReplayGuard::new(state.replay_guard()),
             verify_key: None,
-            uploads: Uploads::open(&state.join("clips")),
+            uploads: Uploads::open(&state.clips()),
             upload_rate: None,
             clips_max_bytes: 1 << 20,
-            state_dir: state.to_owned(),
+            state_dir: state,
         };
         let link = FakeLink::default();
         let discard = Arc::new(AtomicBool::new(false));
@@ -198,7 +198,7 @@ impl Rig {
 
     fn consent(&mut self, purpose: &str, choice: Choice) {
         let policy = self.session.gate().policy().clone();
-        LedgerFile::new(self.dir.path())
+        LedgerFile::new(StateDir::new(self.dir.path()).consent_ledger())
             .update(|l| l.record(&policy, purpose, choice, Via::Local, uuid()))
             .unwrap();
         // The ledger's stamp is its modification time: make the change visible at once.
@@ -218,7 +218,7 @@ impl Rig {
             chunks: Manifest::chunk_count(bytes as u64, 1024),
             event_ids: vec![],
         };
-        let dir = self.dir.path().join("clips");
+        let dir = StateDir::new(self.dir.path()).clips();
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(manifest.path_in(&dir), vec![7u8; bytes]).unwrap();
         self.session.upload(manifest);
