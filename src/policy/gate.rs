@@ -46,6 +46,23 @@ pub struct Admitted {
     seq: Option<u64>,
 }
 
+#[cfg(test)]
+impl Admitted {
+    /// Gate output of a given payload, for tests of what carries it.
+    pub(crate) fn for_test(payload: Vec<u8>) -> Self {
+        Self {
+            topic: "t/d/alarm".into(),
+            payload,
+            retain: false,
+            purpose: "p".into(),
+            legal_basis: LegalBasis::Contract.name(),
+            fields: Vec::new(),
+            withheld: Vec::new(),
+            seq: None,
+        }
+    }
+}
+
 impl Admitted {
     pub fn topic(&self) -> &str {
         &self.topic
@@ -96,6 +113,9 @@ pub struct Gate {
     built_in_erasure: BTreeSet<Field>,
     /// Values that never leave in any field (see [`Secrets`]).
     secrets: Secrets,
+    /// Counts the changes to what the gate decides (consent, key, secrets): a decision taken
+    /// at an earlier epoch may no longer hold.
+    epoch: u64,
 }
 
 impl Gate {
@@ -109,13 +129,21 @@ impl Gate {
             built_in_consent: BTreeSet::from([Field::ConsentRecord]),
             built_in_erasure: BTreeSet::from([Field::ErasureRecord]),
             secrets: Secrets::default(),
+            epoch: 0,
         }
+    }
+
+    /// Changes whenever the gate's decisions may have changed: an [`Admitted`] taken at the
+    /// same epoch is what admitting the same record again would give.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// The device's secret values: from now on no field, topic or chunk header holding one
     /// leaves. A record's own secret fields are added to these when it is admitted.
     pub fn set_secrets(&mut self, secrets: Secrets) {
         self.secrets = secrets;
+        self.epoch += 1;
     }
 
     pub fn policy(&self) -> &Policy {
@@ -133,11 +161,13 @@ impl Gate {
     /// Takes the owner's current choices; they apply from the next record admitted.
     pub fn set_consent(&mut self, ledger: Ledger) {
         self.consent = ledger;
+        self.epoch += 1;
     }
 
     /// Replaces the pseudonym key (after an erase): every pseudonym changes.
     pub fn set_key(&mut self, key: PseudonymKey) {
         self.key = key;
+        self.epoch += 1;
     }
 
     /// The device's own pseudonymous id: MQTT client id and command topic.

@@ -6,6 +6,7 @@ pub mod driver;
 pub mod link;
 pub mod outbox;
 mod privacy;
+mod ready;
 pub mod retained;
 pub mod session;
 pub mod tls;

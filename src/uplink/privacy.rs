@@ -148,8 +148,10 @@ impl<L: Link> Session<L> {
         }
     }
 
-    /// Purged records may sit in the client's replay list: while offline, have it discarded.
+    /// Purged records: their kept gate output goes, and as they may sit in the client's replay
+    /// list, while offline have it discarded.
     fn forget_in_flight(&mut self, gone: &[u64]) {
+        self.ready.forget(gone);
         if !self.connected && self.window.holds_any(gone) {
             self.discard.store(true, Ordering::SeqCst);
         }

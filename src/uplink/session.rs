@@ -31,6 +31,7 @@ use tracing::{debug, error, info, warn};
 use super::driver::Net;
 use super::link::Link;
 use super::outbox::Outbox;
+use super::ready::{Ready, ReadyRecords};
 use super::retained::RetainedTopics;
 use super::upload::Uploads;
 use super::window::{RateLimit, Sent, Window};
@@ -86,6 +87,8 @@ pub struct Session<L: Link> {
     /// Set at shutdown: nothing new is handed to the client; what is in flight may finish.
     stopping: bool,
     pub(super) window: Window,
+    /// Gate output of records just queued, so they are gated and encoded once.
+    pub(super) ready: ReadyRecords,
     pub(super) stats: Stats,
     /// Set to have the driver drop its replay list at the next connect.
     pub(super) discard: Arc<AtomicBool>,
@@ -102,6 +105,10 @@ pub struct Session<L: Link> {
     /// The disclosure log could not be written at the last try (logged once).
     disclosures_blocked: bool,
 }
+
+/// Memory for gate output of records waiting to be sent; beyond it, records are read back
+/// from the outbox and gated again when their turn comes.
+const READY_MAX_BYTES: usize = 1 << 20;
 
 /// The retained status is republished when the agent's state changes, at most this often.
 const STATUS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
@@ -131,6 +138,7 @@ impl<L: Link> Session<L> {
             space_checked: None,
             stopping: false,
             window: Window::new(usize::from(max_in_flight)),
+            ready: ReadyRecords::new(READY_MAX_BYTES),
             stats: Stats::default(),
             discard,
             ledger_stamp: None,
@@ -203,23 +211,34 @@ impl<L: Link> Session<L> {
     }
 
     pub(super) fn enqueue(&mut self, record: Record) {
-        match self.gate.admit(&record, None) {
+        // Gated with the number it is about to get, so the pump can send this very output.
+        let seq = self.outbox.next_seq();
+        let admitted = match self.gate.admit(&record, Some(seq)) {
             Err(refusal) => {
                 self.stats.refused += 1;
                 debug!(flow = %record.flow, "record not sent: {refusal}");
                 return;
             }
-            Ok(admitted) if !admitted.withheld().is_empty() => warn!(
+            Ok(admitted) => admitted,
+        };
+        if !admitted.withheld().is_empty() {
+            warn!(
                 flow = %record.flow,
                 withheld = ?admitted.withheld(),
                 "fields kept back: their values hold a secret (a never_leave value, a credential or key material)"
-            ),
-            Ok(_) => {}
+            );
         }
+        let mut ready = Some(Ready {
+            admitted,
+            awaits: record.awaits.clone(),
+        });
         loop {
             match self.outbox.append(&record) {
-                Ok(seq) => {
-                    debug!(seq, depth = self.outbox.len(), "record queued");
+                Ok(appended) => {
+                    debug!(seq = appended, depth = self.outbox.len(), "record queued");
+                    if let (true, Some(ready)) = (appended == seq, ready.take()) {
+                        self.ready.keep(seq, ready, self.gate.epoch());
+                    }
                     return;
                 }
                 // Clips give way to records: the oldest goes, and the record is tried again.
@@ -470,43 +489,64 @@ impl<L: Link> Session<L> {
             let Some(seq) = self.outbox.next_after(self.window.cursor()) else {
                 return true;
             };
-            let record = match self.outbox.get(seq) {
-                Ok(record) => record,
-                // The entry is forgotten (quarantined, or gone): delivery goes on.
-                Err(e) => {
-                    error!("{e}; continuing with the next entry");
-                    continue;
-                }
+            let epoch = self.gate.epoch();
+            let ready = match self.ready.take(seq, epoch) {
+                Some(ready) => ready,
+                None => match self.read_and_admit(seq) {
+                    Some(ready) => ready,
+                    None => continue,
+                },
             };
             // An alert whose snapshot goes in chunks waits for them: the picture arrives first.
-            if let Some(media) = record.awaits.clone() {
-                if self.stores.uploads.get(&media).is_some() {
-                    self.pump_chunks(Some(&media));
-                    return false;
-                }
+            let waiting = ready
+                .awaits
+                .as_deref()
+                .filter(|media| self.stores.uploads.get(media).is_some())
+                .map(str::to_owned);
+            if let Some(media) = waiting {
+                self.ready.keep(seq, ready, epoch);
+                self.pump_chunks(Some(&media));
+                return false;
             }
-            // The policy and consent may have changed since the record was queued.
-            let admitted = match self.gate.admit(&record, Some(seq)) {
-                Ok(admitted) => admitted,
-                Err(refusal) => {
-                    self.stats.refused += 1;
-                    warn!(
-                        seq,
-                        "queued record dropped, the policy no longer permits it: {refusal}"
-                    );
-                    if let Err(e) = self.outbox.remove(seq) {
-                        error!("{e}");
-                    }
-                    self.window.pass_over(seq);
-                    continue;
-                }
-            };
-            if !self.hand_over(&admitted) {
+            if !self.hand_over(&ready.admitted) {
+                self.ready.keep(seq, ready, epoch);
                 return false;
             }
             self.window.handed(Sent::Record(seq));
         }
         false
+    }
+
+    /// Reads a queued record back and gates it again: the policy and consent may have changed
+    /// since it was queued, or it was queued before a restart. `None` when it is not sent
+    /// (unreadable, or no longer permitted); the cursor is then past it.
+    fn read_and_admit(&mut self, seq: u64) -> Option<Ready> {
+        let record = match self.outbox.get(seq) {
+            Ok(record) => record,
+            // The entry is forgotten (quarantined, or gone): delivery goes on.
+            Err(e) => {
+                error!("{e}; continuing with the next entry");
+                return None;
+            }
+        };
+        match self.gate.admit(&record, Some(seq)) {
+            Ok(admitted) => Some(Ready {
+                admitted,
+                awaits: record.awaits,
+            }),
+            Err(refusal) => {
+                self.stats.refused += 1;
+                warn!(
+                    seq,
+                    "queued record dropped, the policy no longer permits it: {refusal}"
+                );
+                if let Err(e) = self.outbox.remove(seq) {
+                    error!("{e}");
+                }
+                self.window.pass_over(seq);
+                None
+            }
+        }
     }
 
     /// Hands chunks to the client — of upload `only`, or of the oldest first — within the

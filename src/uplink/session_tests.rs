@@ -53,6 +53,8 @@ enum Out {
 #[derive(Default)]
 struct Wire {
     out: Vec<Out>,
+    /// The topic of each publish, beside `out`.
+    topics: Vec<String>,
     /// The client's queue is full: requests are refused.
     full: bool,
     reconnects: u32,
@@ -78,6 +80,7 @@ impl Link for FakeLink {
             }
         };
         wire.out.push(out);
+        wire.topics.push(admitted.topic().to_owned());
         Ok(())
     }
 
@@ -438,4 +441,41 @@ fn nothing_new_goes_after_going_offline() {
         1,
         "kept for the next start"
     );
+}
+
+#[test]
+fn a_record_queued_before_the_gate_changed_is_gated_again() {
+    let mut rig = Rig::new(8);
+    rig.session.accept(alert());
+    // Queued (and gated) offline; then the device gets a new identity, as after an erase.
+    rig.session.gate.set_key(PseudonymKey::from_bytes(&[4; 32]));
+    let now = rig.session.gate.admit(&alert(), Some(0)).unwrap();
+    rig.up(false);
+    let wire = rig.link.0.borrow();
+    let sent = wire.out.iter().position(|o| *o == Out::Record(0)).unwrap();
+    assert_eq!(
+        wire.topics[sent],
+        now.topic(),
+        "sent under the old identity"
+    );
+}
+
+#[test]
+fn a_record_just_queued_is_sent_without_reading_the_outbox_back() {
+    let mut rig = Rig::new(8);
+    rig.up(false);
+    rig.link.0.borrow_mut().full = true;
+    rig.session.accept(alert());
+    // The entry's file goes bad after it was written: the gate output kept in memory is what
+    // is sent, so the outbox was not read back (a read would quarantine it).
+    let entry = std::fs::read_dir(StateDir::new(rig.dir.path()).outbox())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "rec"))
+        .unwrap();
+    std::fs::write(&entry, b"torn").unwrap();
+    rig.link.0.borrow_mut().full = false;
+    rig.session.tick();
+    assert_eq!(rig.records(), vec![0]);
+    assert_eq!(rig.session.status().quarantined, 0);
 }
