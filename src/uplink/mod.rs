@@ -2,9 +2,11 @@
 //! session.
 
 pub mod backoff;
+mod clips;
 pub mod driver;
 pub mod link;
 pub mod outbox;
+mod presence;
 mod privacy;
 mod ready;
 pub mod retained;

@@ -10,21 +10,18 @@
 //! unacknowledged outbox entry. Either way the broker sees records in outbox order. The
 //! bookkeeping of what is in flight is the [`Window`]'s.
 //!
-//! Consent changes reach the gate before the next publish: the ledger file is checked on every
-//! pass, and records of a purpose that may no longer send are purged from the outbox. If that
-//! happens while offline, the event loop is told to discard its replay list on reconnect, so a
-//! withdrawn record handed over before the outage is not sent either.
-//!
-//! Clips go in chunks ([`super::upload`]) when no record is waiting: an alert never queues
-//! behind a clip, and at most [`CHUNKS_IN_FLIGHT`] chunks are ahead of it at the broker.
-//! Chunks are re-sent from the upload's persisted progress after a lost session or a restart.
+//! The session's other duties are its own files, as `impl Session` blocks over the same state:
+//! consent, purge, retention, commands and erase (`privacy`); clip uploads, their quota and
+//! disk pressure (`clips`: chunks go only when no record is waiting, at most
+//! [`CHUNKS_IN_FLIGHT`](super::window::CHUNKS_IN_FLIGHT) ahead of an alert); the retained
+//! status and the local status (`presence`). This file is the pump and the acknowledgements,
+//! a little over 400 lines because the two share one ordering argument, best read whole.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rumqttc::LastWill;
-use serde_json::json;
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
@@ -38,16 +35,9 @@ use super::window::{RateLimit, Sent, Window};
 use crate::command::ReplayGuard;
 use crate::policy::consent::LedgerFile;
 use crate::policy::disclosure::{Disclosure, DisclosureLog};
-use crate::policy::{Admitted, Field, Flow, Gate};
+use crate::policy::{Admitted, Gate};
 use crate::record::Record;
 use crate::state_dir::StateDir;
-use crate::wire::Manifest;
-
-/// How often the file system's free space is checked.
-const SPACE_EVERY: Duration = Duration::from_secs(1);
-/// Free space kept beyond the outbox's unused quota, for the small files beside it (status,
-/// progress, ledger, disclosure log lines).
-const SPACE_MARGIN: u64 = 256 * 1024;
 
 /// Counters for status reporting and tests.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -83,7 +73,7 @@ pub struct Session<L: Link> {
     pub(super) stores: Stores,
     pub(super) connected: bool,
     /// When the file system's free space was last checked.
-    space_checked: Option<Instant>,
+    pub(super) space_checked: Option<Instant>,
     /// Set at shutdown: nothing new is handed to the client; what is in flight may finish.
     stopping: bool,
     pub(super) window: Window,
@@ -94,10 +84,10 @@ pub struct Session<L: Link> {
     pub(super) discard: Arc<AtomicBool>,
     pub(super) ledger_stamp: Option<std::time::SystemTime>,
     pub(super) command_topic: String,
-    upload_rate: RateLimit,
+    pub(super) upload_rate: RateLimit,
     /// The agent's state for the retained status, and when it was last published.
-    agent_status: Option<serde_json::Value>,
-    agent_status_sent: Option<(serde_json::Value, std::time::Instant)>,
+    pub(super) agent_status: Option<serde_json::Value>,
+    pub(super) agent_status_sent: Option<(serde_json::Value, std::time::Instant)>,
     /// Retained topics used, and those waiting to be cleared.
     pub(super) retained: RetainedTopics,
     /// The last will the driver registers at the next connect.
@@ -109,9 +99,6 @@ pub struct Session<L: Link> {
 /// Memory for gate output of records waiting to be sent; beyond it, records are read back
 /// from the outbox and gated again when their turn comes.
 const READY_MAX_BYTES: usize = 1 << 20;
-
-/// The retained status is republished when the agent's state changes, at most this often.
-const STATUS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl<L: Link> Session<L> {
     pub fn new(
@@ -157,49 +144,8 @@ impl<L: Link> Session<L> {
         &self.gate
     }
 
-    /// The uplink's part of the status; the agent adds the camera's.
-    pub fn status(&self) -> crate::status::Status {
-        crate::status::Status {
-            connected: self.connected,
-            outbox_records: self.outbox.len(),
-            outbox_bytes: self.outbox.bytes(),
-            uploads: self
-                .stores
-                .uploads
-                .iter()
-                .map(|p| crate::status::UploadStatus {
-                    clip_id: p.manifest.clip_id.clone(),
-                    bytes: p.manifest.bytes,
-                    chunks: p.manifest.chunks,
-                    acknowledged: p.acked.len() as u32,
-                })
-                .collect(),
-            delivered: self.stats.delivered,
-            clips_delivered: self.stats.clips_delivered,
-            clips_evicted: self.stats.clips_evicted,
-            refused: self.stats.refused,
-            quarantined: self.outbox.quarantined() + self.stores.uploads.damaged(),
-            reconnects: self.stats.reconnects,
-            ..Default::default()
-        }
-    }
-
     pub fn stats(&self) -> Stats {
         self.stats
-    }
-
-    /// Counters of the agent's own activity, for the usage-statistics flow.
-    pub fn usage(&self) -> Record {
-        Record::json(
-            Flow::UsageStatistics,
-            Field::UsageStatistics,
-            json!({
-                "records_delivered": self.stats.delivered,
-                "records_refused": self.stats.refused,
-                "reconnects": self.stats.reconnects,
-                "outbox_depth": self.outbox.len(),
-            }),
-        )
     }
 
     /// Accepts a record: checks it against the policy and consent, then stores it durably.
@@ -248,37 +194,6 @@ impl<L: Link> Session<L> {
                     return;
                 }
             }
-        }
-    }
-
-    /// Evicts the oldest clips until `bytes` are freed; `false` when there was none.
-    fn evict_clips(&mut self, bytes: u64, why: &str) -> bool {
-        let keep = self.stores.uploads.bytes().saturating_sub(bytes);
-        let evicted = self.stores.uploads.evict_to(keep);
-        for id in &evicted {
-            self.stats.clips_evicted += 1;
-            warn!(clip = %id, "clip evicted unsent: {why} (oldest first)");
-        }
-        !evicted.is_empty()
-    }
-
-    /// Keeps the room alerts may still need free on the disk (the outbox's unused quota and a
-    /// margin for the small files beside it), evicting clips when it runs short. Checked at
-    /// most every [`SPACE_EVERY`].
-    fn keep_space_free(&mut self) {
-        if self
-            .space_checked
-            .is_some_and(|at| at.elapsed() < SPACE_EVERY)
-        {
-            return;
-        }
-        self.space_checked = Some(Instant::now());
-        let Ok(space) = crate::disk::space(self.stores.uploads.dir()) else {
-            return;
-        };
-        let reserve = self.outbox.room() + SPACE_MARGIN;
-        if space.is_bounded() && space.available < reserve {
-            self.evict_clips(reserve - space.available, "the disk is nearly full");
         }
     }
 
@@ -388,67 +303,9 @@ impl<L: Link> Session<L> {
         self.stores.uploads.save_all();
     }
 
-    /// Starts uploading a clip whose record was just accepted — if its purpose lets the clip
-    /// itself leave. Otherwise the clip stays on the device.
-    pub fn upload(&mut self, manifest: Manifest) {
-        if let Err(refusal) = self.gate.admit_chunk(&manifest, 0, &[]) {
-            // Nothing may carry it off the device: do not fill the flash with it.
-            info!(clip = %manifest.clip_id, "clip deleted, it may not leave: {refusal}");
-            let _ = std::fs::remove_file(self.stores.uploads.path_of(&manifest));
-            return;
-        }
-        if let Err(e) = self.stores.uploads.add(manifest) {
-            error!("clip not queued for upload: {e}");
-            return;
-        }
-        let over = self
-            .stores
-            .uploads
-            .bytes()
-            .saturating_sub(self.stores.clips_max_bytes);
-        self.evict_clips(over, "the clip quota (outbox.clips_max_bytes) is full");
-        self.pump();
-    }
-
     pub async fn disconnect(&self) {
         if let Err(e) = self.link.disconnect().await {
             debug!("disconnect: {e}");
-        }
-    }
-
-    /// lets it) when it changed, at most every [`STATUS_EVERY`].
-    pub fn report_status(&mut self, state: serde_json::Value) {
-        let permitted = self
-            .gate
-            .policy()
-            .purpose_for_flow(Flow::Status)
-            .is_some_and(|p| p.fields.contains(&Field::AgentStatus));
-        self.agent_status = Some(state.clone());
-        let due = match &self.agent_status_sent {
-            Some((sent, at)) => *sent != state && at.elapsed() >= STATUS_EVERY,
-            None => true,
-        };
-        if permitted && due && self.connected {
-            self.publish_status(true);
-        }
-    }
-
-    fn publish_status(&mut self, online: bool) {
-        let mut record = Record::status(online);
-        if let (true, Some(state)) = (online, &self.agent_status) {
-            record.fields.insert(
-                Field::AgentStatus,
-                crate::record::Value::Json(state.clone()),
-            );
-            self.agent_status_sent = Some((state.clone(), std::time::Instant::now()));
-        }
-        match self.gate.admit(&record, None) {
-            Ok(admitted) => {
-                if self.hand_over(&admitted) {
-                    self.window.handed(Sent::Status);
-                }
-            }
-            Err(refusal) => debug!("no status published: {refusal}"),
         }
     }
 
@@ -547,56 +404,6 @@ impl<L: Link> Session<L> {
                 None
             }
         }
-    }
-
-    /// Hands chunks to the client — of upload `only`, or of the oldest first — within the
-    /// bandwidth cap.
-    fn pump_chunks(&mut self, only: Option<&str>) {
-        self.upload_rate.refill(Instant::now());
-        loop {
-            if !self.connected || !self.window.has_chunk_room() || !self.upload_rate.allows() {
-                return;
-            }
-            let Some((manifest, index)) = self.next_chunk(only) else {
-                return;
-            };
-            let data = match self.stores.uploads.chunk(&manifest.clip_id, index) {
-                Ok(data) => data,
-                Err(e) => {
-                    error!("{e}; the upload is abandoned");
-                    self.stores.uploads.remove(&manifest.clip_id);
-                    continue;
-                }
-            };
-            let admitted = match self.gate.admit_chunk(&manifest, index, &data) {
-                Ok(admitted) => admitted,
-                Err(refusal) => {
-                    warn!(clip = %manifest.clip_id, "clip upload stopped: {refusal}");
-                    self.stores.uploads.remove(&manifest.clip_id);
-                    continue;
-                }
-            };
-            if !self.hand_over(&admitted) {
-                return;
-            }
-            self.upload_rate.spend(data.len());
-            self.window.handed(Sent::Chunk {
-                clip: manifest.clip_id.clone(),
-                index,
-            });
-        }
-    }
-
-    /// The next chunk to send: the oldest clip's first chunk neither acknowledged nor on its
-    /// way.
-    fn next_chunk(&self, only: Option<&str>) -> Option<(Manifest, u32)> {
-        self.stores.uploads.iter().find_map(|p| {
-            if only.is_some_and(|id| id != p.manifest.clip_id) {
-                return None;
-            }
-            p.next(&self.window.sending(&p.manifest.clip_id))
-                .map(|i| (p.manifest.clone(), i))
-        })
     }
 
     /// The one place bytes go to the broker, and it takes only gate output.

@@ -16,10 +16,11 @@ use tokio::sync::oneshot;
 use super::*;
 use crate::command::ReplayGuard;
 use crate::policy::consent::{uuid, Choice, LedgerFile, Via};
-use crate::policy::{Policy, PseudonymKey};
+use crate::policy::{Field, Flow, Policy, PseudonymKey};
 use crate::record::Value;
 use crate::uplink::link::NotTaken;
 use crate::uplink::window::CHUNKS_IN_FLIGHT;
+use crate::wire::Manifest;
 
 const POLICY: &str = r#"
 schema = 1

@@ -1,0 +1,123 @@
+//! The clip side of the session: uploads enter within the clip quota, clips give way to
+//! alerts when the disk runs short, and chunks go to the client when no record is waiting,
+//! within their share of the window and the bandwidth cap.
+
+use std::time::{Duration, Instant};
+
+use tracing::{error, info, warn};
+
+use super::link::Link;
+use super::session::Session;
+use super::window::Sent;
+use crate::wire::Manifest;
+
+/// How often the file system's free space is checked.
+const SPACE_EVERY: Duration = Duration::from_secs(1);
+/// Free space kept beyond the outbox's unused quota, for the small files beside it (status,
+/// progress, ledger, disclosure log lines).
+const SPACE_MARGIN: u64 = 256 * 1024;
+
+impl<L: Link> Session<L> {
+    /// Evicts the oldest clips until `bytes` are freed; `false` when there was none.
+    pub(super) fn evict_clips(&mut self, bytes: u64, why: &str) -> bool {
+        let keep = self.stores.uploads.bytes().saturating_sub(bytes);
+        let evicted = self.stores.uploads.evict_to(keep);
+        for id in &evicted {
+            self.stats.clips_evicted += 1;
+            warn!(clip = %id, "clip evicted unsent: {why} (oldest first)");
+        }
+        !evicted.is_empty()
+    }
+
+    /// Keeps the room alerts may still need free on the disk (the outbox's unused quota and a
+    /// margin for the small files beside it), evicting clips when it runs short. Checked at
+    /// most every [`SPACE_EVERY`].
+    pub(super) fn keep_space_free(&mut self) {
+        if self
+            .space_checked
+            .is_some_and(|at| at.elapsed() < SPACE_EVERY)
+        {
+            return;
+        }
+        self.space_checked = Some(Instant::now());
+        let Ok(space) = crate::disk::space(self.stores.uploads.dir()) else {
+            return;
+        };
+        let reserve = self.outbox.room() + SPACE_MARGIN;
+        if space.is_bounded() && space.available < reserve {
+            self.evict_clips(reserve - space.available, "the disk is nearly full");
+        }
+    }
+
+    /// Starts uploading a clip whose record was just accepted — if its purpose lets the clip
+    /// itself leave. Otherwise the clip stays on the device.
+    pub fn upload(&mut self, manifest: Manifest) {
+        if let Err(refusal) = self.gate.admit_chunk(&manifest, 0, &[]) {
+            // Nothing may carry it off the device: do not fill the flash with it.
+            info!(clip = %manifest.clip_id, "clip deleted, it may not leave: {refusal}");
+            let _ = std::fs::remove_file(self.stores.uploads.path_of(&manifest));
+            return;
+        }
+        if let Err(e) = self.stores.uploads.add(manifest) {
+            error!("clip not queued for upload: {e}");
+            return;
+        }
+        let over = self
+            .stores
+            .uploads
+            .bytes()
+            .saturating_sub(self.stores.clips_max_bytes);
+        self.evict_clips(over, "the clip quota (outbox.clips_max_bytes) is full");
+        self.pump();
+    }
+
+    /// Hands chunks to the client — of upload `only`, or of the oldest first — within the
+    /// bandwidth cap.
+    pub(super) fn pump_chunks(&mut self, only: Option<&str>) {
+        self.upload_rate.refill(Instant::now());
+        loop {
+            if !self.connected || !self.window.has_chunk_room() || !self.upload_rate.allows() {
+                return;
+            }
+            let Some((manifest, index)) = self.next_chunk(only) else {
+                return;
+            };
+            let data = match self.stores.uploads.chunk(&manifest.clip_id, index) {
+                Ok(data) => data,
+                Err(e) => {
+                    error!("{e}; the upload is abandoned");
+                    self.stores.uploads.remove(&manifest.clip_id);
+                    continue;
+                }
+            };
+            let admitted = match self.gate.admit_chunk(&manifest, index, &data) {
+                Ok(admitted) => admitted,
+                Err(refusal) => {
+                    warn!(clip = %manifest.clip_id, "clip upload stopped: {refusal}");
+                    self.stores.uploads.remove(&manifest.clip_id);
+                    continue;
+                }
+            };
+            if !self.hand_over(&admitted) {
+                return;
+            }
+            self.upload_rate.spend(data.len());
+            self.window.handed(Sent::Chunk {
+                clip: manifest.clip_id.clone(),
+                index,
+            });
+        }
+    }
+
+    /// The next chunk to send: the oldest clip's first chunk neither acknowledged nor on its
+    /// way.
+    fn next_chunk(&self, only: Option<&str>) -> Option<(Manifest, u32)> {
+        self.stores.uploads.iter().find_map(|p| {
+            if only.is_some_and(|id| id != p.manifest.clip_id) {
+                return None;
+            }
+            p.next(&self.window.sending(&p.manifest.clip_id))
+                .map(|i| (p.manifest.clone(), i))
+        })
+    }
+}
