@@ -58,6 +58,8 @@ pub enum AgentError {
     },
     #[error(transparent)]
     Capture(#[from] crate::capture::CaptureError),
+    #[error("cannot start the MQTT thread: {0}")]
+    MqttThread(#[source] std::io::Error),
     #[error("another camagent is running with state directory {0}")]
     AlreadyRunning(std::path::PathBuf),
     #[error("outbox.max_bytes ({outbox} bytes) and outbox.clips_max_bytes ({clips} bytes) add up to more than the {total}-byte file system that holds agent.state_dir ({}); lower them so both fit", path.display())]
@@ -209,7 +211,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
     let discard = Arc::new(AtomicBool::new(false));
     let (net_tx, mut net_rx) = mpsc::unbounded_channel();
-    let driver = tokio::spawn(driver::drive(
+    let driver = driver::spawn(driver::drive(
         eventloop,
         without_will,
         will_rx,
@@ -217,7 +219,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         Backoff::new(b.reconnect_min, b.reconnect_max),
         discard.clone(),
         b.keep_alive,
-    ));
+    ))
+    .map_err(AgentError::MqttThread)?;
     let (record_tx, mut record_rx) = mpsc::channel(64);
     let reporter = tokio::spawn(report_facts(
         config.device.clone(),

@@ -22,8 +22,27 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .open(&tmp)?;
     file.write_all(bytes)?;
     file.sync_all()?;
+    slow_disk();
     fs::rename(&tmp, path)?;
     sync_dir(dir)
+}
+
+/// A test build can make every durable write slow, as on a worn SD card
+/// (`CAMAGENT_FAULT_SLOW_DISK_MS`); compiled out otherwise.
+fn slow_disk() {
+    #[cfg(feature = "fault-injection")]
+    {
+        static DELAY: std::sync::OnceLock<Option<std::time::Duration>> = std::sync::OnceLock::new();
+        let delay = DELAY.get_or_init(|| {
+            std::env::var("CAMAGENT_FAULT_SLOW_DISK_MS")
+                .ok()
+                .and_then(|ms| ms.parse().ok())
+                .map(std::time::Duration::from_millis)
+        });
+        if let Some(delay) = delay {
+            std::thread::sleep(*delay);
+        }
+    }
 }
 
 /// The last line of a sealed file: the CRC-32 of everything before it.

@@ -588,3 +588,24 @@ fn a_frozen_broker_is_noticed_within_one_keep_alive() {
     .unwrap_or_else(|| panic!("no delivery after thaw; log:\n{}", agent.log()));
     wait_for(PATIENCE, || (connected() == Some(true)).then_some(())).expect("connected again");
 }
+
+/// A slow disk (every durable write takes 4 s, as on a worn SD card) holds up the records but
+/// never the connection: the MQTT event loop has a thread of its own, so pings and
+/// acknowledgements go on while the main loop waits for the disk.
+#[test]
+fn a_slow_disk_never_drops_the_connection() {
+    let world = World::new();
+    let broker = world.broker(false);
+    let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
+    let (_dir, config) = fast_facts_setup(&world, broker.port);
+    let agent = Agent::start_with_env(BIN, &config, &[("CAMAGENT_FAULT_SLOW_DISK_MS", "4000")]);
+    // Each write blocks the main loop for longer than the 3 s of silence after which the
+    // broker drops a client that declared k2.
+    wait_for(Duration::from_secs(90), || {
+        (cloud.on("/activation").len() >= 4).then_some(())
+    })
+    .unwrap_or_else(|| panic!("records stopped; log:\n{}", agent.log()));
+    let client = format!("as camagent-{}", agent.anchor_id());
+    let connects = broker.log().lines().filter(|l| l.contains(&client)).count();
+    assert_eq!(connects, 1, "reconnected; broker log:\n{}", broker.log());
+}

@@ -1,4 +1,4 @@
-//! Drives rumqttc's event loop in its own task, never cancelled mid-poll: connects and
+//! Drives rumqttc's event loop on its own thread ([`spawn`]), never cancelled mid-poll: connects and
 //! reconnects with backoff, reports what the session needs as [`Net`] events, and registers
 //! the last will. When the connection drops, it waits until the session has stopped
 //! publishing, then moves whatever is still queued in the client into its replay list, so a
@@ -122,6 +122,28 @@ pub async fn drive(
             return;
         }
     }
+}
+
+/// Runs the event loop ([`drive`]) on a thread of its own, under a runtime of its own: the
+/// session's file writes (an fsync for every record queued) then never delay a ping or an
+/// acknowledgement, however slow the SD card. The receiver completes when the loop stops.
+pub fn spawn(
+    drive: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<oneshot::Receiver<()>> {
+    let (done, stopped) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("mqtt".into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(drive),
+                Err(e) => error!("the MQTT thread cannot start its runtime: {e}"),
+            }
+            let _ = done.send(());
+        })?;
+    Ok(stopped)
 }
 
 /// A connection error in words, with the likely fix where one is known.

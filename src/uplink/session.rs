@@ -348,7 +348,13 @@ impl<L: Link> Session<L> {
             };
             let epoch = self.gate.epoch();
             let ready = match self.ready.take(seq, epoch) {
-                Some(ready) => ready,
+                Some(ready) => match self.outbox.still_queued(seq) {
+                    Ok(()) => ready,
+                    Err(e) => {
+                        error!("{e}; continuing with the next entry");
+                        continue;
+                    }
+                },
                 None => match self.read_and_admit(seq) {
                     Some(ready) => ready,
                     None => continue,

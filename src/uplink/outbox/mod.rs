@@ -246,6 +246,19 @@ impl Outbox {
         self.quarantined = 0;
     }
 
+    /// Checks, without reading it, that an entry's file is still there (a record whose gate
+    /// output is in memory is sent only while it is queued); one that vanished is forgotten.
+    pub fn still_queued(&mut self, seq: u64) -> Result<(), OutboxError> {
+        let path = self.dir.join(entry_name(seq));
+        match fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.forget(seq);
+                Err(OutboxError::Vanished(path))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Reads an entry back. An entry that went bad since start is forgotten: quarantined
     /// when its file is still there (unreadable or corrupt), reported as vanished when not.
     /// Either way delivery goes on with the next.
