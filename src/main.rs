@@ -278,7 +278,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             )?;
             // The confirmation names the id being retired; the next start uses new ones.
             let retired = camagent::agent::build_gate(&config)?.anchor_id();
-            let erased = camagent::erase::wipe(state)?;
+            let erased = camagent::uplink::erase::wipe(state)?;
             // The next start clears every retained topic used so far, before it confirms.
             let (mut retained, damaged) =
                 camagent::uplink::retained::RetainedTopics::open(state.retained_topics());
@@ -288,7 +288,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             retained.clear_where(|_| true)?;
             let (mut outbox, _) =
                 camagent::uplink::outbox::Outbox::open(&state.outbox(), config.outbox.max_bytes)?;
-            outbox.append(&camagent::erase::confirmation(
+            outbox.append(&camagent::uplink::erase::confirmation(
                 &erased,
                 &retired,
                 "device command line",

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::{Field, Flow};
+use crate::vocabulary::{Field, Flow};
 
 /// One field's value as the device knows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

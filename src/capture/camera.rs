@@ -17,11 +17,11 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::clip::{self, ClipFile, ClipWriter};
-use super::config::CaptureConfig;
 use super::elements::Ended;
 use super::pipeline::{self, Graph};
 use super::recorder::{Output, Recorder, RecorderConfig, Unit};
 use super::{scale, snapshot, CaptureError};
+use crate::config::capture::CaptureConfig;
 use crate::config::MotionConfig;
 use crate::motion::{Boundary, Detector, EndReason, EventMachine, Rect};
 use crate::uplink::backoff::Backoff;

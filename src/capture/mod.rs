@@ -8,7 +8,6 @@ pub mod analysis;
 pub mod camera;
 #[cfg(feature = "capture")]
 pub mod clip;
-pub mod config;
 #[cfg(feature = "capture")]
 mod elements;
 #[cfg(feature = "capture")]
@@ -21,9 +20,9 @@ pub mod scale;
 #[cfg(feature = "capture")]
 mod snapshot;
 
+pub use crate::config::capture::{CaptureConfig, Source};
 #[cfg(feature = "capture")]
 pub use analysis::detect_file;
-pub use config::{CaptureConfig, Source};
 
 use serde::Serialize;
 

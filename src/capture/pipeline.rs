@@ -24,10 +24,10 @@ use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 use tracing::warn;
 
-use super::config::{CaptureConfig, Source};
 use super::elements::{make, pipeline_error, raw_caps};
 use super::mask::{self, Plane};
 use super::CaptureError;
+use crate::config::capture::{CaptureConfig, Source};
 
 pub struct Graph {
     pub pipeline: gst::Pipeline,
@@ -267,7 +267,7 @@ fn attach_h264(parts: &Arc<Parts>, pad: &gst::Pad) -> Result<(), CaptureError> {
 }
 
 /// The H.264 encoder, tuned for a camera when it is x264.
-fn encoder(e: &super::config::EncodeConfig) -> Result<gst::Element, CaptureError> {
+fn encoder(e: &crate::config::capture::EncodeConfig) -> Result<gst::Element, CaptureError> {
     let encoder = make(&e.encoder)?;
     if e.encoder == "x264enc" {
         encoder.set_property_from_str("tune", "zerolatency");

@@ -11,7 +11,6 @@ mod gate;
 mod pseudonym;
 pub mod secrets;
 pub mod transform;
-pub mod vocabulary;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -20,10 +19,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+pub use crate::vocabulary::{Field, Flow, LegalBasis, Transform};
 pub use gate::{Admitted, Gate, Refusal};
 pub use pseudonym::{PseudonymKey, PseudonymKeyError, KEY_FILE};
 pub use secrets::Secrets;
-pub use vocabulary::{Field, Flow, LegalBasis, Transform};
 
 /// The policy file format version this agent reads.
 pub const SCHEMA: u32 = 1;

@@ -4,6 +4,7 @@
 pub mod backoff;
 mod clips;
 pub mod driver;
+pub mod erase;
 pub mod link;
 pub mod outbox;
 mod presence;

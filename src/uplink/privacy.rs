@@ -205,7 +205,7 @@ impl<L: Link> Session<L> {
         if let Err(e) = self.retained.clear_where(|_| true) {
             error!("{e}");
         }
-        let erased = match crate::erase::wipe(&self.stores.state_dir) {
+        let erased = match crate::uplink::erase::wipe(&self.stores.state_dir) {
             Ok(erased) => erased,
             Err(e) => {
                 error!("erase incomplete: {e}");
@@ -227,7 +227,7 @@ impl<L: Link> Session<L> {
         let _ = self.link.subscribe(&self.command_topic);
         // The new id stays on the device: the log is local, the confirmation does not carry it.
         warn!(?erased, device_id = %self.gate.anchor_id(), "owner data erased on command");
-        self.enqueue(crate::erase::confirmation(
+        self.enqueue(crate::uplink::erase::confirmation(
             &erased,
             &retired,
             "signed command",

@@ -61,7 +61,7 @@ pub fn wipe(state_dir: &StateDir) -> std::io::Result<Vec<&'static str>> {
 fn empty_outbox(dir: &Path) -> std::io::Result<()> {
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
-        if entry.file_name() == crate::uplink::outbox::COUNTER_FILE {
+        if entry.file_name() == super::outbox::COUNTER_FILE {
             continue;
         }
         if entry.file_type()?.is_dir() {

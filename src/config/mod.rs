@@ -4,6 +4,8 @@
 //! ignored setting. Every error names the key; parse errors also carry the line the parser
 //! found them on, and semantic errors say what a valid value looks like.
 
+pub mod capture;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -49,7 +51,7 @@ pub struct Config {
     #[serde(default)]
     pub motion: MotionConfig,
     /// The camera source; without it the agent runs without capture.
-    pub capture: Option<crate::capture::CaptureConfig>,
+    pub capture: Option<capture::CaptureConfig>,
 }
 
 /// `[motion]`: the analysis frames and the detector; `[motion.events]`: event timing.
@@ -530,7 +532,7 @@ key_file = "device.key"
 
     #[test]
     fn shipped_example_is_valid() {
-        let c = parse(include_str!("../etc/camagent.toml")).unwrap();
+        let c = parse(include_str!("../../etc/camagent.toml")).unwrap();
         assert_eq!(c.broker.host, "mqtt.example.com");
     }
 
