@@ -75,7 +75,7 @@ pub enum AgentError {
 /// keep what the disk cannot.
 fn check_quotas_fit(config: &Config) -> Result<(), AgentError> {
     let path = &config.agent.state_dir;
-    let space = crate::disk::space(path).map_err(|source| AgentError::State {
+    let space = crate::os::space(path).map_err(|source| AgentError::State {
         path: path.clone(),
         source,
     })?;
@@ -210,7 +210,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let (client, eventloop) = AsyncClient::new(options, usize::from(b.max_inflight) + 8);
 
     let discard = Arc::new(AtomicBool::new(false));
-    let (net_tx, mut net_rx) = mpsc::unbounded_channel();
+    let (net_tx, mut net_rx) = mpsc::channel(driver::NET_BACKLOG);
     let driver = driver::spawn(driver::drive(
         eventloop,
         without_will,
@@ -365,7 +365,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
     }
     session.save_progress();
-    session.disconnect().await;
+    // The driver may be waiting for room in the net channel rather than taking requests.
+    if tokio::time::timeout(SHUTDOWN_GRACE, session.disconnect())
+        .await
+        .is_err()
+    {
+        warn!("the clean disconnect did not complete in time");
+    }
     status_file.write(crate::status::Status {
         connected: false,
         camera: "stopped".into(),

@@ -1,19 +1,22 @@
 //! camagent: the camera agent's library. The binary (`src/main.rs`) is a thin command line
 //! over [`agent::run`] and the inspection commands.
 
+#![deny(unsafe_code)]
+
 #[cfg(feature = "capture")]
 pub mod agent;
 pub mod capture;
 pub mod command;
 pub mod config;
 pub mod device;
-pub mod disk;
 pub mod durable;
 pub mod hex;
 pub mod human_duration;
 pub mod log_limit;
 pub mod motion;
 pub mod open_event;
+#[allow(unsafe_code)]
+pub mod os;
 pub mod policy;
 pub mod record;
 pub mod state_dir;

@@ -1,5 +1,7 @@
 //! The `camagent` command line.
 
+#![deny(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -109,13 +111,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Every file the agent makes (outbox, disclosure log, ledger, clips) is the owner's data:
     // private to the agent's user, also outside systemd's UMask=0077.
-    // SAFETY: umask only sets the process's file mode mask.
-    unsafe { libc::umask(0o077) };
+    camagent::os::private_files();
     if !matches!(cli.command, Command::Run { .. }) {
         // A command's output piped into `head` or `true` ends quietly, as for any Unix tool,
         // instead of panicking on a closed pipe. The daemon keeps ignoring SIGPIPE.
-        // SAFETY: restores the default action of one signal before any thread exists.
-        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+        camagent::os::default_sigpipe();
     }
     init_logging();
     match dispatch(cli) {
@@ -179,8 +179,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
     let state = &config.agent.state();
     match cli.command {
         Command::Run { allow_root } => {
-            // SAFETY: geteuid has no preconditions and cannot fail.
-            if unsafe { libc::geteuid() } == 0 && !allow_root {
+            if camagent::os::is_root() && !allow_root {
                 bail!("refusing to run as root: run it as an unprivileged user (the systemd unit uses User=camagent), or pass --allow-root");
             }
             run(config)

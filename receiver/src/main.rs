@@ -10,6 +10,8 @@
 //! Chunks that come before their manifest are held in memory, within a byte budget and for a
 //! limited time: chunks whose manifest never comes are dropped, oldest first, and reported.
 
+#![deny(unsafe_code)]
+
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::PathBuf;

@@ -40,7 +40,7 @@ impl<L: Link> Session<L> {
             return;
         }
         self.space_checked = Some(Instant::now());
-        let Ok(space) = crate::disk::space(self.stores.uploads.dir()) else {
+        let Ok(space) = crate::os::space(self.stores.uploads.dir()) else {
             return;
         };
         let reserve = self.outbox.room() + SPACE_MARGIN;

@@ -48,6 +48,10 @@ pub fn ping_every(keep_alive: Duration) -> Duration {
     Duration::from_secs((keep_alive.as_secs() / 2).max(1))
 }
 
+/// Events the driver may have waiting for the session, at most: a bound on the memory a
+/// flood of incoming messages can take (each up to `broker.max_packet_bytes`).
+pub const NET_BACKLOG: usize = 64;
+
 /// Runs rumqttc's event loop: forwards what the session needs, reconnects with backoff. A
 /// poll that does not return within `keep_alive` (a write stuck on a broker that stopped
 /// reading; a healthy connection returns at least at every ping) counts as a lost connection.
@@ -59,7 +63,7 @@ pub async fn drive(
     mut eventloop: EventLoop,
     without_will: MqttOptions,
     will: watch::Receiver<Option<LastWill>>,
-    net: mpsc::UnboundedSender<Net>,
+    net: mpsc::Sender<Net>,
     mut backoff: Backoff,
     discard: Arc<AtomicBool>,
     keep_alive: Duration,
@@ -98,7 +102,7 @@ pub async fn drive(
             Err(e) => {
                 let error = describe(&e, &host);
                 let (resume, resumed) = oneshot::channel();
-                if net.send(Net::Down { error, resume }).is_err() {
+                if net.send(Net::Down { error, resume }).await.is_err() {
                     return;
                 }
                 // Once the session has stopped publishing, nothing more can enter the
@@ -118,7 +122,9 @@ pub async fn drive(
                 continue;
             }
         };
-        if net.send(report).is_err() {
+        // A full channel holds the loop back (nothing is dropped): the broker then keeps what
+        // it has not delivered until the session catches up.
+        if net.send(report).await.is_err() {
             return;
         }
     }

@@ -43,7 +43,7 @@ pub enum OutboxError {
 impl OutboxError {
     /// The file system (or the user's quota on it) is full: freeing space may help.
     pub fn is_disk_full(&self) -> bool {
-        matches!(self, Self::Io { source, .. } if crate::disk::is_full(source))
+        matches!(self, Self::Io { source, .. } if crate::os::is_full(source))
     }
 }
 

@@ -1,5 +1,7 @@
-//! The file system's size and free space (statvfs): quotas are checked against the partition
-//! they live on, and free space is watched, not only the agent's own accounting.
+//! The one module that calls the C library directly (the rest of the crate denies `unsafe`):
+//! the file system's size and free space (statvfs: quotas are checked against the partition
+//! they live on, and free space is watched, not only the agent's own accounting), the file
+//! mode mask, SIGPIPE, and the effective user.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -26,7 +28,6 @@ pub fn space(path: &Path) -> std::io::Result<Space> {
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
     // SAFETY: `c_path` is a valid NUL-terminated string and `stat` a writable statvfs that
     // the call fills; it is read only on success.
-    #[allow(unsafe_code)]
     let stat = unsafe {
         let mut stat: libc::statvfs = std::mem::zeroed();
         if libc::statvfs(c_path.as_ptr(), &mut stat) != 0 {
@@ -43,6 +44,25 @@ pub fn space(path: &Path) -> std::io::Result<Space> {
         total: blocks * block,
         available: available * block,
     })
+}
+
+/// Makes every file the process creates private to its user (mode mask 077).
+pub fn private_files() {
+    // SAFETY: umask only sets the process's file mode mask; it cannot fail.
+    unsafe { libc::umask(0o077) };
+}
+
+/// Restores SIGPIPE's default action (ending the process), as for any Unix tool whose output
+/// is piped into `head`. Call before any thread exists.
+pub fn default_sigpipe() {
+    // SAFETY: sets the action of one signal to its default; no handler is involved.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+}
+
+/// Whether the process runs as root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
 }
 
 /// Whether an I/O error means the file system (or the user's quota on it) is full.
