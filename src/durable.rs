@@ -10,6 +10,12 @@ use std::path::Path;
 /// the new, never a torn mix: write a temporary file (mode 0600) beside it, fsync it, rename it
 /// over the target, fsync the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace(path, bytes, true)
+}
+
+/// Writes a private temporary file beside `path` and renames it over `path`; with `durable`,
+/// fsyncs the file before and the directory after the rename.
+fn replace(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let tmp = dir.join(format!(".{name}.tmp"));
@@ -21,10 +27,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .mode(0o600)
         .open(&tmp)?;
     file.write_all(bytes)?;
-    file.sync_all()?;
-    slow_disk();
+    if durable {
+        file.sync_all()?;
+        slow_disk();
+    }
     fs::rename(&tmp, path)?;
-    sync_dir(dir)
+    if durable {
+        sync_dir(dir)?;
+    }
+    Ok(())
 }
 
 /// A test build can make every durable write slow, as on a worn SD card
@@ -75,17 +86,7 @@ pub fn write_sealed(path: &Path, bytes: &[u8]) -> io::Result<()> {
 /// present (the status), which a power cut may leave behind but never half-written as
 /// content (the reader sees the damage), and which a slow SD card must not hold up.
 pub fn write_sealed_unsynced(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(".{name}.tmp"));
-    fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?
-        .write_all(&seal(bytes))?;
-    fs::rename(&tmp, path)
+    replace(path, &seal(bytes), false)
 }
 
 fn seal(bytes: &[u8]) -> Vec<u8> {
