@@ -174,19 +174,9 @@ impl<L: Link> Session<L> {
                 "fields kept back: their values hold a secret (a never_leave value, a credential or key material)"
             );
         }
-        let mut ready = Some(Ready {
-            admitted,
-            awaits: record.awaits.clone(),
-        });
-        loop {
+        let appended = loop {
             match self.outbox.append(&record) {
-                Ok(appended) => {
-                    debug!(seq = appended, depth = self.outbox.len(), "record queued");
-                    if let (true, Some(ready)) = (appended == seq, ready.take()) {
-                        self.ready.keep(seq, ready, self.gate.epoch());
-                    }
-                    return;
-                }
+                Ok(appended) => break appended,
                 // Clips give way to records: the oldest goes, and the record is tried again.
                 Err(e) if e.is_disk_full() && self.evict_clips(1, "the disk is full") => {}
                 Err(e) => {
@@ -194,6 +184,14 @@ impl<L: Link> Session<L> {
                     return;
                 }
             }
+        };
+        debug!(seq = appended, depth = self.outbox.len(), "record queued");
+        if appended == seq {
+            let ready = Ready {
+                admitted,
+                awaits: record.awaits,
+            };
+            self.ready.keep(seq, ready, self.gate.epoch());
         }
     }
 
