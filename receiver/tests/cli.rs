@@ -19,19 +19,24 @@ fn receiver() -> Command {
     }
 }
 
+/// Runs the receiver on `config` and returns its error output; it must fail.
+fn refused(config: &std::path::Path, out: &std::path::Path) -> String {
+    let run = receiver()
+        .arg("--config")
+        .arg(config)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    String::from_utf8_lossy(&run.stderr).into_owned()
+}
+
 #[test]
 fn a_missing_config_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("receiver.toml");
-    let out = receiver()
-        .arg("--config")
-        .arg(&missing)
-        .arg("--out")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = refused(&missing, dir.path());
     assert!(stderr.contains(&missing.display().to_string()), "{stderr}");
 }
 
@@ -40,14 +45,6 @@ fn a_config_without_a_broker_table_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("receiver.toml");
     std::fs::write(&config, "[agent]\n").unwrap();
-    let out = receiver()
-        .arg("--config")
-        .arg(&config)
-        .arg("--out")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = refused(&config, dir.path());
     assert!(stderr.contains("broker"), "{stderr}");
 }
