@@ -136,11 +136,18 @@ fn received_whole(
 fn local_copy_deleted(dir: &Path, manifest: &serde_json::Value, agent: &Agent) {
     let id = manifest["clip_id"].as_str().unwrap();
     let local = dir.join("state/clips").join(format!("{id}.mp4"));
-    if wait_for(PATIENCE * 2, || (!local.exists()).then_some(())).is_none() {
+    // The clip goes first, then its progress files: wait for all three, not only the first.
+    let files = ["mp4", "upload", "acked"].map(|ext| local.with_extension(ext));
+    if wait_for(PATIENCE * 2, || {
+        files.iter().all(|f| !f.exists()).then_some(())
+    })
+    .is_none()
+    {
         panic!("local copy not deleted; agent log:\n{}", agent.log());
     }
-    assert!(!local.with_extension("upload").exists());
-    assert!(!local.with_extension("acked").exists());
+    for file in &files {
+        assert!(!file.exists(), "{} left behind", file.display());
+    }
 }
 
 #[test]
