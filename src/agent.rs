@@ -1,7 +1,6 @@
 //! Wires the agent together: producers → gate → outbox → MQTT session, and shuts it down
 //! cleanly.
 
-use crate::state_dir::StateDir;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::future::Future;
@@ -25,6 +24,7 @@ use crate::policy::{
     Field, Flow, Gate, Policy, PolicyError, PseudonymKey, PseudonymKeyError, Secrets,
 };
 use crate::record::{rfc3339, Record, Value};
+use crate::state_dir::StateDir;
 use crate::uplink::backoff::Backoff;
 use crate::uplink::driver;
 use crate::uplink::outbox::{Outbox, OutboxError};
