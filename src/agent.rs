@@ -24,6 +24,7 @@ use crate::policy::{
     Field, Flow, Gate, Policy, PolicyError, PseudonymKey, PseudonymKeyError, Secrets,
 };
 use crate::record::{rfc3339, Record, Value};
+use crate::report::Chain;
 use crate::state_dir::StateDir;
 use crate::uplink::backoff::Backoff;
 use crate::uplink::driver;
@@ -50,7 +51,7 @@ pub enum AgentError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Outbox(#[from] OutboxError),
-    #[error("state directory {path}: {source}")]
+    #[error("state directory {path}")]
     State {
         path: std::path::PathBuf,
         #[source]
@@ -58,7 +59,7 @@ pub enum AgentError {
     },
     #[error(transparent)]
     Capture(#[from] crate::capture::CaptureError),
-    #[error("cannot start the MQTT thread: {0}")]
+    #[error("cannot start the MQTT thread")]
     MqttThread(#[source] std::io::Error),
     #[error("another camagent is running with state directory {0}")]
     AlreadyRunning(std::path::PathBuf),
@@ -193,7 +194,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             driver::last_will(&gate, &stores.disclosures)
         }
         Err(e) => {
-            error!("{e}; no last will is registered");
+            error!("{}; no last will is registered", Chain(&e));
             None
         }
     };

@@ -19,6 +19,7 @@ pub mod open_event;
 pub mod os;
 pub mod policy;
 pub mod record;
+pub mod report;
 pub mod state_dir;
 pub mod status;
 pub mod systemd;

@@ -121,26 +121,10 @@ fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("camagent: {}", describe(&e));
+            eprintln!("camagent: {e:#}");
             ExitCode::FAILURE
         }
     }
-}
-
-/// The error and its causes, skipping a cause whose words the message already holds (the
-/// library's errors name their source in their own message).
-fn describe(e: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in e.chain() {
-        let part = cause.to_string();
-        if !text.contains(&part) {
-            if !text.is_empty() {
-                text += ": ";
-            }
-            text += &part;
-        }
-    }
-    text
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<()> {
@@ -282,7 +266,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let (mut retained, damaged) =
                 camagent::uplink::retained::RetainedTopics::open(state.retained_topics());
             if let Some(e) = damaged {
-                eprintln!("camagent: {e}; the retained messages it named cannot be cleared");
+                eprintln!(
+                    "camagent: {}; the retained messages it named cannot be cleared",
+                    camagent::report::Chain(&e)
+                );
             }
             retained.clear_where(|_| true)?;
             let (mut outbox, _) =

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::report::Chain;
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Status {
     pub connected: bool,
@@ -89,7 +91,7 @@ impl StatusFile {
     pub fn write(&mut self, status: Status) {
         let bytes = serde_json::to_vec_pretty(&status).unwrap_or_default();
         if let Err(e) = crate::durable::write_sealed_unsynced(&self.path, &bytes) {
-            tracing::warn!(file = %self.path.display(), "cannot write the status: {e}");
+            tracing::warn!(file = %self.path.display(), "cannot write the status: {}", Chain(&e));
         }
         self.last = Some((status, Instant::now()));
     }

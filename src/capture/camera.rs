@@ -24,6 +24,7 @@ use super::{scale, snapshot, CaptureError};
 use crate::config::capture::CaptureConfig;
 use crate::config::MotionConfig;
 use crate::motion::{Boundary, Detector, EndReason, EventMachine, Rect};
+use crate::report::Chain;
 use crate::uplink::backoff::Backoff;
 
 /// What the camera tells the agent.
@@ -187,7 +188,10 @@ impl Camera {
                 }
                 Stopped::Failed(e) => {
                     let delay = backoff.next_delay();
-                    warn!("capture source failed: {e}; restarting in {delay:?}");
+                    warn!(
+                        "capture source failed: {}; restarting in {delay:?}",
+                        Chain(&e)
+                    );
                     self.running = false;
                     self.report(CameraEvent::Source(SourceState::Failed {
                         reason: e.to_string(),
@@ -402,7 +406,7 @@ impl Camera {
             match ClipWriter::open(&self.clips_dir, first, &caps.to_owned()) {
                 Ok(w) => self.writer = Some(w),
                 Err(e) => {
-                    warn!("cannot start the clip: {e}");
+                    warn!("cannot start the clip: {}", Chain(&e));
                     self.clip_events.clear();
                     return;
                 }
@@ -410,7 +414,7 @@ impl Camera {
         }
         if let Some(writer) = &mut self.writer {
             if let Err(e) = writer.write(sample) {
-                warn!("clip abandoned: {e}");
+                warn!("clip abandoned: {}", Chain(&e));
                 self.writer = None;
                 self.clip_events.clear();
             }
@@ -430,13 +434,13 @@ impl Camera {
                 info!(clip = %clip.id, bytes = clip.bytes, seconds = clip.duration.as_secs_f32(), "clip ready");
                 let _ = events.blocking_send(CameraEvent::ClipReady { event_ids, clip });
             }
-            Err(e) => warn!("clip lost: {e}"),
+            Err(e) => warn!("clip lost: {}", Chain(&e)),
         };
         if let Err(e) = std::thread::Builder::new()
             .name("clip".into())
             .spawn(finish)
         {
-            warn!("cannot finish the clip: {e}");
+            warn!("cannot finish the clip: {}", Chain(&e));
         }
     }
 

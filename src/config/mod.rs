@@ -18,7 +18,7 @@ pub const DEFAULT_PATH: &str = "/etc/camagent/camagent.toml";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}")]
     Read {
         path: PathBuf,
         #[source]

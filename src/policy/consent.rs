@@ -61,7 +61,7 @@ pub enum ConsentError {
         basis: &'static str,
         gdpr: &'static str,
     },
-    #[error("consent ledger {path}: {source}")]
+    #[error("consent ledger {path}")]
     Io {
         path: PathBuf,
         #[source]

@@ -26,7 +26,7 @@ pub enum Refusal {
     Withdrawn(String),
     #[error("the policy permits none of this record's fields for purpose `{0}`")]
     NothingPermitted(String),
-    #[error("cannot build topic: {0}")]
+    #[error("cannot build the topic")]
     Topic(#[from] TopicError),
     #[error("the topic or every permitted field of purpose `{0}` holds a secret value")]
     HoldsSecret(String),

@@ -29,7 +29,7 @@ pub const SCHEMA: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    #[error("cannot read policy file {path}: {source}")]
+    #[error("cannot read policy file {path}")]
     Read {
         path: PathBuf,
         #[source]

@@ -18,7 +18,7 @@ pub const KEY_FILE: &str = "keys/pseudonym.key";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PseudonymKeyError {
-    #[error("pseudonym key {path}: {source}")]
+    #[error("pseudonym key {path}")]
     Io {
         path: PathBuf,
         #[source]

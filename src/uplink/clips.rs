@@ -9,6 +9,7 @@ use tracing::{error, info, warn};
 use super::link::Link;
 use super::session::Session;
 use super::window::Sent;
+use crate::report::Chain;
 use crate::wire::Manifest;
 
 /// How often the file system's free space is checked.
@@ -59,7 +60,7 @@ impl<L: Link> Session<L> {
             return;
         }
         if let Err(e) = self.stores.uploads.add(manifest) {
-            error!("clip not queued for upload: {e}");
+            error!("clip not queued for upload: {}", Chain(&e));
             return;
         }
         let over = self
@@ -85,7 +86,7 @@ impl<L: Link> Session<L> {
             let data = match self.stores.uploads.chunk(&manifest.clip_id, index) {
                 Ok(data) => data,
                 Err(e) => {
-                    error!("{e}; the upload is abandoned");
+                    error!("{}; the upload is abandoned", Chain(&e));
                     self.stores.uploads.remove(&manifest.clip_id);
                     continue;
                 }

@@ -19,6 +19,7 @@ use super::backoff::Backoff;
 use crate::policy::disclosure::{Disclosure, DisclosureLog};
 use crate::policy::{Admitted, Gate};
 use crate::record::Record;
+use crate::report::Chain;
 
 /// What the event loop task reports to the session.
 #[derive(Debug)]
@@ -216,7 +217,7 @@ pub fn last_will(gate: &Gate, disclosures: &DisclosureLog) -> Option<LastWill> {
 /// The last will that publishes `offline`, once its disclosure line is written.
 pub(crate) fn will_of(offline: &Admitted, disclosures: &DisclosureLog) -> Option<LastWill> {
     if let Err(e) = disclosures.append(&Disclosure::of(offline)) {
-        error!("disclosure log: {e}; no last will is registered");
+        error!("disclosure log: {}; no last will is registered", Chain(&e));
         return None;
     }
     Some(LastWill::new(

@@ -18,6 +18,7 @@ use crate::command::{self, Action};
 use crate::policy::consent::{self, Via};
 use crate::policy::{Field, Flow, PseudonymKey};
 use crate::record::{now_ms, Record};
+use crate::report::Chain;
 
 impl<L: Link> Session<L> {
     /// Takes in the consent ledger if it changed, purges what may no longer leave, and queues
@@ -31,7 +32,7 @@ impl<L: Link> Session<L> {
         let ledger = match self.stores.ledger.load() {
             Ok(ledger) => ledger,
             Err(e) => {
-                error!("{e}; keeping the consent state already loaded");
+                error!("{}; keeping the consent state already loaded", Chain(&e));
                 return;
             }
         };
@@ -64,7 +65,10 @@ impl<L: Link> Session<L> {
             });
             match marked {
                 Ok(()) => self.ledger_stamp = self.stores.ledger.stamp(),
-                Err(e) => error!("receipts queued but not marked in the ledger: {e}"),
+                Err(e) => error!(
+                    "receipts queued but not marked in the ledger: {}",
+                    Chain(&e)
+                ),
             }
         }
     }
@@ -83,7 +87,7 @@ impl<L: Link> Session<L> {
                 topics,
                 "clearing the retained messages of a purpose that may no longer run"
             ),
-            Err(e) => error!("{e}"),
+            Err(e) => error!("{}", Chain(&e)),
         }
         let topic = |w: &Option<LastWill>| w.as_ref().map(|w| w.topic.clone());
         let offline = self.gate.admit(&Record::status(false), None).ok();
@@ -92,7 +96,7 @@ impl<L: Link> Session<L> {
         }
         let will = offline.as_ref().and_then(|offline| {
             if let Err(e) = self.retained.used(offline.topic(), offline.purpose()) {
-                error!("{e}");
+                error!("{}", Chain(&e));
             }
             will_of(offline, &self.stores.disclosures)
         });
@@ -170,12 +174,15 @@ impl<L: Link> Session<L> {
         ) {
             Ok(action) => action,
             Err(e) => {
-                warn!("command refused: {e}");
+                warn!("command refused: {}", Chain(&e));
                 return;
             }
         };
         if let Err(e) = self.stores.replay.accept(action.issued_ms()) {
-            error!("command refused: cannot record it against replay: {e}");
+            error!(
+                "command refused: cannot record it against replay: {}",
+                Chain(&e)
+            );
             return;
         }
         match action {
@@ -189,7 +196,7 @@ impl<L: Link> Session<L> {
                     .update(|l| l.record(&policy, &purpose, choice, Via::Cloud, consent::uuid()));
                 match recorded {
                     Ok(_) => self.tick(),
-                    Err(e) => warn!("consent command refused: {e}"),
+                    Err(e) => warn!("consent command refused: {}", Chain(&e)),
                 }
             }
             Action::Erase { issued_ms, .. } => self.erase(issued_ms),
@@ -203,12 +210,12 @@ impl<L: Link> Session<L> {
         let gone = purge(&mut self.outbox, |_| true);
         self.forget_in_flight(&gone);
         if let Err(e) = self.retained.clear_where(|_| true) {
-            error!("{e}");
+            error!("{}", Chain(&e));
         }
         let erased = match crate::uplink::erase::wipe(&self.stores.state_dir) {
             Ok(erased) => erased,
             Err(e) => {
-                error!("erase incomplete: {e}");
+                error!("erase incomplete: {}", Chain(&e));
                 return;
             }
         };
@@ -218,7 +225,7 @@ impl<L: Link> Session<L> {
         self.stores.uploads = fresh;
         match PseudonymKey::load_or_create(&self.stores.state_dir.pseudonym_key()) {
             Ok(key) => self.gate.set_key(key),
-            Err(e) => error!("erase: cannot create a new pseudonym key: {e}"),
+            Err(e) => error!("erase: cannot create a new pseudonym key: {}", Chain(&e)),
         }
         self.ledger_stamp = None;
         self.refresh_consent();
@@ -241,7 +248,7 @@ impl<L: Link> Session<L> {
 fn purge(outbox: &mut Outbox, doomed: impl Fn(&super::outbox::Meta) -> bool) -> Vec<u64> {
     let (removed, errors) = outbox.purge(doomed);
     for e in errors {
-        error!("cannot delete a queued record: {e}");
+        error!("cannot delete a queued record: {}", Chain(&e));
     }
     removed
 }

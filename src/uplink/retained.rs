@@ -23,7 +23,7 @@ struct Entry {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("retained-topic list {}: {source}", path.display())]
+#[error("retained-topic list {}", path.display())]
 pub struct RetainedError {
     path: PathBuf,
     #[source]

@@ -37,6 +37,7 @@ use crate::policy::consent::LedgerFile;
 use crate::policy::disclosure::{Disclosure, DisclosureLog};
 use crate::policy::{Admitted, Gate};
 use crate::record::Record;
+use crate::report::Chain;
 use crate::state_dir::StateDir;
 
 /// Counters for status reporting and tests.
@@ -113,7 +114,10 @@ impl<L: Link> Session<L> {
         let command_topic = command_topic(&gate);
         let (retained, damaged) = RetainedTopics::open(stores.state_dir.retained_topics());
         if let Some(e) = damaged {
-            error!("{e}; retained messages it named can no longer be cleared by the device");
+            error!(
+                "{}; retained messages it named can no longer be cleared by the device",
+                Chain(&e)
+            );
         }
         let mut session = Self {
             gate,
@@ -180,7 +184,7 @@ impl<L: Link> Session<L> {
                 // Clips give way to records: the oldest goes, and the record is tried again.
                 Err(e) if e.is_disk_full() && self.evict_clips(1, "the disk is full") => {}
                 Err(e) => {
-                    error!("record not accepted: {e}");
+                    error!("record not accepted: {}", Chain(&e));
                     return;
                 }
             }
@@ -238,13 +242,16 @@ impl<L: Link> Session<L> {
                         Sent::Record(seq) => {
                             self.stats.delivered += 1;
                             if let Err(e) = self.outbox.remove(seq) {
-                                error!("delivered record {seq} could not be deleted: {e}");
+                                error!(
+                                    "delivered record {seq} could not be deleted: {}",
+                                    Chain(&e)
+                                );
                             }
                         }
                         Sent::Clear(topic) => {
                             info!(%topic, "retained message cleared at the broker");
                             if let Err(e) = self.retained.cleared(&topic) {
-                                error!("{e}");
+                                error!("{}", Chain(&e));
                             }
                         }
                         Sent::Chunk { clip, index } => {
@@ -254,7 +261,7 @@ impl<L: Link> Session<L> {
                                     info!(clip = %done.clip_id, bytes = done.bytes, chunks = done.chunks, "clip delivered");
                                 }
                                 Ok(None) => {}
-                                Err(e) => error!("{e}"),
+                                Err(e) => error!("{}", Chain(&e)),
                             }
                         }
                         Sent::Status => {}
@@ -349,7 +356,7 @@ impl<L: Link> Session<L> {
                 Some(ready) => match self.outbox.still_queued(seq) {
                     Ok(()) => ready,
                     Err(e) => {
-                        error!("{e}; continuing with the next entry");
+                        error!("{}; continuing with the next entry", Chain(&e));
                         continue;
                     }
                 },
@@ -386,7 +393,7 @@ impl<L: Link> Session<L> {
             Ok(record) => record,
             // The entry is forgotten (quarantined, or gone): delivery goes on.
             Err(e) => {
-                error!("{e}; continuing with the next entry");
+                error!("{}; continuing with the next entry", Chain(&e));
                 return None;
             }
         };
@@ -402,7 +409,7 @@ impl<L: Link> Session<L> {
                     "queued record dropped, the policy no longer permits it: {refusal}"
                 );
                 if let Err(e) = self.outbox.remove(seq) {
-                    error!("{e}");
+                    error!("{}", Chain(&e));
                 }
                 self.window.pass_over(seq);
                 None
@@ -422,7 +429,10 @@ impl<L: Link> Session<L> {
             Ok(()) => {}
             Err(e) if !self.disclosures_blocked => {
                 self.disclosures_blocked = true;
-                error!("disclosure log: {e}; nothing is sent until it can be written");
+                error!(
+                    "disclosure log: {}; nothing is sent until it can be written",
+                    Chain(&e)
+                );
                 return false;
             }
             Err(_) => return false,
@@ -431,7 +441,7 @@ impl<L: Link> Session<L> {
             Ok(()) => {
                 if admitted.retain() && !admitted.payload().is_empty() {
                     if let Err(e) = self.retained.used(admitted.topic(), admitted.purpose()) {
-                        error!("{e}");
+                        error!("{}", Chain(&e));
                     }
                 }
                 true

@@ -12,7 +12,7 @@ use crate::config::BrokerConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("{what} {path}: {source}")]
+    #[error("{what} {path}")]
     Read {
         what: &'static str,
         path: PathBuf,
@@ -28,7 +28,7 @@ pub enum TlsError {
     },
     #[error("private key {path} is readable by group or others (mode {mode:03o}); run `chmod 600 {path}` and keep it owned by the agent's user")]
     KeyExposed { path: PathBuf, mode: u32 },
-    #[error("TLS setup: {0}")]
+    #[error("TLS setup")]
     Rustls(#[from] rustls::Error),
 }
 

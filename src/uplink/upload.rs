@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use tracing::warn;
 
 use crate::durable::{read_sealed_json, write_sealed};
+use crate::report::Chain;
 use crate::wire::Manifest;
 
 /// One clip's upload: its manifest and the chunks the broker acknowledged.
@@ -41,7 +42,7 @@ impl Progress {
 
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
-    #[error("clip upload {path}: {source}")]
+    #[error("clip upload {path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -284,7 +285,7 @@ impl Uploads {
     pub fn save_all(&self) {
         for id in self.active.keys() {
             if let Err(e) = self.save_acked(id) {
-                warn!("{e}");
+                warn!("{}", Chain(&e));
             }
         }
     }
@@ -381,7 +382,7 @@ mod tests {
         std::fs::write(uploads.path_of(&m), b"0123").unwrap();
         uploads.add(m).unwrap();
         assert_eq!(uploads.chunk("t", 0).unwrap(), b"0123");
-        let err = uploads.chunk("t", 2).unwrap_err().to_string();
+        let err = crate::report::Chain(&uploads.chunk("t", 2).unwrap_err()).to_string();
         assert!(
             err.contains("shorter than the 10 bytes") && err.contains("truncated"),
             "{err}"

@@ -28,7 +28,7 @@ pub fn frame(header: &ChunkHeader, data: &[u8]) -> Vec<u8> {
 pub enum ChunkError {
     #[error("chunk payload shorter than its header")]
     Truncated,
-    #[error("chunk header: {0}")]
+    #[error("chunk header")]
     Header(#[from] serde_json::Error),
 }
 

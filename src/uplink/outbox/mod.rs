@@ -23,7 +23,7 @@ const SEQ_BLOCK: u64 = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
-    #[error("outbox {path}: {source}")]
+    #[error("outbox {path}")]
     Io {
         path: PathBuf,
         #[source]
@@ -36,7 +36,7 @@ pub enum OutboxError {
     /// The entry's file is gone (deleted by hand, lost to the file system): it is forgotten.
     #[error("outbox entry {0} vanished; it is forgotten")]
     Vanished(PathBuf),
-    #[error("cannot encode record: {0}")]
+    #[error("cannot encode record")]
     Encode(#[from] serde_json::Error),
 }
 
