@@ -18,6 +18,7 @@ use tracing::{info, warn};
 
 use super::clip::{self, ClipFile, ClipWriter};
 use super::elements::Ended;
+use super::finisher::Finisher;
 use super::pipeline::{self, Graph};
 use super::recorder::{Output, Recorder, RecorderConfig, Unit};
 use super::{scale, snapshot, CaptureError};
@@ -88,10 +89,15 @@ pub fn spawn(
     gst::init().map_err(|e| CaptureError::Init(e.to_string()))?;
     clip::remove_partials(&clips_dir);
     let stop = Arc::new(AtomicBool::new(false));
-    let mut camera = Camera::new(capture, motion, clips_dir, events, stop.clone());
+    let finisher =
+        Finisher::spawn(events.clone()).map_err(|e| CaptureError::Init(e.to_string()))?;
+    let mut camera = Camera::new(capture, motion, clips_dir, events, finisher, stop.clone());
     let thread = std::thread::Builder::new()
         .name("camera".into())
-        .spawn(move || camera.run())
+        .spawn(move || {
+            camera.run();
+            camera.finisher.join();
+        })
         .map_err(|e| CaptureError::Init(e.to_string()))?;
     Ok(CameraHandle { stop, thread })
 }
@@ -114,6 +120,7 @@ struct Camera {
     motion: MotionConfig,
     clips_dir: PathBuf,
     events: mpsc::Sender<CameraEvent>,
+    finisher: Finisher,
     stop: Arc<AtomicBool>,
     detector: Detector,
     machine: EventMachine,
@@ -136,6 +143,7 @@ impl Camera {
         motion: MotionConfig,
         clips_dir: PathBuf,
         events: mpsc::Sender<CameraEvent>,
+        finisher: Finisher,
         stop: Arc<AtomicBool>,
     ) -> Self {
         let recorder = Recorder::new(RecorderConfig {
@@ -152,6 +160,7 @@ impl Camera {
             motion,
             clips_dir,
             events,
+            finisher,
             stop,
             event: None,
             clip_events: Vec::new(),
@@ -218,7 +227,7 @@ impl Camera {
             Ok(g) => g,
             Err(e) => return Stopped::Failed(e),
         };
-        let (tx, rx) = std_mpsc::channel();
+        let (tx, rx) = std_mpsc::sync_channel(INPUT_BACKLOG);
         let pending = Arc::new(AtomicUsize::new(0));
         connect(&graph, tx, pending.clone());
         if graph.pipeline.set_state(gst::State::Playing).is_err() {
@@ -247,14 +256,44 @@ impl Camera {
                 None => {}
             }
         };
-        let _ = graph.pipeline.set_state(gst::State::Null);
-        // Units already pulled still belong to the clip.
+        self.stop_pipeline(&graph, &rx);
+        stopped
+    }
+
+    /// Stops the pipeline and keeps what it had already encoded: those units still belong to
+    /// the clip. Stopping waits for the streaming threads, which may be waiting for room in
+    /// the channel, so the channel is emptied while it stops.
+    fn stop_pipeline(&mut self, graph: &Graph, rx: &std_mpsc::Receiver<Input>) {
+        let stop = || {
+            let _ = graph.pipeline.set_state(gst::State::Null);
+        };
+        std::thread::scope(|scope| {
+            match std::thread::Builder::new()
+                .name("camera-stop".into())
+                .spawn_scoped(scope, stop)
+            {
+                Ok(stopping) => {
+                    while !stopping.is_finished() {
+                        self.take_units(rx);
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                }
+                Err(_) => {
+                    // No thread to stop it on: make room for what is queued, then stop here.
+                    self.take_units(rx);
+                    stop();
+                }
+            }
+        });
+        self.take_units(rx);
+    }
+
+    fn take_units(&mut self, rx: &std_mpsc::Receiver<Input>) {
         while let Ok(input) = rx.try_recv() {
             if let Input::Unit(sample) = input {
                 self.unit(sample);
             }
         }
-        stopped
     }
 
     fn unit(&mut self, sample: gst::Sample) {
@@ -421,37 +460,29 @@ impl Camera {
         }
     }
 
-    /// Finishes the clip off the camera thread (the muxer writes its index, the file is
-    /// synced and hashed) and reports it.
+    /// Hands the clip to the finisher, off the camera thread.
     fn close_clip(&mut self) {
         let event_ids = std::mem::take(&mut self.clip_events);
-        let Some(writer) = self.writer.take() else {
-            return;
-        };
-        let events = self.events.clone();
-        let finish = move || match writer.finish() {
-            Ok(clip) => {
-                info!(clip = %clip.id, bytes = clip.bytes, seconds = clip.duration.as_secs_f32(), "clip ready");
-                let _ = events.blocking_send(CameraEvent::ClipReady { event_ids, clip });
-            }
-            Err(e) => warn!("clip lost: {}", Chain(&e)),
-        };
-        if let Err(e) = std::thread::Builder::new()
-            .name("clip".into())
-            .spawn(finish)
-        {
-            warn!("cannot finish the clip: {}", Chain(&e));
+        if let Some(writer) = self.writer.take() {
+            self.finisher.finish(event_ids, writer);
         }
     }
 
     fn report(&self, event: CameraEvent) {
-        let _ = self.events.blocking_send(event);
+        if self.events.blocking_send(event).is_err() {
+            // Only at shutdown: `closing()` sees it and the camera stops.
+            tracing::debug!("the agent has stopped listening to the camera");
+        }
     }
 }
 
-/// Wires the sinks to the camera thread. Units are never dropped (recording must be whole);
-/// frames are, when analysis is behind by two.
-fn connect(graph: &Graph, tx: std_mpsc::Sender<Input>, pending: Arc<AtomicUsize>) {
+/// Samples between the pipeline and the camera thread.
+const INPUT_BACKLOG: usize = 64;
+
+/// Wires the sinks to the camera thread. Units are never dropped (recording must be whole):
+/// when the camera thread is [`INPUT_BACKLOG`] behind, the pipeline waits for it. Frames are
+/// dropped when analysis is behind by two, or when the channel is full.
+fn connect(graph: &Graph, tx: std_mpsc::SyncSender<Input>, pending: Arc<AtomicUsize>) {
     let units = tx.clone();
     graph.units.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
@@ -469,11 +500,16 @@ fn connect(graph: &Graph, tx: std_mpsc::Sender<Input>, pending: Arc<AtomicUsize>
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                if queued.load(Ordering::SeqCst) < 2 {
-                    queued.fetch_add(1, Ordering::SeqCst);
-                    tx.send(Input::Frame(sample))
-                        .map_err(|_| gst::FlowError::Flushing)?;
+                if queued.fetch_add(1, Ordering::SeqCst) < 2 {
+                    match tx.try_send(Input::Frame(sample)) {
+                        Ok(()) => return Ok(gst::FlowSuccess::Ok),
+                        Err(std_mpsc::TrySendError::Full(_)) => {}
+                        Err(std_mpsc::TrySendError::Disconnected(_)) => {
+                            return Err(gst::FlowError::Flushing)
+                        }
+                    }
                 }
+                queued.fetch_sub(1, Ordering::SeqCst);
                 Ok(gst::FlowSuccess::Ok)
             })
             .build(),

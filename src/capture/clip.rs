@@ -105,6 +105,10 @@ impl ClipWriter {
             .map_err(|e| CaptureError::Storage(format!("clip {}: {e:?}", self.id)))
     }
 
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
     /// Ends the stream, waits for the muxer to finish the file, syncs and renames it.
     /// Blocks: call it off the streaming path.
     pub fn finish(self) -> Result<ClipFile, CaptureError> {

@@ -12,6 +12,8 @@ pub mod clip;
 mod elements;
 #[cfg(feature = "capture")]
 pub mod eval;
+#[cfg(feature = "capture")]
+mod finisher;
 pub mod mask;
 #[cfg(feature = "capture")]
 mod pipeline;

@@ -27,7 +27,7 @@ use tracing::warn;
 use super::elements::{make, pipeline_error, raw_caps};
 use super::mask::{self, Plane};
 use super::CaptureError;
-use crate::config::capture::{CaptureConfig, Source};
+use crate::config::capture::{CaptureConfig, Encoder, Source};
 
 pub struct Graph {
     pub pipeline: gst::Pipeline,
@@ -266,10 +266,10 @@ fn attach_h264(parts: &Arc<Parts>, pad: &gst::Pad) -> Result<(), CaptureError> {
     Ok(())
 }
 
-/// The H.264 encoder, tuned for a camera when it is x264.
+/// The H.264 encoder, tuned for a camera (the hardware encoder keeps its driver's settings).
 fn encoder(e: &crate::config::capture::EncodeConfig) -> Result<gst::Element, CaptureError> {
-    let encoder = make(&e.encoder)?;
-    if e.encoder == "x264enc" {
+    let encoder = make(e.encoder.element())?;
+    if e.encoder == Encoder::X264 {
         encoder.set_property_from_str("tune", "zerolatency");
         encoder.set_property_from_str("speed-preset", "superfast");
         encoder.set_property("bitrate", e.bitrate_kbps);
