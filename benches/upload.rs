@@ -38,7 +38,7 @@ fn camagent(world: &World, broker: &Broker, clip: &[u8]) -> (f64, f64) {
     let digest = ring::digest::digest(&ring::digest::SHA256, clip);
     let manifest = Manifest {
         clip_id: "bench".into(),
-        content_type: "video/mp4".into(),
+        content_type: camagent::vocabulary::ContentType::Mp4,
         bytes: clip.len() as u64,
         duration_ms: 60_000,
         sha256: digest.as_ref().iter().map(|b| format!("{b:02x}")).collect(),

@@ -26,12 +26,14 @@ use crate::policy::{
 use crate::record::{rfc3339, Record, Value};
 use crate::report::Chain;
 use crate::state_dir::StateDir;
+use crate::status::CameraState;
 use crate::uplink::backoff::Backoff;
 use crate::uplink::driver;
 use crate::uplink::outbox::{Outbox, OutboxError};
 use crate::uplink::session::{Session, Stores};
 use crate::uplink::tls::{self, TlsError};
 use crate::uplink::upload::Uploads;
+use crate::vocabulary::ContentType;
 use crate::wire::Manifest;
 
 /// How long a clean shutdown waits for the broker to acknowledge the offline status.
@@ -287,7 +289,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
     let mut tick = tokio::time::interval(TICK);
     let mut status_file = crate::status::StatusFile::new(config.agent.state().status());
-    let mut camera_state = if camera.is_some() { "starting" } else { "none" }.to_owned();
+    let mut camera_state = match camera {
+        Some(_) => CameraState::Starting,
+        None => CameraState::None,
+    };
     let mut last_event: Option<crate::status::LastEvent> = None;
     let mut telemetry = tokio::time::interval(config.agent.telemetry_interval);
     telemetry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -298,9 +303,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             Some(record) = record_rx.recv() => session.accept(record),
             Some(event) = camera_rx.recv() => {
                 match &event {
-                    CameraEvent::Source(SourceState::Running) => camera_state = "running".into(),
+                    CameraEvent::Source(SourceState::Running) => camera_state = CameraState::Running,
                     CameraEvent::Source(SourceState::Failed { reason, .. }) => {
-                        camera_state = format!("failing: {reason}");
+                        camera_state = CameraState::Failing { reason: reason.clone() };
                     }
                     CameraEvent::MotionStart { event_id, captured_ms, .. } => {
                         last_event = Some(crate::status::LastEvent {
@@ -375,7 +380,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
     status_file.write(crate::status::Status {
         connected: false,
-        camera: "stopped".into(),
+        camera: CameraState::Stopped,
         last_event,
         ..session.status()
     });
@@ -461,7 +466,7 @@ fn on_camera(
             let chunk_bytes = config.outbox.chunk_bytes;
             let manifest = Manifest {
                 clip_id: clip.id,
-                content_type: "video/mp4".into(),
+                content_type: ContentType::Mp4,
                 bytes: clip.bytes,
                 duration_ms: clip.duration.as_millis() as u64,
                 sha256: clip.sha256,
@@ -531,7 +536,7 @@ fn chunked_snapshot(
     let digest = ring::digest::digest(&ring::digest::SHA256, jpeg);
     let manifest = Manifest {
         clip_id: format!("{event_id}-snapshot"),
-        content_type: "image/jpeg".into(),
+        content_type: ContentType::Jpeg,
         bytes: jpeg.len() as u64,
         duration_ms: 0,
         sha256: crate::hex::encode(digest.as_ref()),

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::vocabulary::{Field, Flow};
+use crate::vocabulary::{ContentType, Field, Flow};
 
 /// One field's value as the device knows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,7 +26,7 @@ pub enum Value {
     Json(serde_json::Value),
     /// A picture or other media, e.g. the JPEG snapshot of an alert.
     Media {
-        content_type: String,
+        content_type: ContentType,
         #[serde(with = "base64_bytes")]
         data: Vec<u8>,
     },
@@ -88,7 +88,7 @@ impl Value {
     /// A JPEG picture.
     pub fn jpeg(data: Vec<u8>) -> Self {
         Value::Media {
-            content_type: "image/jpeg".into(),
+            content_type: ContentType::Jpeg,
             data,
         }
     }

@@ -24,9 +24,67 @@ pub struct Status {
     #[serde(default)]
     pub quarantined: u64,
     pub reconnects: u64,
-    /// `running`, `failing: <reason>`, or `none` without `[capture]`.
-    pub camera: String,
+    pub camera: CameraState,
     pub last_event: Option<LastEvent>,
+}
+
+/// What the camera is doing. Written `starting`, `running`, `failing: <reason>`, `stopped`,
+/// or `none` without `[capture]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(into = "String", from = "String")]
+pub enum CameraState {
+    #[default]
+    None,
+    Starting,
+    Running,
+    Failing {
+        reason: String,
+    },
+    Stopped,
+}
+
+impl CameraState {
+    /// The state without its reason, which may name local paths.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Starting => "starting",
+            Self::Running => "running",
+            Self::Failing { .. } => "failing",
+            Self::Stopped => "stopped",
+        }
+    }
+}
+
+impl std::fmt::Display for CameraState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Failing { reason } => write!(f, "failing: {reason}"),
+            other => f.write_str(other.kind()),
+        }
+    }
+}
+
+impl From<CameraState> for String {
+    fn from(state: CameraState) -> Self {
+        state.to_string()
+    }
+}
+
+impl From<String> for CameraState {
+    fn from(text: String) -> Self {
+        match text.as_str() {
+            "starting" => Self::Starting,
+            "running" => Self::Running,
+            "stopped" => Self::Stopped,
+            _ => match text.strip_prefix("failing") {
+                Some(reason) => Self::Failing {
+                    reason: reason.trim_start_matches(':').trim().to_owned(),
+                },
+                None => Self::None,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,14 +107,10 @@ impl Status {
     /// message's own `online_status` says it) and with the camera's state but not its reason
     /// (which may name local paths).
     pub fn for_cloud(&self) -> serde_json::Value {
-        let camera = self.camera.split(':').next().unwrap_or_default();
-        let mut value = serde_json::to_value(Status {
-            camera: camera.to_owned(),
-            ..self.clone()
-        })
-        .unwrap_or_default();
+        let mut value = serde_json::to_value(self).unwrap_or_default();
         if let Some(map) = value.as_object_mut() {
             map.remove("connected");
+            map.insert("camera".into(), self.camera.kind().into());
         }
         value
     }
@@ -104,4 +158,39 @@ pub fn read(path: &Path) -> std::io::Result<Status> {
         damaged => std::io::Error::other(damaged),
     })?;
     serde_json::from_slice(&bytes).map_err(std::io::Error::other)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_camera_state_reads_back_as_written() {
+        for state in [
+            CameraState::None,
+            CameraState::Starting,
+            CameraState::Running,
+            CameraState::Failing {
+                reason: "rtsp://cam: 404: not found".into(),
+            },
+            CameraState::Stopped,
+        ] {
+            assert_eq!(CameraState::from(String::from(state.clone())), state);
+        }
+    }
+
+    #[test]
+    fn the_cloud_sees_the_camera_failing_but_not_why() {
+        let status = Status {
+            connected: true,
+            camera: CameraState::Failing {
+                reason: "/dev/video0: no such device".into(),
+            },
+            ..Status::default()
+        };
+        let cloud = status.for_cloud();
+        assert_eq!(cloud["camera"], "failing");
+        assert!(cloud.get("connected").is_none());
+        assert!(!cloud.to_string().contains("video0"));
+    }
 }

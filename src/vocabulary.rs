@@ -183,12 +183,68 @@ vocabulary! {
 impl Flow {
     /// Flows the agent itself governs: always permitted, with fixed fields and basis.
     pub fn is_built_in(self) -> bool {
-        matches!(self, Flow::ConsentReceipt | Flow::ErasureConfirmation)
+        self.built_in().is_some()
+    }
+
+    /// The purpose the agent declares for a flow it governs itself: its id (reserved, so no
+    /// policy can use it) and the one field its records carry. Their basis is the legal
+    /// obligation the owner's rights put on the maker.
+    pub fn built_in(self) -> Option<BuiltInPurpose> {
+        match self {
+            Flow::ConsentReceipt => Some(BuiltInPurpose {
+                id: "consent_management",
+                field: Field::ConsentRecord,
+            }),
+            Flow::ErasureConfirmation => Some(BuiltInPurpose {
+                id: "erasure_confirmation",
+                field: Field::ErasureRecord,
+            }),
+            _ => None,
+        }
     }
 
     /// Status is retained so a subscriber that comes later still learns it.
     pub fn retained(self) -> bool {
         matches!(self, Flow::Status)
+    }
+}
+
+/// See [`Flow::built_in`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuiltInPurpose {
+    pub id: &'static str,
+    pub field: Field,
+}
+
+/// The media the agent sends, by its MIME type on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ContentType {
+    #[serde(rename = "image/jpeg")]
+    Jpeg,
+    #[serde(rename = "video/mp4")]
+    Mp4,
+}
+
+impl ContentType {
+    pub fn mime(self) -> &'static str {
+        match self {
+            Self::Jpeg => "image/jpeg",
+            Self::Mp4 => "video/mp4",
+        }
+    }
+
+    /// The file name extension media of this type is stored under.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Jpeg => "jpg",
+            Self::Mp4 => "mp4",
+        }
+    }
+}
+
+impl std::fmt::Display for ContentType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.mime())
     }
 }
 

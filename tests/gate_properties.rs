@@ -8,6 +8,7 @@ use std::path::Path;
 use camagent::policy::secrets::MIN_SECRET_LEN;
 use camagent::policy::{Field, Flow, Gate, Policy, PseudonymKey, Secrets, Transform};
 use camagent::record::{Record, Value};
+use camagent::vocabulary::ContentType;
 use proptest::prelude::*;
 
 /// Device fields a policy may name (the built-in records' fields excluded).
@@ -242,7 +243,7 @@ proptest! {
             let s = &secrets[carrier[i].index(secrets.len())];
             let value = match field {
                 Field::WifiSsid | Field::DeviceCredentials | Field::EmailAlertCredentials | Field::Configuration => continue,
-                Field::Snapshot | Field::Clip => Value::Media { content_type: "image/jpeg".into(), data: [b"\xff\xd8".as_slice(), s.as_bytes(), b"\xff\xd9"].concat() },
+                Field::Snapshot | Field::Clip => Value::Media { content_type: ContentType::Jpeg, data: [b"\xff\xd8".as_slice(), s.as_bytes(), b"\xff\xd9"].concat() },
                 Field::UsageStatistics | Field::EventData | Field::AgentStatus | Field::Logs => Value::Json(serde_json::json!({ "note": format!("x{s}y"), "n": i })),
                 Field::Timezone => Value::Zone { name: format!("Europe/{s}"), utc_offset_secs: 3600 },
                 _ => Value::Text(format!("{i}:{s}")),

@@ -21,6 +21,7 @@ use anyhow::{bail, Context};
 use base64::Engine as _;
 use camagent::config::BrokerConfig;
 use camagent::policy::{Field, Policy};
+use camagent::vocabulary::{ContentType, Flow};
 use camagent::wire::{chunk, topic, Envelope, Manifest};
 use clap::Parser;
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS, Transport};
@@ -208,7 +209,7 @@ impl Receiver {
                     line["snapshot"] = json!(self.out.join(format!(
                         "{}.{}",
                         safe_name(&manifest.clip_id),
-                        manifest.extension()
+                        manifest.content_type.extension()
                     )));
                     self.on_manifest(manifest)?;
                 } else if let Some(data) = fields("snapshot")["base64"].as_str() {
@@ -334,13 +335,13 @@ impl Receiver {
         let sha256: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
         let verified = sha256 == manifest.sha256 && bytes.len() as u64 == manifest.bytes;
         let name = if verified {
-            manifest.extension()
+            manifest.content_type.extension()
         } else {
             "bad"
         };
         let path = self.out.join(format!("{}.{name}", safe_name(id)));
         std::fs::rename(&part, &path)?;
-        let kind = if manifest.content_type == "image/jpeg" {
+        let kind = if manifest.content_type == ContentType::Jpeg {
             "snapshot"
         } else {
             "clip"
@@ -364,9 +365,12 @@ fn audit(policy: &Policy, kind: &str, body: &Envelope) {
     let permitted: BTreeSet<Field> = match policy.purpose(purpose_id) {
         Some(p) => p.fields.clone(),
         // The agent's built-in flows carry their own record.
-        None if kind == "consent_receipt" => BTreeSet::from([Field::ConsentRecord]),
-        None if kind == "erasure_confirmation" => BTreeSet::from([Field::ErasureRecord]),
-        None => BTreeSet::new(),
+        None => Flow::ALL
+            .iter()
+            .filter(|flow| flow.name() == kind)
+            .filter_map(|flow| flow.built_in())
+            .map(|built_in| built_in.field)
+            .collect(),
     };
     let outside: Vec<&String> = body
         .fields

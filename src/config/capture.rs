@@ -45,9 +45,31 @@ pub struct EncodeConfig {
     pub bitrate_kbps: u32,
     #[serde(default = "default_keyframe_interval", with = "crate::human_duration")]
     pub keyframe_interval: Duration,
-    /// The GStreamer H.264 encoder: `x264enc` (software) or the board's (`v4l2h264enc`).
-    #[serde(default = "default_encoder")]
-    pub encoder: String,
+    #[serde(default)]
+    pub encoder: Encoder,
+}
+
+/// The GStreamer H.264 encoder. Each is tuned for a camera (latency, rate, keyframes) its own
+/// way, so only those the agent knows how to tune can be named.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum Encoder {
+    /// Software, `x264enc`.
+    #[default]
+    #[serde(rename = "x264enc")]
+    X264,
+    /// The board's hardware encoder through V4L2, `v4l2h264enc`.
+    #[serde(rename = "v4l2h264enc")]
+    V4l2,
+}
+
+impl Encoder {
+    /// The GStreamer element.
+    pub fn element(self) -> &'static str {
+        match self {
+            Self::X264 => "x264enc",
+            Self::V4l2 => "v4l2h264enc",
+        }
+    }
 }
 
 /// The JPEG sent with an alert.
@@ -247,9 +269,6 @@ fn default_bitrate() -> u32 {
 fn default_keyframe_interval() -> Duration {
     Duration::from_secs(2)
 }
-fn default_encoder() -> String {
-    "x264enc".into()
-}
 fn default_snapshot_width() -> u32 {
     640
 }
@@ -320,7 +339,7 @@ mod tests {
         let table: toml::Table = toml::from_str(&block).unwrap();
         let c: CaptureConfig = table["capture"].clone().try_into().unwrap();
         assert_eq!(c.privacy_masks.len(), 1);
-        assert_eq!(c.encode.encoder, "x264enc");
+        assert_eq!(c.encode.encoder, Encoder::X264);
         assert_eq!(c.snapshot.quality, 80);
     }
 
@@ -346,6 +365,10 @@ mod tests {
                 "`privacy_masks[0]`",
             ),
             ("source = \"usb\"", "unknown variant `usb`"),
+            (
+                "source = \"test\"\n[encode]\nencoder = \"openh264enc\"",
+                "expected `x264enc` or `v4l2h264enc`",
+            ),
             (
                 "source = \"test\"\n[snapshot]\nsize = 3",
                 "unknown field `size`",

@@ -10,6 +10,7 @@ use serde_json::{json, Map};
 use super::consent::Ledger;
 use super::{transform, Field, Flow, KeyScope, LegalBasis, Policy, PseudonymKey, Secrets};
 use crate::record::{rfc3339, Record, Value};
+use crate::vocabulary::ContentType;
 use crate::wire::topic::{self, TopicError};
 use crate::wire::{chunk, ChunkHeader, Envelope, Manifest, PAYLOAD_SCHEMA};
 
@@ -97,9 +98,24 @@ impl Admitted {
 struct Rule<'a> {
     id: &'a str,
     basis: LegalBasis,
-    fields: &'a BTreeSet<Field>,
+    fields: Fields<'a>,
     transforms: Option<&'a std::collections::BTreeMap<Field, super::Transform>>,
     key: KeyScope,
+}
+
+/// The fields a rule permits: a purpose's list, or a built-in flow's one field.
+enum Fields<'a> {
+    One(Field),
+    Listed(&'a BTreeSet<Field>),
+}
+
+impl Fields<'_> {
+    fn contains(&self, field: &Field) -> bool {
+        match self {
+            Fields::One(one) => one == field,
+            Fields::Listed(list) => list.contains(field),
+        }
+    }
 }
 
 pub struct Gate {
@@ -109,8 +125,6 @@ pub struct Gate {
     prefix: String,
     /// The board's serial, when known: the device id in topics where the policy permits it.
     serial: Option<String>,
-    built_in_consent: BTreeSet<Field>,
-    built_in_erasure: BTreeSet<Field>,
     /// Values that never leave in any field (see [`Secrets`]).
     secrets: Secrets,
     /// Counts the changes to what the gate decides (consent, key, secrets): a decision taken
@@ -126,8 +140,6 @@ impl Gate {
             consent: Ledger::default(),
             prefix: prefix.to_owned(),
             serial,
-            built_in_consent: BTreeSet::from([Field::ConsentRecord]),
-            built_in_erasure: BTreeSet::from([Field::ErasureRecord]),
             secrets: Secrets::default(),
             epoch: 0,
         }
@@ -195,22 +207,15 @@ impl Gate {
     }
 
     fn rule(&self, flow: Flow) -> Result<Rule<'_>, Refusal> {
-        match flow {
-            Flow::ConsentReceipt => Ok(Rule {
-                id: "consent_management",
+        match flow.built_in() {
+            Some(built_in) => Ok(Rule {
+                id: built_in.id,
                 basis: LegalBasis::LegalObligation,
-                fields: &self.built_in_consent,
+                fields: Fields::One(built_in.field),
                 transforms: None,
                 key: KeyScope::Device,
             }),
-            Flow::ErasureConfirmation => Ok(Rule {
-                id: "erasure_confirmation",
-                basis: LegalBasis::LegalObligation,
-                fields: &self.built_in_erasure,
-                transforms: None,
-                key: KeyScope::Device,
-            }),
-            flow => {
+            None => {
                 let p = self
                     .policy
                     .purpose_for_flow(flow)
@@ -225,7 +230,7 @@ impl Gate {
                 Ok(Rule {
                     id: &p.id,
                     basis: p.legal_basis,
-                    fields: &p.fields,
+                    fields: Fields::Listed(&p.fields),
                     transforms: Some(&p.transforms),
                     key: p.pseudonym_key,
                 })
@@ -235,10 +240,9 @@ impl Gate {
 
     /// The purpose id that governs `flow`, if any.
     pub fn purpose_of(&self, flow: Flow) -> Option<String> {
-        match flow {
-            Flow::ConsentReceipt => Some("consent_management".into()),
-            Flow::ErasureConfirmation => Some("erasure_confirmation".into()),
-            flow => self.policy.purpose_for_flow(flow).map(|p| p.id.clone()),
+        match flow.built_in() {
+            Some(built_in) => Some(built_in.id.to_owned()),
+            None => self.policy.purpose_for_flow(flow).map(|p| p.id.clone()),
         }
     }
 
@@ -293,9 +297,9 @@ impl Gate {
         data: &[u8],
     ) -> Result<Admitted, Refusal> {
         // A snapshot sent in chunks is the alarm purpose's snapshot; anything else a clip.
-        let (flow, field) = match manifest.content_type.as_str() {
-            "image/jpeg" => (Flow::Alarm, Field::Snapshot),
-            _ => (Flow::Clip, Field::Clip),
+        let (flow, field) = match manifest.content_type {
+            ContentType::Jpeg => (Flow::Alarm, Field::Snapshot),
+            ContentType::Mp4 => (Flow::Clip, Field::Clip),
         };
         let rule = self.rule(flow)?;
         if !rule.fields.contains(&field) || self.policy.never_leave.contains(&field) {
@@ -371,9 +375,7 @@ impl Gate {
             };
             // Media is searched as the bytes it holds (base64 only re-encodes them).
             let holds = match record.fields.get(field) {
-                Some(Value::Media { content_type, data }) => {
-                    holds_secret(data) || holds_secret(content_type.as_bytes())
-                }
+                Some(Value::Media { data, .. }) => holds_secret(data),
                 _ => holds_secret(out.to_string().as_bytes()),
             };
             if holds {

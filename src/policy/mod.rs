@@ -149,8 +149,13 @@ impl Purpose {
     }
 }
 
-/// Purpose ids the agent reserves for its built-in flows.
-pub const RESERVED_IDS: [&str; 2] = ["consent_management", "erasure_confirmation"];
+/// Whether `id` is reserved for one of the agent's built-in flows.
+fn is_reserved_id(id: &str) -> bool {
+    Flow::ALL
+        .iter()
+        .filter_map(|flow| flow.built_in())
+        .any(|built_in| built_in.id == id)
+}
 
 // The file as written, with spans for error lines.
 #[derive(Deserialize)]
@@ -273,7 +278,7 @@ impl Policy {
             if let Some(first) = ids.insert(id.clone(), line(at)) {
                 problem(at, format!("purpose `{id}` is listed twice (first on line {first}); merge the two [[purpose]] tables"));
             }
-            if RESERVED_IDS.contains(&id.as_str()) {
+            if is_reserved_id(&id) {
                 problem(at, format!("purpose id `{id}` is reserved for the agent's built-in flow; choose another id"));
             }
             let flow = p.flow.as_ref().map(|f| *f.get_ref());

@@ -20,6 +20,7 @@ use crate::policy::{Field, Flow, Policy, PseudonymKey};
 use crate::record::Value;
 use crate::uplink::link::NotTaken;
 use crate::uplink::window::CHUNKS_IN_FLIGHT;
+use crate::vocabulary::ContentType;
 use crate::wire::Manifest;
 
 const POLICY: &str = r#"
@@ -211,10 +212,10 @@ impl Rig {
     }
 
     /// Stores `bytes` of media under `id` and queues its upload in 1 KiB chunks.
-    fn upload(&mut self, id: &str, content_type: &str, bytes: usize) {
+    fn upload(&mut self, id: &str, content_type: ContentType, bytes: usize) {
         let manifest = Manifest {
             clip_id: id.into(),
-            content_type: content_type.into(),
+            content_type,
             bytes: bytes as u64,
             duration_ms: 0,
             sha256: String::new(),
@@ -358,7 +359,7 @@ fn chunks_stay_within_their_window_and_alerts_pass_them() {
     rig.leave();
     rig.ack(1);
     rig.ack(2);
-    rig.upload("c1", "video/mp4", 10 * 1024);
+    rig.upload("c1", ContentType::Mp4, 10 * 1024);
     assert_eq!(rig.chunks_out(), CHUNKS_IN_FLIGHT);
     rig.session.accept(alert());
     assert_eq!(
@@ -398,7 +399,7 @@ fn an_alert_waits_for_its_chunked_snapshot() {
     rig.up(false);
     rig.leave();
     rig.ack(1);
-    rig.upload("e1-snapshot", "image/jpeg", 6 * 1024);
+    rig.upload("e1-snapshot", ContentType::Jpeg, 6 * 1024);
     let mut waiting = alert();
     waiting.awaits = Some("e1-snapshot".into());
     rig.session.accept(waiting);

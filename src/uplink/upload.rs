@@ -307,7 +307,7 @@ mod tests {
     fn manifest(id: &str, bytes: u64, chunk: u32) -> Manifest {
         Manifest {
             clip_id: id.into(),
-            content_type: "video/mp4".into(),
+            content_type: crate::vocabulary::ContentType::Mp4,
             bytes,
             duration_ms: 1000,
             sha256: "00".into(),

@@ -5,11 +5,13 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::vocabulary::ContentType;
+
 /// What a receiver needs to reassemble and verify a clip; carried by the clip record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     pub clip_id: String,
-    pub content_type: String,
+    pub content_type: ContentType,
     pub bytes: u64,
     pub duration_ms: u64,
     /// Lowercase hex SHA-256 of the whole clip.
@@ -24,17 +26,13 @@ impl Manifest {
         bytes.div_ceil(u64::from(chunk_bytes.max(1))) as u32
     }
 
-    /// The file name extension its content type is stored under.
-    pub fn extension(&self) -> &'static str {
-        match self.content_type.as_str() {
-            "image/jpeg" => "jpg",
-            _ => "mp4",
-        }
-    }
-
     /// Where the media is stored in the upload directory `dir`.
     pub fn path_in(&self, dir: &Path) -> PathBuf {
-        dir.join(format!("{}.{}", self.clip_id, self.extension()))
+        dir.join(format!(
+            "{}.{}",
+            self.clip_id,
+            self.content_type.extension()
+        ))
     }
 
     /// Byte range of chunk `index` in the clip.

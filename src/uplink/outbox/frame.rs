@@ -38,7 +38,7 @@ pub fn encode(record: &Record) -> Result<Vec<u8>, OutboxError> {
                 media.push(data.as_slice());
                 lengths.push(data.len() as u64);
                 Value::Media {
-                    content_type: content_type.clone(),
+                    content_type: *content_type,
                     data: Vec::new(),
                 }
             }
