@@ -122,7 +122,8 @@ fn main() {
             ),
             (Field::Snapshot, Value::jpeg(jpeg)),
         ]),
-    );
+    )
+    .unwrap();
 
     let per_alert_ns = common::median_ns(RUNS, ALERTS, || {
         session.accept(alert.clone());

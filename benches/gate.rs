@@ -49,14 +49,16 @@ fn main() {
             ),
             (Field::Uptime, Value::Count(4242)),
         ]),
-    );
+    )
+    .unwrap();
     let telemetry = Record::new(
         Flow::Telemetry,
         BTreeMap::from([
             (Field::Uptime, Value::Count(4242)),
             (Field::FirmwareVersion, text("4.2.0")),
         ]),
-    );
+    )
+    .unwrap();
 
     let gate_activation = median_ns(|| {
         black_box(gate.admit(black_box(&activation), Some(1)).unwrap());

@@ -279,7 +279,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 &retired,
                 "device command line",
                 None,
-            ))?;
+            )?)?;
             if erased.is_empty() {
                 println!("nothing to erase; a confirmation is queued for the cloud");
             } else {

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::vocabulary::{ContentType, Field, Flow};
+use crate::vocabulary::{ContentType, Field, Flow, ValueKind};
 
 /// One field's value as the device knows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,6 +32,42 @@ pub enum Value {
     },
     /// The device could not read this fact; the reason stays on the device.
     Unavailable(String),
+}
+
+/// A field given a value of a kind it does not hold: a bug in the producer, refused before the
+/// record exists.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("field `{field}` holds {expected:?}, not {found:?}")]
+pub struct WrongKind {
+    pub field: Field,
+    pub expected: &'static [ValueKind],
+    pub found: ValueKind,
+}
+
+impl Value {
+    /// Its kind; `None` when the value is unavailable, which any field may be.
+    pub fn kind(&self) -> Option<ValueKind> {
+        match self {
+            Value::Text(_) => Some(ValueKind::Text),
+            Value::Count(_) => Some(ValueKind::Count),
+            Value::Zone { .. } => Some(ValueKind::Zone),
+            Value::Json(_) => Some(ValueKind::Structured),
+            Value::Media { .. } => Some(ValueKind::Media),
+            Value::Unavailable(_) => None,
+        }
+    }
+
+    /// Whether `field` may hold this value.
+    pub fn fits(&self, field: Field) -> Result<(), WrongKind> {
+        match self.kind() {
+            Some(found) if !field.kinds().contains(&found) => Err(WrongKind {
+                field,
+                expected: field.kinds(),
+                found,
+            }),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl std::fmt::Display for Value {
@@ -62,7 +98,15 @@ pub struct Record {
 }
 
 impl Record {
-    pub fn new(flow: Flow, fields: BTreeMap<Field, Value>) -> Self {
+    /// A record of `flow`, once every field holds a value of its kind.
+    pub fn new(flow: Flow, fields: BTreeMap<Field, Value>) -> Result<Self, WrongKind> {
+        for (field, value) in &fields {
+            value.fits(*field)?;
+        }
+        Ok(Self::unchecked(flow, fields))
+    }
+
+    fn unchecked(flow: Flow, fields: BTreeMap<Field, Value>) -> Self {
         Self {
             flow,
             created_ms: now_ms(),
@@ -75,16 +119,24 @@ impl Record {
     pub fn status(online: bool) -> Self {
         let state = if online { "online" } else { "offline" };
         let fields = BTreeMap::from([(Field::OnlineStatus, Value::Text(state.into()))]);
-        Self::new(Flow::Status, fields)
+        Self::unchecked(Flow::Status, fields)
     }
 
     /// A record holding one structured value, for the agent's own flows.
-    pub fn json(flow: Flow, field: Field, value: serde_json::Value) -> Self {
+    pub fn json(flow: Flow, field: Field, value: serde_json::Value) -> Result<Self, WrongKind> {
         Self::new(flow, BTreeMap::from([(field, Value::Json(value))]))
     }
 }
 
 impl Value {
+    /// A structured payload of the wire contract.
+    pub fn structured(payload: &impl Serialize) -> Self {
+        match serde_json::to_value(payload) {
+            Ok(value) => Value::Json(value),
+            Err(e) => Value::Unavailable(format!("cannot encode: {e}")),
+        }
+    }
+
     /// A JPEG picture.
     pub fn jpeg(data: Vec<u8>) -> Self {
         Value::Media {
@@ -124,4 +176,51 @@ pub fn now_ms() -> u64 {
 
 pub fn rfc3339(ms: u64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_field_given_the_wrong_kind_of_value_makes_no_record() {
+        let wrong = BTreeMap::from([(Field::Uptime, Value::Text("42 s".into()))]);
+        assert_eq!(
+            Record::new(Flow::Telemetry, wrong),
+            Err(WrongKind {
+                field: Field::Uptime,
+                expected: &[ValueKind::Count],
+                found: ValueKind::Text,
+            })
+        );
+        let media_as_model = BTreeMap::from([(Field::Model, Value::jpeg(vec![0xff, 0xd8]))]);
+        assert!(Record::new(Flow::Activation, media_as_model).is_err());
+    }
+
+    #[test]
+    fn any_field_may_be_unavailable() {
+        for field in Field::ALL {
+            let fields = BTreeMap::from([(*field, Value::Unavailable("gone".into()))]);
+            assert!(Record::new(Flow::Activation, fields).is_ok(), "{field}");
+        }
+    }
+
+    #[test]
+    fn the_agent_s_own_records_fit_their_fields() {
+        let status = Record::status(true);
+        for (field, value) in &status.fields {
+            assert_eq!(value.fits(*field), Ok(()));
+        }
+        for field in [
+            Field::AgentStatus,
+            Field::UsageStatistics,
+            Field::ConsentRecord,
+            Field::ErasureRecord,
+            Field::EventData,
+            Field::Clip,
+            Field::Snapshot,
+        ] {
+            assert!(Record::json(Flow::Alarm, field, serde_json::json!({})).is_ok());
+        }
+    }
 }

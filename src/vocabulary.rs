@@ -78,6 +78,25 @@ impl Field {
         )
     }
 
+    /// The kinds of value the field may hold (any field may also be unavailable).
+    pub fn kinds(self) -> &'static [ValueKind] {
+        use ValueKind::*;
+        match self {
+            Field::Uptime => &[Count],
+            // A zone read from the board, or its name given in `[device.sources]`.
+            Field::Timezone => &[Zone, Text],
+            // The media itself, or the manifest of the chunks it travels in.
+            Field::Snapshot | Field::Clip => &[Media, Structured],
+            Field::AgentStatus
+            | Field::UsageStatistics
+            | Field::EventData
+            | Field::ConsentRecord
+            | Field::ErasureRecord => &[Structured],
+            Field::Logs | Field::Configuration => &[Text, Structured],
+            _ => &[Text],
+        }
+    }
+
     /// Credentials: secret whatever a policy says, so the gate stops their values in any field.
     pub fn is_secret(self) -> bool {
         matches!(
@@ -207,6 +226,17 @@ impl Flow {
     pub fn retained(self) -> bool {
         matches!(self, Flow::Status)
     }
+}
+
+/// What a value is, for [`Field::kinds`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueKind {
+    Text,
+    Count,
+    Zone,
+    Media,
+    /// A structured payload the agent makes itself (receipts, events, manifests, counters).
+    Structured,
 }
 
 /// See [`Flow::built_in`].

@@ -280,10 +280,17 @@ fn alarm_and_clip_through_the_gate() {
             Field::MacAddress,
             Field::WifiSsid,
         ] {
-            fields.insert(f, Value::Text(format!("value-of-{f}")));
+            let value = format!("value-of-{f}");
+            fields.insert(
+                f,
+                match f {
+                    Field::EventData | Field::Snapshot | Field::Clip => Value::Json(value.into()),
+                    _ => Value::Text(value),
+                },
+            );
         }
         for flow in [Flow::Alarm, Flow::Clip] {
-            let record = Record::new(flow, fields.clone());
+            let record = Record::new(flow, fields.clone()).unwrap();
             match (policy.purpose_for_flow(flow), gate.admit(&record, Some(1))) {
                 (Some(p), Ok(a)) => {
                     let sent: BTreeSet<Field> = a.fields().iter().copied().collect();

@@ -478,6 +478,7 @@ mod tests {
                 ),
             ]),
         )
+        .unwrap()
     }
 
     fn json(a: &Admitted) -> serde_json::Value {
@@ -550,7 +551,8 @@ mod tests {
             Flow::UsageStatistics,
             Field::UsageStatistics,
             json!({"n": 1}),
-        );
+        )
+        .unwrap();
         assert_eq!(g.admit(&usage, None), Err(Refusal::NoConsent("ux".into())));
         let mut ledger = Ledger::default();
         ledger
@@ -586,7 +588,8 @@ mod tests {
             Flow::ConsentReceipt,
             Field::ConsentRecord,
             json!({"receipt_id": "x"}),
-        );
+        )
+        .unwrap();
         let a = g.admit(&r, None).unwrap();
         assert_eq!(a.purpose(), "consent_management");
         assert!(a.topic().ends_with("/consent_receipt"));

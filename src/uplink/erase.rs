@@ -15,7 +15,7 @@ use std::path::Path;
 use serde_json::json;
 
 use crate::policy::{Field, Flow};
-use crate::record::Record;
+use crate::record::{Record, WrongKind};
 use crate::state_dir::StateDir;
 
 /// The erasure confirmation for the cloud. It names the device id the erase retired — the one
@@ -26,7 +26,7 @@ pub fn confirmation(
     retired_device_id: &str,
     via: &str,
     command_issued_ms: Option<u64>,
-) -> Record {
+) -> Result<Record, WrongKind> {
     let mut body = json!({ "erased": erased, "via": via, "device_id": retired_device_id });
     if let Some(ms) = command_issued_ms {
         body["command_issued_ms"] = json!(ms);

@@ -9,7 +9,7 @@ use super::link::Link;
 use super::session::Session;
 use super::window::Sent;
 use crate::policy::{Field, Flow};
-use crate::record::Record;
+use crate::record::{Record, WrongKind};
 
 /// The retained status is republished when the agent's state changes, at most this often.
 const STATUS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
@@ -43,7 +43,7 @@ impl<L: Link> Session<L> {
     }
 
     /// Counters of the agent's own activity, for the usage-statistics flow.
-    pub fn usage(&self) -> Record {
+    pub fn usage(&self) -> Result<Record, WrongKind> {
         Record::json(
             Flow::UsageStatistics,
             Field::UsageStatistics,

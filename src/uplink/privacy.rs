@@ -48,11 +48,10 @@ impl<L: Link> Session<L> {
         for event in &fresh {
             info!(purpose = %event.purpose, choice = ?event.choice, via = ?event.via, "consent changed");
             let receipt = consent::receipt(self.gate.policy(), event);
-            self.enqueue(Record::json(
-                Flow::ConsentReceipt,
-                Field::ConsentRecord,
-                receipt,
-            ));
+            match Record::json(Flow::ConsentReceipt, Field::ConsentRecord, receipt) {
+                Ok(record) => self.enqueue(record),
+                Err(e) => error!("consent receipt not queued: {e}"),
+            }
         }
         if !fresh.is_empty() {
             let ids: Vec<String> = fresh.iter().map(|e| e.receipt_id.clone()).collect();
@@ -234,12 +233,15 @@ impl<L: Link> Session<L> {
         let _ = self.link.subscribe(&self.command_topic);
         // The new id stays on the device: the log is local, the confirmation does not carry it.
         warn!(?erased, device_id = %self.gate.anchor_id(), "owner data erased on command");
-        self.enqueue(crate::uplink::erase::confirmation(
+        match crate::uplink::erase::confirmation(
             &erased,
             &retired,
             "signed command",
             Some(issued_ms),
-        ));
+        ) {
+            Ok(record) => self.enqueue(record),
+            Err(e) => error!("erase confirmation not queued: {e}"),
+        }
         self.pump();
     }
 }

@@ -235,6 +235,7 @@ fn alert() -> Record {
         Flow::Alarm,
         BTreeMap::from([(Field::EventData, Value::Json(json!({"event": "start"})))]),
     )
+    .unwrap()
 }
 
 fn clip_record() -> Record {
@@ -242,6 +243,7 @@ fn clip_record() -> Record {
         Flow::Clip,
         BTreeMap::from([(Field::EventData, Value::Json(json!({"event_ids": []})))]),
     )
+    .unwrap()
 }
 
 #[test]

@@ -1,11 +1,13 @@
 //! The wire contract (README, "Topic and payload contract") in one place, shared by the agent and the reference
-//! receiver: topics, the record envelope, clip manifests and chunk framing. No I/O here.
+//! receiver: topics, the record envelope, event data, clip manifests and chunk framing. No I/O here.
 
 pub mod chunk;
 pub mod envelope;
+pub mod event;
 pub mod manifest;
 pub mod topic;
 
 pub use chunk::{ChunkError, ChunkHeader};
 pub use envelope::{Envelope, PAYLOAD_SCHEMA};
+pub use event::{AlertEvent, ClipEvents};
 pub use manifest::Manifest;

@@ -134,6 +134,7 @@ mod tests {
                 (Field::SerialNumber, Value::Text("SN1".into())),
             ]),
         )
+        .unwrap()
     }
 
     #[test]

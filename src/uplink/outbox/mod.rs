@@ -407,6 +407,7 @@ mod tests {
             Flow::Telemetry,
             BTreeMap::from([(Field::Uptime, Value::Count(n))]),
         )
+        .unwrap()
     }
 
     fn uptime(r: &Record) -> u64 {

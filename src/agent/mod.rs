@@ -1,7 +1,6 @@
 //! Wires the agent together: producers → gate → outbox → MQTT session, and shuts it down
 //! cleanly.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::future::Future;
 use std::sync::atomic::AtomicBool;
@@ -12,18 +11,14 @@ use rumqttc::{AsyncClient, MqttOptions, Transport};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
-use crate::capture::camera::{CameraEvent, SourceState};
 use crate::command::ReplayGuard;
 use crate::config::Config;
-use crate::device::FactSources;
 use crate::motion::EndReason;
 use crate::open_event::OpenEvent;
 use crate::policy::consent::LedgerFile;
 use crate::policy::disclosure::DisclosureLog;
-use crate::policy::{
-    Field, Flow, Gate, Policy, PolicyError, PseudonymKey, PseudonymKeyError, Secrets,
-};
-use crate::record::{rfc3339, Record, Value};
+use crate::policy::{Field, Gate, Policy, PolicyError, PseudonymKey, PseudonymKeyError, Secrets};
+use crate::record::Value;
 use crate::report::Chain;
 use crate::state_dir::StateDir;
 use crate::status::CameraState;
@@ -33,8 +28,13 @@ use crate::uplink::outbox::{Outbox, OutboxError};
 use crate::uplink::session::{Session, Stores};
 use crate::uplink::tls::{self, TlsError};
 use crate::uplink::upload::Uploads;
-use crate::vocabulary::ContentType;
-use crate::wire::Manifest;
+
+mod alerts;
+mod facts;
+mod fault;
+
+use alerts::{end_alert, on_camera, CameraView};
+use facts::{report_facts, telemetry_record};
 
 /// How long a clean shutdown waits for the broker to acknowledge the offline status.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -264,12 +264,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let open_event = OpenEvent::new(config.agent.state().open_event());
     if let Some(event_id) = open_event.left_open() {
         warn!(%event_id, "an event was cut short when the agent last stopped; its end alert goes now");
-        session.accept(end_alert(
+        match end_alert(
             &event_id,
             crate::record::now_ms(),
             EndReason::CutShort,
             None,
-        ));
+        ) {
+            Ok(record) => session.accept(record),
+            Err(e) => error!("{e}"),
+        }
         open_event.ended();
     }
 
@@ -289,11 +292,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
     let mut tick = tokio::time::interval(TICK);
     let mut status_file = crate::status::StatusFile::new(config.agent.state().status());
-    let mut camera_state = match camera {
-        Some(_) => CameraState::Starting,
-        None => CameraState::None,
+    let mut camera_view = CameraView {
+        state: match camera {
+            Some(_) => CameraState::Starting,
+            None => CameraState::None,
+        },
+        last_event: None,
     };
-    let mut last_event: Option<crate::status::LastEvent> = None;
     let mut telemetry = tokio::time::interval(config.agent.telemetry_interval);
     telemetry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
@@ -302,26 +307,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             Some(event) = net_rx.recv() => session.on_net(event),
             Some(record) = record_rx.recv() => session.accept(record),
             Some(event) = camera_rx.recv() => {
-                match &event {
-                    CameraEvent::Source(SourceState::Running) => camera_state = CameraState::Running,
-                    CameraEvent::Source(SourceState::Failed { reason, .. }) => {
-                        camera_state = CameraState::Failing { reason: reason.clone() };
-                    }
-                    CameraEvent::MotionStart { event_id, captured_ms, .. } => {
-                        last_event = Some(crate::status::LastEvent {
-                            event_id: event_id.clone(),
-                            time: rfc3339(*captured_ms),
-                        });
-                    }
-                    _ => {}
-                }
+                camera_view.saw(&event);
                 on_camera(&mut session, event, &config, &open_event, notifier.as_ref());
             }
             _ = tick.tick() => {
                 session.tick();
                 let status = crate::status::Status {
-                    camera: camera_state.clone(),
-                    last_event: last_event.clone(),
+                    camera: camera_view.state.clone(),
+                    last_event: camera_view.last_event.clone(),
                     ..session.status()
                 };
                 session.report_status(status.for_cloud());
@@ -335,9 +328,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             }
             () = &mut hang => fault::hang(),
             _ = telemetry.tick() => {
-                session.accept(telemetry_record(&config.device));
-                let usage = session.usage();
-                session.accept(usage);
+                match telemetry_record(&config.device) {
+                    Ok(record) => session.accept(record),
+                    Err(e) => error!("telemetry not reported: {e}"),
+                }
+                match session.usage() {
+                    Ok(record) => session.accept(record),
+                    Err(e) => error!("usage statistics not reported: {e}"),
+                }
             }
             () = &mut shutdown => break,
         }
@@ -381,7 +379,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     status_file.write(crate::status::Status {
         connected: false,
         camera: CameraState::Stopped,
-        last_event,
+        last_event: camera_view.last_event,
         ..session.status()
     });
     let stats = session.stats();
@@ -398,225 +396,4 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         warn!("MQTT event loop did not stop in time");
     }
     Ok(())
-}
-
-/// Turns what the camera saw into records: alerts carry their snapshot (one message, so the
-/// cloud never sees an alert whose picture does not exist), clips their manifest.
-fn on_camera(
-    session: &mut Session<AsyncClient>,
-    event: CameraEvent,
-    config: &Config,
-    open_event: &OpenEvent,
-    notifier: Option<&crate::systemd::Notifier>,
-) {
-    use serde_json::json;
-    let record = match event {
-        CameraEvent::MotionStart {
-            event_id,
-            captured_ms,
-            score,
-            regions,
-            snapshot,
-        } => {
-            open_event.started(&event_id);
-            let data = json!({
-                "event_id": event_id,
-                "phase": "start",
-                "time": rfc3339(captured_ms),
-                "score": score,
-                "regions": regions,
-            });
-            let mut awaits = None;
-            let snapshot = match snapshot {
-                Err(reason) => Value::Unavailable(reason),
-                // Base64 (4/3) in one message with the alert and its envelope.
-                Ok(jpeg) if jpeg.len() / 3 * 4 + 4096 <= config.broker.max_packet_bytes => {
-                    Value::jpeg(jpeg)
-                }
-                // Too large for one message: it goes in chunks, ahead of its alert, which
-                // carries its manifest.
-                Ok(jpeg) => match chunked_snapshot(session, config, &event_id, &jpeg) {
-                    Ok(manifest) => {
-                        awaits = Some(manifest.clip_id.clone());
-                        Value::Json(json!(manifest))
-                    }
-                    Err(e) => Value::Unavailable(format!("snapshot not stored: {e}")),
-                },
-            };
-            let mut record = Record::new(
-                Flow::Alarm,
-                BTreeMap::from([
-                    (Field::EventData, Value::Json(data)),
-                    (Field::Snapshot, snapshot),
-                ]),
-            );
-            record.awaits = awaits;
-            record
-        }
-        CameraEvent::MotionEnd {
-            event_id,
-            captured_ms,
-            reason,
-            peak_score,
-        } => {
-            open_event.ended();
-            end_alert(&event_id, captured_ms, reason, Some(peak_score))
-        }
-        CameraEvent::ClipReady { event_ids, clip } => {
-            let chunk_bytes = config.outbox.chunk_bytes;
-            let manifest = Manifest {
-                clip_id: clip.id,
-                content_type: ContentType::Mp4,
-                bytes: clip.bytes,
-                duration_ms: clip.duration.as_millis() as u64,
-                sha256: clip.sha256,
-                chunk_bytes,
-                chunks: Manifest::chunk_count(clip.bytes, chunk_bytes),
-                event_ids: event_ids.clone(),
-            };
-            let record = Record::new(
-                Flow::Clip,
-                BTreeMap::from([
-                    (
-                        Field::EventData,
-                        Value::Json(json!({ "event_ids": event_ids })),
-                    ),
-                    (Field::Clip, Value::Json(json!(manifest))),
-                ]),
-            );
-            // The manifest first: it is queued ahead of every chunk.
-            session.accept(record);
-            session.upload(manifest);
-            return;
-        }
-        CameraEvent::Source(state) => {
-            if let Some(n) = notifier {
-                n.notify(&match state {
-                    SourceState::Running => "STATUS=running; camera running".to_owned(),
-                    SourceState::Failed { reason, retry_in } => format!(
-                        "STATUS=running; camera failing ({reason}); retry in {}",
-                        humantime::format_duration(retry_in)
-                    ),
-                });
-            }
-            return;
-        }
-    };
-    session.accept(record);
-}
-
-/// The alert that ends event `event_id`.
-fn end_alert(
-    event_id: &str,
-    captured_ms: u64,
-    reason: EndReason,
-    peak_score: Option<f32>,
-) -> Record {
-    Record::json(
-        Flow::Alarm,
-        Field::EventData,
-        serde_json::json!({
-            "event_id": event_id,
-            "phase": "end",
-            "time": rfc3339(captured_ms),
-            "reason": reason,
-            "peak_score": peak_score,
-        }),
-    )
-}
-
-/// Stores a snapshot too large for one message beside the clips and starts its upload.
-fn chunked_snapshot(
-    session: &mut Session<AsyncClient>,
-    config: &Config,
-    event_id: &str,
-    jpeg: &[u8],
-) -> std::io::Result<Manifest> {
-    let chunk_bytes = config.outbox.chunk_bytes;
-    let digest = ring::digest::digest(&ring::digest::SHA256, jpeg);
-    let manifest = Manifest {
-        clip_id: format!("{event_id}-snapshot"),
-        content_type: ContentType::Jpeg,
-        bytes: jpeg.len() as u64,
-        duration_ms: 0,
-        sha256: crate::hex::encode(digest.as_ref()),
-        chunk_bytes,
-        chunks: Manifest::chunk_count(jpeg.len() as u64, chunk_bytes),
-        event_ids: vec![event_id.to_owned()],
-    };
-    let dir = config.agent.state().clips();
-    std::fs::create_dir_all(&dir)?;
-    crate::durable::write_atomic(&manifest.path_in(&dir), jpeg)?;
-    session.upload(manifest.clone());
-    Ok(manifest)
-}
-
-/// Health: uptime, firmware and that the agent runs.
-fn telemetry_record(sources: &FactSources) -> Record {
-    Record::new(
-        Flow::Telemetry,
-        BTreeMap::from([
-            (Field::Uptime, sources.read_one(Field::Uptime)),
-            (
-                Field::FirmwareVersion,
-                sources.read_one(Field::FirmwareVersion),
-            ),
-            (Field::OnlineStatus, Value::Text("online".into())),
-        ]),
-    )
-}
-
-/// Reports the device facts at start and then every `interval`.
-async fn report_facts(sources: FactSources, interval: Duration, records: mpsc::Sender<Record>) {
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        let facts = sources.read();
-        let location: BTreeMap<Field, Value> = facts
-            .iter()
-            .filter(|(f, _)| matches!(f, Field::Location | Field::Country))
-            .map(|(f, v)| (*f, v.clone()))
-            .collect();
-        if records
-            .send(Record::new(Flow::Activation, facts))
-            .await
-            .is_err()
-        {
-            return;
-        }
-        if !location.is_empty()
-            && records
-                .send(Record::new(Flow::Location, location))
-                .await
-                .is_err()
-        {
-            return;
-        }
-    }
-}
-
-/// Faults a test build can inject (`--features fault-injection`); compiled out otherwise.
-mod fault {
-    /// Completes when `CAMAGENT_FAULT_HANG_AFTER` (seconds) has passed; never without the
-    /// feature or the variable.
-    pub async fn hang_after() {
-        #[cfg(feature = "fault-injection")]
-        if let Some(secs) = std::env::var("CAMAGENT_FAULT_HANG_AFTER")
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-        {
-            tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
-            return;
-        }
-        std::future::pending::<()>().await
-    }
-
-    /// Blocks the main loop's thread for good: what a deadlock looks like to the watchdog.
-    pub fn hang() {
-        tracing::error!("fault injection: the main loop hangs now");
-        loop {
-            std::thread::sleep(std::time::Duration::from_secs(3600));
-        }
-    }
 }
