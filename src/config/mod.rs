@@ -5,6 +5,10 @@
 //! found them on, and semantic errors say what a valid value looks like.
 
 pub mod capture;
+mod motion;
+mod validate;
+
+pub use motion::MotionConfig;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -52,96 +56,6 @@ pub struct Config {
     pub motion: MotionConfig,
     /// The camera source; without it the agent runs without capture.
     pub capture: Option<capture::CaptureConfig>,
-}
-
-/// `[motion]`: the analysis frames and the detector; `[motion.events]`: event timing.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MotionConfig {
-    /// Analysis frame width in pixels (a multiple of 4).
-    #[serde(default = "default_motion_width")]
-    pub width: usize,
-    #[serde(default = "default_motion_height")]
-    pub height: usize,
-    /// Analysis frames per second.
-    #[serde(default = "default_motion_fps")]
-    pub fps: u32,
-    /// 1 (only strong changes) to 100 (the faintest).
-    #[serde(default = "default_sensitivity")]
-    pub sensitivity: u8,
-    /// Smallest moving area, as a fraction of the zones' area.
-    #[serde(default = "default_min_area")]
-    pub min_area: f32,
-    #[serde(default = "default_learning_rate")]
-    pub learning_rate: f32,
-    /// How long something that stopped moving (or the ghost of something that left) stays
-    /// motion before it becomes background: events end this long after motion stops.
-    #[serde(default = "default_absorb", with = "crate::human_duration")]
-    pub absorb: std::time::Duration,
-    /// Learn where motion never stops (foliage, water, flags, rain) and demand more there.
-    #[serde(default = "default_suppress_nuisance")]
-    pub suppress_nuisance: bool,
-    /// Where to look, in fractions of the frame; empty means everywhere.
-    #[serde(default)]
-    pub zones: Vec<crate::motion::Rect>,
-    #[serde(default)]
-    pub events: crate::motion::EventConfig,
-}
-
-impl Default for MotionConfig {
-    fn default() -> Self {
-        Self {
-            width: default_motion_width(),
-            height: default_motion_height(),
-            fps: default_motion_fps(),
-            sensitivity: default_sensitivity(),
-            min_area: default_min_area(),
-            learning_rate: default_learning_rate(),
-            absorb: default_absorb(),
-            suppress_nuisance: default_suppress_nuisance(),
-            zones: Vec::new(),
-            events: Default::default(),
-        }
-    }
-}
-
-impl MotionConfig {
-    pub fn detector(&self) -> crate::motion::DetectorConfig {
-        crate::motion::DetectorConfig {
-            sensitivity: self.sensitivity,
-            min_area: self.min_area,
-            zones: self.zones.clone(),
-            learning_rate: self.learning_rate,
-            absorb: self.absorb,
-            suppress_nuisance: self.suppress_nuisance,
-            fps: self.fps,
-        }
-    }
-}
-
-fn default_motion_width() -> usize {
-    320
-}
-fn default_motion_height() -> usize {
-    180
-}
-fn default_motion_fps() -> u32 {
-    5
-}
-fn default_sensitivity() -> u8 {
-    crate::motion::DetectorConfig::default().sensitivity
-}
-fn default_min_area() -> f32 {
-    crate::motion::DetectorConfig::default().min_area
-}
-fn default_learning_rate() -> f32 {
-    crate::motion::DetectorConfig::default().learning_rate
-}
-fn default_absorb() -> std::time::Duration {
-    crate::motion::DetectorConfig::default().absorb
-}
-fn default_suppress_nuisance() -> bool {
-    crate::motion::DetectorConfig::default().suppress_nuisance
 }
 
 /// Signed cloud commands (consent, erase). Without a key, every command is refused.
@@ -320,197 +234,13 @@ impl Config {
             path: path.to_owned(),
             message: e.to_string().trim_end().to_owned(),
         })?;
-        config.validate(path)?;
-        Ok(config)
-    }
-
-    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let invalid = |key, problem: String, fix| ConfigError::Invalid {
+        validate::check(&config).map_err(|invalid| ConfigError::Invalid {
             path: path.to_owned(),
-            key,
-            problem,
-            fix,
-        };
-        let b = &self.broker;
-        if b.host.trim().is_empty() {
-            return Err(invalid(
-                "broker.host",
-                "is empty".into(),
-                "set it to the broker's DNS name as written in its certificate",
-            ));
-        }
-        if b.port == 0 {
-            return Err(invalid(
-                "broker.port",
-                "is 0".into(),
-                "use the broker's TLS port, usually 8883",
-            ));
-        }
-        crate::wire::topic::check_prefix(&b.topic_prefix).map_err(|problem| {
-            invalid(
-                "broker.topic_prefix",
-                problem,
-                "use one or two levels of letters, digits, '-' or '_', e.g. \"acme/cams\"",
-            )
+            key: invalid.key,
+            problem: invalid.problem,
+            fix: invalid.fix,
         })?;
-        if b.keep_alive < Duration::from_secs(5) {
-            return Err(invalid(
-                "broker.keep_alive",
-                format!("is {}", humantime::format_duration(b.keep_alive)),
-                "use at least \"5s\" (rumqttc's minimum)",
-            ));
-        }
-        if b.reconnect_min.is_zero() || b.reconnect_min > b.reconnect_max {
-            return Err(invalid(
-                "broker.reconnect_min",
-                "must be above zero and not above broker.reconnect_max".into(),
-                "e.g. reconnect_min = \"500ms\", reconnect_max = \"60s\"",
-            ));
-        }
-        if b.max_packet_bytes < 16 * 1024 {
-            return Err(invalid(
-                "broker.max_packet_bytes",
-                format!("is {}", b.max_packet_bytes),
-                "use at least 16384; 131072 (AWS IoT Core's limit) is the default",
-            ));
-        }
-        let chunk = self.outbox.chunk_bytes as usize;
-        if chunk < 1024 || chunk + 1024 > b.max_packet_bytes {
-            return Err(invalid(
-                "outbox.chunk_bytes",
-                format!(
-                    "is {chunk}, which with its header does not fit broker.max_packet_bytes ({})",
-                    b.max_packet_bytes
-                ),
-                "use at least 1024 and at most broker.max_packet_bytes − 1024 (the default, 130048, suits 128 KiB)",
-            ));
-        }
-        if self.outbox.upload_kbps == Some(0) {
-            return Err(invalid(
-                "outbox.upload_kbps",
-                "is 0, which would never upload a clip".into(),
-                "remove it for no cap, or give the cap in kB/s, e.g. 256",
-            ));
-        }
-        if b.max_inflight == 0 {
-            return Err(invalid(
-                "broker.max_inflight",
-                "is 0".into(),
-                "use a value from 1 to 100; 32 is a good default",
-            ));
-        }
-        if self.agent.facts_interval < Duration::from_millis(100) {
-            return Err(invalid(
-                "agent.facts_interval",
-                "is below 100ms".into(),
-                "use a duration such as \"1h\"",
-            ));
-        }
-        if self.agent.telemetry_interval < Duration::from_millis(100) {
-            return Err(invalid(
-                "agent.telemetry_interval",
-                "is below 100ms".into(),
-                "use a duration such as \"15m\"",
-            ));
-        }
-        if self.agent.disclosure_log_max_bytes < 4096 {
-            return Err(invalid(
-                "agent.disclosure_log_max_bytes",
-                format!("is {} bytes", self.agent.disclosure_log_max_bytes),
-                "keep at least 4096 bytes of disclosure log",
-            ));
-        }
-        if let Some(key) = &self.commands.verify_key {
-            if key.len() != 64 || self.commands.key_bytes().is_none() {
-                return Err(invalid(
-                    "commands.verify_key",
-                    "is not 64 hex digits".into(),
-                    "give the cloud's raw Ed25519 public key (32 bytes) in hex, or remove the key to refuse all commands",
-                ));
-            }
-        }
-        let m = &self.motion;
-        if m.width < 32 || m.width > 1920 || !m.width.is_multiple_of(4) {
-            return Err(invalid(
-                "motion.width",
-                format!("is {}", m.width),
-                "use a multiple of 4 from 32 to 1920; about 320 is plenty for motion",
-            ));
-        }
-        if m.height < 16 || m.height > 1080 {
-            return Err(invalid(
-                "motion.height",
-                format!("is {}", m.height),
-                "use 16 to 1080, in the source's aspect ratio (180 for 320 wide at 16:9)",
-            ));
-        }
-        if m.fps == 0 || m.fps > 30 {
-            return Err(invalid(
-                "motion.fps",
-                format!("is {}", m.fps),
-                "use 1 to 30; 5 to 10 is typical",
-            ));
-        }
-        if m.absorb.is_zero() || m.absorb > std::time::Duration::from_secs(600) {
-            return Err(invalid(
-                "motion.absorb",
-                format!("is {:?}", m.absorb),
-                "use \"1s\" to \"10m\"; a few seconds ends events soon after motion stops",
-            ));
-        }
-        if !(1..=100).contains(&m.sensitivity) {
-            return Err(invalid(
-                "motion.sensitivity",
-                format!("is {}", m.sensitivity),
-                "use 1 (least) to 100 (most)",
-            ));
-        }
-        if !(0.0..=1.0).contains(&m.min_area) || !(0.0..=1.0).contains(&m.learning_rate) {
-            return Err(invalid(
-                "motion.min_area",
-                "or motion.learning_rate is outside 0.0–1.0".into(),
-                "write fractions, e.g. min_area = 0.005, learning_rate = 0.05",
-            ));
-        }
-        if self.outbox.max_bytes < 64 * 1024 {
-            return Err(invalid(
-                "outbox.max_bytes",
-                format!("is {} bytes", self.outbox.max_bytes),
-                "give the outbox at least 65536 bytes",
-            ));
-        }
-        if self.device.interface.is_empty() || self.device.interface.contains('/') {
-            return Err(invalid(
-                "device.interface",
-                format!(
-                    "{:?} is not a network interface name",
-                    self.device.interface
-                ),
-                "name the interface whose MAC identifies the board, e.g. \"eth0\"",
-            ));
-        }
-        if let Some(field) = self.device.sources.keys().find(|f| f.made_by_agent()) {
-            return Err(invalid(
-                "device.sources",
-                format!("names `{field}`, which the agent makes itself"),
-                "remove it: sources are for facts the board holds (uptime has device.uptime_file)",
-            ));
-        }
-        if let Some(name) = self
-            .device
-            .sources
-            .get(&crate::policy::Field::Timezone)
-            .and_then(|s| s.value.as_deref())
-        {
-            crate::timezone::offset_now(name, &self.device.zoneinfo_dir).map_err(|e| {
-                invalid(
-                    "device.sources.timezone",
-                    e.to_string(),
-                    "use an IANA zone name from the board's tz database (device.zoneinfo_dir), e.g. \"Europe/Berlin\"",
-                )
-            })?;
-        }
-        Ok(())
+        Ok(config)
     }
 }
 
