@@ -1,0 +1,138 @@
+//! Clip uploads on a real directory: progress, resumption, damage.
+
+use super::*;
+
+fn manifest(id: &str, bytes: u64, chunk: u32) -> Manifest {
+    Manifest {
+        clip_id: id.into(),
+        content_type: crate::vocabulary::ContentType::Mp4,
+        bytes,
+        duration_ms: 1000,
+        sha256: "00".into(),
+        chunk_bytes: chunk,
+        chunks: Manifest::chunk_count(bytes, chunk),
+        event_ids: vec!["e".into()],
+    }
+}
+
+#[test]
+fn chunks_cover_the_clip_and_progress_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(dir.path().join("a.mp4"), &clip).unwrap();
+    let mut uploads = Uploads::open(dir.path());
+    uploads.add(manifest("a", 1000, 64)).unwrap();
+    let chunks = uploads.get("a").unwrap().manifest.chunks;
+    assert_eq!(chunks, 16);
+    let joined: Vec<u8> = (0..chunks)
+        .flat_map(|i| uploads.chunk("a", i).unwrap())
+        .collect();
+    assert_eq!(joined, clip);
+    for i in 0..8 {
+        assert_eq!(uploads.ack("a", i).unwrap(), None);
+    }
+    // A restart: the first eight acknowledgements were persisted.
+    let mut again = Uploads::open(dir.path());
+    let p = again.get("a").unwrap();
+    assert_eq!(p.next(&BTreeSet::new()), Some(8));
+    assert_eq!(p.next(&BTreeSet::from([8, 9])), Some(10));
+    for i in 8..15 {
+        assert_eq!(again.ack("a", i).unwrap(), None);
+    }
+    let done = again.ack("a", 15).unwrap().unwrap();
+    assert_eq!(done.clip_id, "a");
+    assert!(again.is_empty());
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "clip and progress deleted"
+    );
+}
+
+#[test]
+fn eviction_takes_the_oldest_clips_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut uploads = Uploads::open(dir.path());
+    for id in ["old", "mid", "new"] {
+        std::fs::write(dir.path().join(format!("{id}.mp4")), [0u8; 100]).unwrap();
+        uploads.add(manifest(id, 100, 64)).unwrap();
+    }
+    assert_eq!(uploads.bytes(), 300);
+    assert_eq!(uploads.evict_to(250), vec!["old".to_owned()]);
+    assert_eq!(uploads.evict_to(100), vec!["mid".to_owned()]);
+    assert!(!dir.path().join("old.mp4").exists());
+    assert_eq!(
+        uploads
+            .iter()
+            .map(|p| p.manifest.clip_id.as_str())
+            .collect::<Vec<_>>(),
+        ["new"]
+    );
+    assert!(uploads.expire_before(0).is_empty());
+    assert_eq!(uploads.expire_before(u64::MAX), vec!["new".to_owned()]);
+}
+
+#[test]
+fn a_truncated_clip_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut uploads = Uploads::open(dir.path());
+    let m = manifest("t", 10, 4);
+    std::fs::write(uploads.path_of(&m), b"0123").unwrap();
+    uploads.add(m).unwrap();
+    assert_eq!(uploads.chunk("t", 0).unwrap(), b"0123");
+    let err = crate::report::Chain(&uploads.chunk("t", 2).unwrap_err()).to_string();
+    assert!(
+        err.contains("shorter than the 10 bytes") && err.contains("truncated"),
+        "{err}"
+    );
+}
+
+#[test]
+fn damaged_progress_restarts_the_upload_from_its_clip() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut uploads = Uploads::open(dir.path());
+    std::fs::write(dir.path().join("a.mp4"), [7u8; 100]).unwrap();
+    uploads.add(manifest("a", 100, 10)).unwrap();
+    for i in 0..8 {
+        uploads.ack("a", i).unwrap();
+    }
+    let acked = dir.path().join("a.acked");
+    assert_eq!(Uploads::open(dir.path()).get("a").unwrap().acked.len(), 8);
+    // One flipped index, or a torn file: no chunk is taken as delivered.
+    let good = std::fs::read(&acked).unwrap();
+    let flipped = String::from_utf8(good.clone())
+        .unwrap()
+        .replacen('7', "9", 1);
+    for damage in [flipped.into_bytes(), good[..good.len() / 2].to_vec()] {
+        std::fs::write(&acked, damage).unwrap();
+        let again = Uploads::open(dir.path());
+        let p = again
+            .get("a")
+            .expect("the upload restarts, it is not dropped");
+        assert!(p.acked.is_empty());
+        assert_eq!(p.next(&BTreeSet::new()), Some(0));
+    }
+}
+
+#[test]
+fn a_damaged_manifest_is_set_aside_and_a_missing_clip_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("x.upload"), b"{torn").unwrap();
+    std::fs::write(dir.path().join("x.mp4"), b"kept").unwrap();
+    let mut uploads = Uploads::open(dir.path());
+    uploads.add(manifest("y", 10, 4)).unwrap();
+    let uploads = Uploads::open(dir.path());
+    assert!(uploads.is_empty());
+    assert_eq!(uploads.damaged(), 1);
+    assert_eq!(
+        Uploads::open(dir.path()).damaged(),
+        1,
+        "still counted at the next start"
+    );
+    let mut left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["x.mp4", "x.upload.damaged"]);
+}
