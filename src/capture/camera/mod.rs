@@ -10,23 +10,26 @@ use std::time::Duration;
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+mod input;
+mod recording;
+
 use super::clip::{self, ClipFile, ClipWriter};
 use super::elements::Ended;
 use super::finisher::Finisher;
 use super::pipeline::{self, Graph};
-use super::recorder::{Output, Recorder, RecorderConfig, Unit};
+use super::recorder::{Recorder, RecorderConfig};
 use super::{scale, snapshot, CaptureError};
 use crate::config::capture::CaptureConfig;
 use crate::config::MotionConfig;
 use crate::motion::{Boundary, Detector, EndReason, EventMachine, Rect};
 use crate::report::Chain;
 use crate::uplink::backoff::Backoff;
+use input::{captured_ms, connect, running_time, Input, INPUT_BACKLOG};
 
 /// What the camera tells the agent.
 #[derive(Debug)]
@@ -100,12 +103,6 @@ pub fn spawn(
         })
         .map_err(|e| CaptureError::Init(e.to_string()))?;
     Ok(CameraHandle { stop, thread })
-}
-
-/// What the pipeline's sinks hand the camera thread.
-enum Input {
-    Unit(gst::Sample),
-    Frame(gst::Sample),
 }
 
 /// Why a run of the pipeline stopped.
@@ -296,22 +293,6 @@ impl Camera {
         }
     }
 
-    fn unit(&mut self, sample: gst::Sample) {
-        let Some(buffer) = sample.buffer() else {
-            return;
-        };
-        // Running time, not the buffer's own: encoders shift their timestamps (x264enc by
-        // 1000 hours, to keep decode times positive) and say so in the segment.
-        let time = running_time(&sample, buffer.dts_or_pts());
-        let unit = Unit {
-            time: self.offset + time,
-            keyframe: !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
-            payload: sample.clone(),
-        };
-        let out = self.recorder.push(unit);
-        self.record(out);
-    }
-
     fn frame(&mut self, graph: &Graph, sample: &gst::Sample) -> Result<(), CaptureError> {
         let buffer = sample
             .buffer()
@@ -415,124 +396,10 @@ impl Camera {
         self.machine = EventMachine::new(self.motion.events.clone());
     }
 
-    /// Carries out what the recorder decided.
-    fn record(&mut self, outputs: Vec<Output<gst::Sample>>) {
-        for output in outputs {
-            match output {
-                Output::Open => {
-                    tracing::debug!(ring = ?self.recorder.span(), "clip opens");
-                    self.writer = None;
-                }
-                Output::Write(unit) => {
-                    if self.writer.is_none() {
-                        tracing::debug!(first = ?unit.time, "clip's first unit");
-                    }
-                    self.write(&unit.payload)
-                }
-                Output::Close => self.close_clip(),
-            }
-        }
-    }
-
-    fn write(&mut self, sample: &gst::Sample) {
-        if self.writer.is_none() {
-            let Some(first) = self.clip_events.first() else {
-                return;
-            };
-            let Some(caps) = sample.caps() else {
-                return;
-            };
-            match ClipWriter::open(&self.clips_dir, first, &caps.to_owned()) {
-                Ok(w) => self.writer = Some(w),
-                Err(e) => {
-                    warn!("cannot start the clip: {}", Chain(&e));
-                    self.clip_events.clear();
-                    return;
-                }
-            }
-        }
-        if let Some(writer) = &mut self.writer {
-            if let Err(e) = writer.write(sample) {
-                warn!("clip abandoned: {}", Chain(&e));
-                self.writer = None;
-                self.clip_events.clear();
-            }
-        }
-    }
-
-    /// Hands the clip to the finisher, off the camera thread.
-    fn close_clip(&mut self) {
-        let event_ids = std::mem::take(&mut self.clip_events);
-        if let Some(writer) = self.writer.take() {
-            self.finisher.finish(event_ids, writer);
-        }
-    }
-
     fn report(&self, event: CameraEvent) {
         if self.events.blocking_send(event).is_err() {
             // Only at shutdown: `closing()` sees it and the camera stops.
             tracing::debug!("the agent has stopped listening to the camera");
         }
     }
-}
-
-/// Samples between the pipeline and the camera thread.
-const INPUT_BACKLOG: usize = 64;
-
-/// Wires the sinks to the camera thread. Units are never dropped (recording must be whole):
-/// when the camera thread is [`INPUT_BACKLOG`] behind, the pipeline waits for it. Frames are
-/// dropped when analysis is behind by two, or when the channel is full.
-fn connect(graph: &Graph, tx: std_mpsc::SyncSender<Input>, pending: Arc<AtomicUsize>) {
-    let units = tx.clone();
-    graph.units.set_callbacks(
-        gst_app::AppSinkCallbacks::builder()
-            .new_sample(move |sink| {
-                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                units
-                    .send(Input::Unit(sample))
-                    .map_err(|_| gst::FlowError::Flushing)?;
-                Ok(gst::FlowSuccess::Ok)
-            })
-            .build(),
-    );
-    let queued = pending.clone();
-    graph.frames.set_callbacks(
-        gst_app::AppSinkCallbacks::builder()
-            .new_sample(move |sink| {
-                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                if queued.fetch_add(1, Ordering::SeqCst) < 2 {
-                    match tx.try_send(Input::Frame(sample)) {
-                        Ok(()) => return Ok(gst::FlowSuccess::Ok),
-                        Err(std_mpsc::TrySendError::Full(_)) => {}
-                        Err(std_mpsc::TrySendError::Disconnected(_)) => {
-                            return Err(gst::FlowError::Flushing)
-                        }
-                    }
-                }
-                queued.fetch_sub(1, Ordering::SeqCst);
-                Ok(gst::FlowSuccess::Ok)
-            })
-            .build(),
-    );
-}
-
-/// `time` on the pipeline's clock (running time), by the segment the sample came in.
-fn running_time(sample: &gst::Sample, time: Option<gst::ClockTime>) -> Duration {
-    let running = sample
-        .segment()
-        .and_then(|s| s.downcast_ref::<gst::ClockTime>())
-        .zip(time)
-        .and_then(|(segment, time)| segment.to_running_time(time));
-    running.or(time).map_or(Duration::ZERO, Duration::from)
-}
-
-/// The wall-clock time at which the frame with running time `pts` was captured.
-fn captured_ms(graph: &Graph, pts: Duration) -> u64 {
-    let now = crate::record::now_ms();
-    let (Some(clock), Some(base)) = (graph.pipeline.clock(), graph.pipeline.base_time()) else {
-        return now;
-    };
-    let running = clock.time().saturating_sub(base);
-    let age = Duration::from(running).saturating_sub(pts);
-    now.saturating_sub(age.as_millis() as u64)
 }
