@@ -2,6 +2,9 @@
 //!
 //! Fields carry W3C DPV identifiers where DPV has one (`pd:`, `tech:`) and `camagent:` names
 //! where it has none, so privacy people can map a profile onto their records of processing.
+//!
+//! Over 400 lines: each vocabulary comes with its tables (identifiers, descriptions, value
+//! kinds), so a new field or flow is added in this one file.
 
 use serde::{Deserialize, Serialize};
 

@@ -38,6 +38,9 @@
 //!
 //! Motion is the area of counted cells inside the zones, against the minimum area; regions
 //! are the bounding boxes of connected cells.
+//!
+//! This file is over 400 lines: the steps above are one pass over shared per-cell state, and
+//! their tuned thresholds sit together at the top, each with why it has its value.
 
 mod background;
 

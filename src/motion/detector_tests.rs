@@ -4,6 +4,9 @@
 //! offset and a tone curve, clips, adds noise and, optionally, block compression. Under IR
 //! the materials take other albedos (grass bright, road dark). Each nuisance and each recall
 //! case below is one of these knobs turned the way real cameras turn it.
+//!
+//! Long because it is the detector's specification: one test per kind of light change,
+//! artefact, nuisance and recall case, sharing the one camera model.
 
 use std::time::Duration;
 

@@ -1,6 +1,8 @@
 //! The session's orderings without a broker: a recording [`Link`] stands in for the MQTT
 //! client, and the tests play the driver's part by feeding [`Net`] events. The outbox, the
 //! uploads and the ledger are the real ones, in a temporary directory.
+//!
+//! Over 400 lines: one rig, and one test per ordering the session promises.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
