@@ -302,18 +302,17 @@ impl Outbox {
         }
     }
 
-    /// Deletes every entry `doomed` picks (consent withdrawn, retention expired, erase).
-    /// Returns the sequence numbers deleted, and the errors of any that could not be.
-    pub fn purge(&mut self, doomed: impl Fn(&Meta) -> bool) -> (Vec<u64>, Vec<OutboxError>) {
-        let seqs: Vec<u64> = self
-            .entries
-            .iter()
-            .filter(|(_, m)| doomed(m))
-            .map(|(seq, _)| *seq)
-            .collect();
+    /// Every entry, oldest first, with what the outbox knows of it.
+    pub fn queued(&self) -> impl Iterator<Item = (u64, &Meta)> {
+        self.entries.iter().map(|(seq, meta)| (*seq, meta))
+    }
+
+    /// Deletes the entries `seqs` (consent withdrawn, retention expired, erase). Returns the
+    /// sequence numbers deleted, and the errors of any that could not be.
+    pub fn purge(&mut self, seqs: &[u64]) -> (Vec<u64>, Vec<OutboxError>) {
         let mut removed = Vec::new();
         let mut errors = Vec::new();
-        for seq in seqs {
+        for &seq in seqs {
             match self.remove(seq) {
                 Ok(()) => removed.push(seq),
                 Err(e) => errors.push(e),

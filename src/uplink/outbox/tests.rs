@@ -176,7 +176,12 @@ fn purge_removes_only_what_it_picks() {
     ob.append(&record(1)).unwrap();
     ob.append(&Record::status(true)).unwrap();
     ob.append(&record(2)).unwrap();
-    let (gone, errors) = ob.purge(|m| m.flow == Flow::Telemetry);
+    let doomed: Vec<u64> = ob
+        .queued()
+        .filter(|(_, m)| m.flow == Flow::Telemetry)
+        .map(|(seq, _)| seq)
+        .collect();
+    let (gone, errors) = ob.purge(&doomed);
     assert!(errors.is_empty());
     assert_eq!(gone.len(), 2);
     assert_eq!(ob.len(), 1);
