@@ -11,9 +11,7 @@ pub mod config;
 pub mod device;
 pub mod durable;
 pub mod hex;
-pub mod human_duration;
 pub mod log_limit;
-pub mod motion;
 pub mod open_event;
 #[allow(unsafe_code)]
 pub mod os;
@@ -27,3 +25,7 @@ pub mod timezone;
 pub mod uplink;
 pub mod vocabulary;
 pub mod wire;
+
+/// The pure parts in crates of their own, under the names the rest of the agent uses.
+pub use camagent_motion as motion;
+pub use camagent_motion::human_duration;

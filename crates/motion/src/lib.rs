@@ -1,13 +1,18 @@
 //! Motion detection and motion events: pure Rust over plain GRAY8 buffers, no GStreamer
-//! types, so it can be tested and benchmarked alone.
+//! types and no I/O, so it can be tested and benchmarked alone.
+
+#![deny(unsafe_code)]
+#![deny(unreachable_pub)]
 
 mod cells;
 mod config;
-pub mod detector;
+mod detector;
 pub mod eval;
-pub mod events;
+mod events;
 mod grid;
 mod transfer;
+
+pub mod human_duration;
 
 pub use config::{DetectorConfig, Rect};
 pub use detector::{Analysis, Detector, FrameSizeError};

@@ -5,8 +5,8 @@
 /// Levels at or beyond these may have been clipped by the sensor, in the frame or when the
 /// background learned them. While the exposure changes they carry no structure; in steady
 /// light they still do (a clipped window going dark is something in front of it).
-pub const CLIPPED_BELOW: u8 = 3;
-pub const CLIPPED_ABOVE: u8 = 252;
+pub(crate) const CLIPPED_BELOW: u8 = 3;
+pub(crate) const CLIPPED_ABOVE: u8 = 252;
 /// The local gain is held to this range, so that a cell cannot explain away an object by
 /// scaling its background to nothing, while a beam or a shadow still fits.
 const GAIN: (f32, f32) = (0.4, 2.5);
@@ -14,19 +14,19 @@ const GAIN: (f32, f32) = (0.4, 2.5);
 /// The levels that hold structure: frame levels the sensor did not clip, and background
 /// levels that stand for one frame level (see [`super::transfer::TransferFit::clipped`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Trusted {
+pub(crate) struct Trusted {
     pub frame: (u8, u8),
     pub background: (u8, u8),
 }
 
 impl Trusted {
-    pub const ALL: Self = Self {
+    pub(crate) const ALL: Self = Self {
         frame: (0, 255),
         background: (0, 255),
     };
 
     #[inline]
-    pub fn pixel(&self, frame: u8, background: u8) -> bool {
+    pub(crate) fn pixel(&self, frame: u8, background: u8) -> bool {
         (self.frame.0..=self.frame.1).contains(&frame)
             && (self.background.0..=self.background.1).contains(&background)
     }
@@ -34,7 +34,7 @@ impl Trusted {
 
 /// Running sums over a cell's pixels within the trusted levels.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Sums {
+pub(crate) struct Sums {
     pixels: u32,
     n: u32,
     e: u32,
@@ -48,7 +48,7 @@ pub struct Sums {
 
 /// What a cell's sums say.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct CellStats {
+pub(crate) struct CellStats {
     /// Variance of the frame left after the best bounded local fit `a·expected + b`: change
     /// of structure.
     pub residual: f32,
@@ -67,7 +67,7 @@ impl Sums {
     /// that counts towards `spread`; pixels whose frame or background level `trusted` does
     /// not hold are left out.
     #[inline]
-    pub fn add_run(
+    pub(crate) fn add_run(
         &mut self,
         frame: &[u8],
         background: &[u16],
@@ -104,14 +104,14 @@ impl Sums {
     }
 
     /// Adds a run of pixels against a plain reference (levels as they are).
-    pub fn add_plain(&mut self, frame: &[u8], reference: &[u8]) {
+    pub(crate) fn add_plain(&mut self, frame: &[u8], reference: &[u8]) {
         self.pixels += frame.len() as u32;
         for (&f, &r) in frame.iter().zip(reference) {
             self.add(f, r, u32::MAX);
         }
     }
 
-    pub fn stats(&self) -> CellStats {
+    pub(crate) fn stats(&self) -> CellStats {
         if self.n < 8 || self.n * 2 < self.pixels {
             return CellStats::default();
         }
@@ -137,7 +137,7 @@ impl Sums {
 
 /// How a cell's content moved since the last frame.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Stir {
+pub(crate) struct Stir {
     /// Mean of frame − previous: how much darker or brighter it got as a whole.
     pub mean: f32,
     /// Variance of frame − previous, its mean removed: whether its content is still moving,
@@ -146,7 +146,7 @@ pub struct Stir {
 }
 
 /// The stir over a cell's rows of (frame, previous).
-pub fn stir<'a>(runs: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Stir {
+pub(crate) fn stir<'a>(runs: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Stir {
     let (mut n, mut sum, mut squares) = (0u32, 0i64, 0u64);
     for (frame, previous) in runs {
         for (&f, &p) in frame.iter().zip(previous) {

@@ -1,5 +1,5 @@
 //! Durations in config files are written for people: `"30s"`, `"500ms"`, `"1h 30m"`.
-//! For `#[serde(with = "crate::human_duration")]`.
+//! For `#[serde(with = "crate::human_duration")]`; the agent's config uses it too.
 
 use std::time::Duration;
 

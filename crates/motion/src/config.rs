@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// Cell edge in pixels: the unit of area and of regions.
-pub const CELL: usize = 8;
+pub(crate) const CELL: usize = 8;
 
 /// A rectangle in fractions of the frame (0.0–1.0), as config writes zones and masks.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -2,8 +2,8 @@
 //! relit background, and learning the background.
 
 use super::{Detector, Trusted};
-use crate::motion::cells::Sums;
-use crate::motion::config::CELL;
+use crate::cells::Sums;
+use crate::config::CELL;
 
 impl Detector {
     /// Starts over from this frame: the background is the frame, nothing is moving.

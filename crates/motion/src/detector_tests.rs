@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::motion::{Boundary, EventConfig, EventMachine};
+use crate::{Boundary, EventConfig, EventMachine};
 
 const W: usize = 320;
 const H: usize = 180;

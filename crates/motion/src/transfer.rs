@@ -23,7 +23,7 @@ const CLIPPED_WHITE: usize = 228;
 const CLIPPED_BLACK: usize = 24;
 
 /// Samples of (background level, frame level) pairs, binned as they come.
-pub struct TransferFit {
+pub(crate) struct TransferFit {
     /// Per band: a histogram of frame levels.
     hist: Vec<[u32; 256]>,
     /// Per band: the sum of background levels (for the band's mean).
@@ -45,7 +45,7 @@ impl Default for TransferFit {
 }
 
 impl TransferFit {
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         for h in &mut self.hist {
             h.fill(0);
         }
@@ -54,7 +54,7 @@ impl TransferFit {
         self.count = [0; BANDS];
     }
 
-    pub fn add(&mut self, background: u8, frame: u8) {
+    pub(crate) fn add(&mut self, background: u8, frame: u8) {
         let band = usize::from(background) * BANDS / 256;
         self.hist[band][usize::from(frame)] += 1;
         self.level_sum[band] += u32::from(background);
@@ -64,7 +64,7 @@ impl TransferFit {
 
     /// The fitted map as a table: entry `b` is the expected frame level (8.8 fixed point)
     /// for background level `b`. Without enough samples it is the identity.
-    pub fn table(&self, out: &mut [u16; 256]) {
+    pub(crate) fn table(&self, out: &mut [u16; 256]) {
         // (mean background level, median frame level, weight) per populated band.
         let mut points: Vec<(f32, f32, f32)> = (0..BANDS)
             .filter(|&b| self.count[b] >= MIN_SAMPLES)
@@ -85,7 +85,7 @@ impl TransferFit {
     /// under high gain piles up at the end of the levels, and when the light goes back, that
     /// one level spreads over everything it hid. Piled levels hold no structure while the
     /// light changes; spread ones show what the background missed.
-    pub fn clipped(&self) -> Clipped {
+    pub(crate) fn clipped(&self) -> Clipped {
         // Per band: None when too few samples to judge, else (piled, spread).
         let band = |b: usize| {
             let n = self.count[b];
@@ -138,7 +138,7 @@ impl TransferFit {
 }
 
 /// What [`TransferFit::clipped`] found.
-pub struct Clipped {
+pub(crate) struct Clipped {
     /// Background levels that hold structure (lowest, highest): all but the piles at
     /// either end.
     pub trusted: (u8, u8),

@@ -4,7 +4,7 @@
 use super::config::{Rect, CELL};
 
 #[derive(Debug, Clone, Copy)]
-pub struct Grid {
+pub(crate) struct Grid {
     pub width: usize,
     pub height: usize,
     pub cols: usize,
@@ -12,7 +12,7 @@ pub struct Grid {
 }
 
 impl Grid {
-    pub fn new(width: usize, height: usize) -> Self {
+    pub(crate) fn new(width: usize, height: usize) -> Self {
         Self {
             width,
             height,
@@ -21,12 +21,12 @@ impl Grid {
         }
     }
 
-    pub fn cells(&self) -> usize {
+    pub(crate) fn cells(&self) -> usize {
         self.cols * self.rows
     }
 
     /// The 8-connected neighbours of cell `i`.
-    pub fn neighbours(&self, i: usize) -> impl Iterator<Item = usize> {
+    pub(crate) fn neighbours(&self, i: usize) -> impl Iterator<Item = usize> {
         let (cols, rows) = (self.cols as i64, self.rows as i64);
         let (r, c) = ((i as i64) / cols, (i as i64) % cols);
         (-1i64..=1)
@@ -38,7 +38,7 @@ impl Grid {
     }
 
     /// Bounding boxes of 8-connected groups of set cells, in fractions of the frame.
-    pub fn regions(&self, set: &[bool]) -> Vec<Rect> {
+    pub(crate) fn regions(&self, set: &[bool]) -> Vec<Rect> {
         let mut seen = vec![false; set.len()];
         let mut out = Vec::new();
         let mut stack = Vec::new();
