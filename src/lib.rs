@@ -23,9 +23,9 @@ pub mod status;
 pub mod systemd;
 pub mod timezone;
 pub mod uplink;
-pub mod vocabulary;
-pub mod wire;
 
 /// The pure parts in crates of their own, under the names the rest of the agent uses.
 pub use camagent_motion as motion;
 pub use camagent_motion::human_duration;
+pub use camagent_wire as wire;
+pub use camagent_wire::vocabulary;

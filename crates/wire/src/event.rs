@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::motion::{EndReason, Rect};
+use camagent_motion::{EndReason, Rect};
 
 /// An alarm's event data: the event started or ended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -404,7 +404,7 @@ mod tests {
 
     #[test]
     fn policy_documentation_covers_every_vocabulary_entry() {
-        let doc = include_str!("../docs/POLICY.md");
+        let doc = include_str!("../../../docs/POLICY.md");
         for field in Field::ALL {
             let row = format!("| `{field}` | `{}` |", field.vocabulary_id());
             assert!(doc.contains(&row), "docs/POLICY.md lacks {row}");
