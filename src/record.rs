@@ -123,8 +123,8 @@ impl Record {
     }
 
     /// A record holding one structured value, for the agent's own flows.
-    pub fn json(flow: Flow, field: Field, value: serde_json::Value) -> Result<Self, WrongKind> {
-        Self::new(flow, BTreeMap::from([(field, Value::Json(value))]))
+    pub fn json(flow: Flow, field: Field, payload: &impl Serialize) -> Result<Self, WrongKind> {
+        Self::new(flow, BTreeMap::from([(field, Value::structured(payload))]))
     }
 }
 
@@ -220,7 +220,7 @@ mod tests {
             Field::Clip,
             Field::Snapshot,
         ] {
-            assert!(Record::json(Flow::Alarm, field, serde_json::json!({})).is_ok());
+            assert!(Record::json(Flow::Alarm, field, &serde_json::json!({})).is_ok());
         }
     }
 }

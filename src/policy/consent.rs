@@ -9,11 +9,14 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::{LegalBasis, Policy, Purpose};
 use crate::durable::SealedError;
 use crate::record::{now_ms, rfc3339};
+use crate::wire::payload::{
+    ConsentReceipt, ConsentStatus, PolicyVersion, ReceiptController, ReceiptPurpose,
+    RECEIPT_VERSION,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -130,38 +133,46 @@ impl Ledger {
 /// A consent receipt shaped after ISO/IEC TS 27560 and the Kantara Consent Receipt: who (the
 /// device's topic id), when, under which policy version, whose (the controller, its
 /// jurisdiction and policy URL), which purpose, and its new state.
-pub fn receipt(policy: &Policy, event: &ConsentEvent) -> serde_json::Value {
+pub fn receipt(policy: &Policy, event: &ConsentEvent) -> ConsentReceipt {
     let purpose = policy.purpose(&event.purpose);
     let basis = purpose
         .map(|p| p.legal_basis)
         .unwrap_or(LegalBasis::Consent);
-    json!({
-        "receipt_version": "camagent-cr-1 (ISO/IEC TS 27560, Kantara CR 1.1)",
-        "receipt_id": event.receipt_id,
-        "timestamp": rfc3339(event.time_ms),
-        "collection_method": match event.via {
+    // Null where the controller's own document does not say.
+    let controller = policy.controller.as_ref();
+    ConsentReceipt {
+        receipt_version: RECEIPT_VERSION.into(),
+        receipt_id: event.receipt_id.clone(),
+        timestamp: rfc3339(event.time_ms),
+        collection_method: match event.via {
             Via::Local => "device command line",
             Via::Cloud => "signed cloud command",
+        }
+        .into(),
+        policy: PolicyVersion {
+            name: policy.name.clone(),
+            version: event.policy_version.clone(),
         },
-        "policy": { "name": policy.name, "version": event.policy_version },
-        // Null where the controller's own document does not say.
-        "controller": policy.controller.as_ref().map(|c| json!({ "name": c.name, "contact": c.contact })),
-        "jurisdiction": policy.controller.as_ref().and_then(|c| c.jurisdiction.clone()),
-        "policy_url": policy.controller.as_ref().and_then(|c| c.policy_url.clone()),
-        "purposes": [{
-            "purpose": event.purpose,
-            "purpose_category": purpose.and_then(|p| p.dpv.clone()),
-            "legal_basis": basis.dpv(),
-            "data_categories": purpose
-                .map(|p| p.fields.iter().map(|f| f.vocabulary_id()).collect::<Vec<_>>())
+        controller: controller.map(|c| ReceiptController {
+            name: c.name.clone(),
+            contact: c.contact.clone(),
+        }),
+        jurisdiction: controller.and_then(|c| c.jurisdiction.clone()),
+        policy_url: controller.and_then(|c| c.policy_url.clone()),
+        purposes: vec![ReceiptPurpose {
+            purpose: event.purpose.clone(),
+            purpose_category: purpose.and_then(|p| p.dpv.clone()),
+            legal_basis: basis.dpv().into(),
+            data_categories: purpose
+                .map(|p| p.fields.iter().map(|f| f.vocabulary_id().into()).collect())
                 .unwrap_or_default(),
-            "status": match (event.choice, basis) {
-                (Choice::Given, _) => "given",
-                (Choice::Withdrawn, LegalBasis::LegitimateInterest) => "objected",
-                (Choice::Withdrawn, _) => "withdrawn",
+            status: match (event.choice, basis) {
+                (Choice::Given, _) => ConsentStatus::Given,
+                (Choice::Withdrawn, LegalBasis::LegitimateInterest) => ConsentStatus::Objected,
+                (Choice::Withdrawn, _) => ConsentStatus::Withdrawn,
             },
         }],
-    })
+    }
 }
 
 /// The ledger on disk.
@@ -281,15 +292,16 @@ mod tests {
             .record(&p, "stats", Choice::Withdrawn, Via::Local, uuid())
             .unwrap();
         assert!(!l.permits(p.purpose("stats").unwrap()));
-        assert_eq!(receipt(&p, &e)["purposes"][0]["status"], "objected");
+        let wire = |policy: &Policy| serde_json::to_value(receipt(policy, &e)).unwrap();
+        assert_eq!(wire(&p)["purposes"][0]["status"], "objected");
         // Whose policy: null where it names no controller, never guessed.
-        assert!(receipt(&p, &e)["controller"].is_null());
+        assert!(wire(&p)["controller"].is_null());
         let named = Policy::parse(
             &format!("{}\n[controller]\nname = \"Acme Ltd\"\ncontact = \"dpo@acme.test\"\npolicy_url = \"https://acme.test/p\"\n", POLICY_TEXT),
             Path::new("t"),
         )
         .unwrap();
-        let r = receipt(&named, &e);
+        let r = wire(&named);
         assert_eq!(r["controller"]["name"], "Acme Ltd");
         assert_eq!(r["controller"]["contact"], "dpo@acme.test");
         assert_eq!(r["policy_url"], "https://acme.test/p");

@@ -12,11 +12,10 @@ use std::fs;
 use std::io::ErrorKind;
 use std::path::Path;
 
-use serde_json::json;
-
 use crate::policy::{Field, Flow};
 use crate::record::{Record, WrongKind};
 use crate::state_dir::StateDir;
+use crate::wire::payload::ErasureRecord;
 
 /// The erasure confirmation for the cloud. It names the device id the erase retired — the one
 /// the cloud knows — and is published under it; the device's new pseudonyms are not
@@ -27,11 +26,13 @@ pub fn confirmation(
     via: &str,
     command_issued_ms: Option<u64>,
 ) -> Result<Record, WrongKind> {
-    let mut body = json!({ "erased": erased, "via": via, "device_id": retired_device_id });
-    if let Some(ms) = command_issued_ms {
-        body["command_issued_ms"] = json!(ms);
-    }
-    Record::json(Flow::ErasureConfirmation, Field::ErasureRecord, body)
+    let body = ErasureRecord {
+        erased: erased.iter().map(|e| (*e).to_owned()).collect(),
+        via: via.to_owned(),
+        device_id: retired_device_id.to_owned(),
+        command_issued_ms,
+    };
+    Record::json(Flow::ErasureConfirmation, Field::ErasureRecord, &body)
 }
 
 /// Removes the owner's data under `state_dir`; returns the names of what existed and is gone.

@@ -2,7 +2,6 @@
 //! agent's state, where the policy lets it), the local status for `camagent status`, and the
 //! usage counters.
 
-use serde_json::json;
 use tracing::debug;
 
 use super::link::Link;
@@ -10,6 +9,7 @@ use super::session::Session;
 use super::window::Sent;
 use crate::policy::{Field, Flow};
 use crate::record::{Record, WrongKind};
+use crate::wire::payload::UsageStatistics;
 
 /// The retained status is republished when the agent's state changes, at most this often.
 const STATUS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
@@ -47,12 +47,12 @@ impl<L: Link> Session<L> {
         Record::json(
             Flow::UsageStatistics,
             Field::UsageStatistics,
-            json!({
-                "records_delivered": self.stats.delivered,
-                "records_refused": self.stats.refused,
-                "reconnects": self.stats.reconnects,
-                "outbox_depth": self.outbox.len(),
-            }),
+            &UsageStatistics {
+                records_delivered: self.stats.delivered,
+                records_refused: self.stats.refused,
+                reconnects: self.stats.reconnects,
+                outbox_depth: self.outbox.len() as u64,
+            },
         )
     }
 

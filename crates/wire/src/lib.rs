@@ -10,6 +10,7 @@ pub mod chunk;
 pub mod envelope;
 pub mod event;
 pub mod manifest;
+pub mod payload;
 pub mod topic;
 pub mod vocabulary;
 

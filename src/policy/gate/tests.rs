@@ -116,7 +116,7 @@ fn consent_gates_opt_in_purposes() {
     let usage = Record::json(
         Flow::UsageStatistics,
         Field::UsageStatistics,
-        json!({"n": 1}),
+        &json!({"n": 1}),
     )
     .unwrap();
     assert_eq!(g.admit(&usage, None), Err(Refusal::NoConsent("ux".into())));
@@ -153,7 +153,7 @@ fn built_in_receipts_pass_without_a_policy_purpose() {
     let r = Record::json(
         Flow::ConsentReceipt,
         Field::ConsentRecord,
-        json!({"receipt_id": "x"}),
+        &json!({"receipt_id": "x"}),
     )
     .unwrap();
     let a = g.admit(&r, None).unwrap();

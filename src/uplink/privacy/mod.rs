@@ -214,7 +214,7 @@ impl<L: Link> Session<L> {
         for event in events {
             info!(purpose = %event.purpose, choice = ?event.choice, via = ?event.via, "consent changed");
             let receipt = consent::receipt(self.gate.policy(), event);
-            match Record::json(Flow::ConsentReceipt, Field::ConsentRecord, receipt) {
+            match Record::json(Flow::ConsentReceipt, Field::ConsentRecord, &receipt) {
                 Ok(record) => self.enqueue(record),
                 Err(e) => error!("consent receipt not queued: {e}"),
             }
