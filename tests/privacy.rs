@@ -516,16 +516,24 @@ fn conformance_document_names_real_tests() {
         if test.contains('*') || !test.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
             continue;
         }
+        // `camagent_wire::…` is the crate in `crates/wire`; `a::b::tests::t` is in `a/b.rs`,
+        // `a/b/mod.rs` or `a/b/tests.rs`; `itest::t` in `tests/itest.rs`.
+        let (src, parts) = match parts[0].strip_prefix("camagent_") {
+            Some(krate) => (root.join("crates").join(krate).join("src"), &parts[1..]),
+            None => (root.join("src"), &parts[..]),
+        };
         let file = if let Some(i) = parts.iter().position(|p| *p == "tests") {
-            root.join("src")
-                .join(format!("{}.rs", parts[..i].join("/")))
+            let module = src.join(parts[..i].join("/"));
+            [
+                module.with_extension("rs"),
+                module.join("mod.rs"),
+                module.join("tests.rs"),
+            ]
+            .into_iter()
+            .find(|f| std::fs::read_to_string(f).is_ok_and(|t| t.contains(&format!("fn {test}("))))
+            .unwrap_or(module.with_extension("rs"))
         } else {
             root.join("tests").join(format!("{}.rs", parts[0]))
-        };
-        let file = if file.exists() {
-            file
-        } else {
-            file.with_extension("").join("mod.rs")
         };
         let text = std::fs::read_to_string(&file)
             .unwrap_or_else(|_| panic!("{cited}: no {}", file.display()));
