@@ -23,34 +23,41 @@ struct Job {
 pub(super) struct Finisher {
     jobs: Option<std_mpsc::SyncSender<Job>>,
     thread: Option<JoinHandle<()>>,
+    events: mpsc::Sender<CameraEvent>,
 }
 
 impl Finisher {
     pub(super) fn spawn(events: mpsc::Sender<CameraEvent>) -> std::io::Result<Self> {
         let (jobs, queue) = std_mpsc::sync_channel::<Job>(BACKLOG);
+        let reports = events.clone();
         let thread = std::thread::Builder::new()
             .name("clip".into())
             .spawn(move || {
                 for job in queue {
-                    finish(job, &events);
+                    finish(job, &reports);
                 }
             })?;
         Ok(Self {
             jobs: Some(jobs),
             thread: Some(thread),
+            events,
         })
     }
 
-    /// Hands `writer` over to be finished; the clip covers `event_ids`.
+    /// Hands `writer` over to be finished; the clip covers `event_ids`. Should the finisher
+    /// be gone, the clip is finished here and now rather than lost.
     pub(super) fn finish(&self, event_ids: Vec<String>, writer: ClipWriter) {
         let job = Job { event_ids, writer };
-        if let Some(jobs) = &self.jobs {
-            if let Err(std_mpsc::SendError(job)) = jobs.send(job) {
-                warn!(
-                    clip = job.writer.id(),
-                    "the clip finisher has stopped; the clip is lost"
-                );
-            }
+        let unfinished = match &self.jobs {
+            Some(jobs) => jobs.send(job).err().map(|std_mpsc::SendError(job)| job),
+            None => Some(job),
+        };
+        if let Some(job) = unfinished {
+            warn!(
+                clip = job.writer.id(),
+                "the clip finisher has stopped; finishing the clip on the camera thread"
+            );
+            finish(job, &self.events);
         }
     }
 
