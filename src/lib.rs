@@ -10,13 +10,11 @@ pub mod command;
 pub mod config;
 pub mod device;
 pub mod durable;
-pub mod hex;
 pub mod log_limit;
 pub mod open_event;
 #[allow(unsafe_code)]
 pub mod os;
 pub mod policy;
-pub mod record;
 pub mod report;
 pub mod state_dir;
 pub mod status;
@@ -27,5 +25,7 @@ pub mod uplink;
 /// The pure parts in crates of their own, under the names the rest of the agent uses.
 pub use camagent_motion as motion;
 pub use camagent_motion::human_duration;
+pub use camagent_policy::record;
 pub use camagent_wire as wire;
+pub use camagent_wire::hex;
 pub use camagent_wire::vocabulary;

@@ -17,7 +17,7 @@ use crate::motion::EndReason;
 use crate::open_event::OpenEvent;
 use crate::policy::consent::LedgerFile;
 use crate::policy::disclosure::DisclosureLog;
-use crate::policy::{Field, Gate, Policy, PolicyError, PseudonymKey, PseudonymKeyError, Secrets};
+use crate::policy::{Field, Gate, Policy, PolicyError, PseudonymKeyError, Secrets};
 use crate::record::Value;
 use crate::report::Chain;
 use crate::state_dir::StateDir;
@@ -125,7 +125,7 @@ pub fn lock_state(state: &StateDir) -> Result<File, AgentError> {
 pub fn build_gate(config: &Config) -> Result<Gate, AgentError> {
     let policy = Policy::load(&config.agent.policy_file)?;
     let key_file = config.agent.state().pseudonym_key();
-    let key = PseudonymKey::load_or_create(&key_file)?;
+    let key = crate::policy::key_file::load_or_create(&key_file)?;
     let facts = config.device.read();
     let serial = match facts.get(&Field::SerialNumber) {
         Some(Value::Text(serial)) => Some(serial.clone()),

@@ -74,11 +74,31 @@ impl ReadyRecords {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::path::Path;
 
-    fn ready(bytes: usize) -> Ready {
+    use super::*;
+    use crate::policy::{Gate, Policy, PseudonymKey};
+    use crate::vocabulary::ContentType;
+    use crate::wire::Manifest;
+
+    /// Real gate output: a clip chunk of 10 bytes with its header.
+    fn ready() -> Ready {
+        let text = "schema = 1\nname = \"t\"\nversion = \"1\"\n[[purpose]]\nid = \"c\"\n\
+                    flow = \"clip\"\nlegal_basis = \"contract\"\nfields = [\"clip\"]\n";
+        let policy = Policy::parse(text, Path::new("t")).unwrap();
+        let gate = Gate::new(policy, PseudonymKey::from_bytes(&[1; 32]), "t", None);
+        let manifest = Manifest {
+            clip_id: "c".into(),
+            content_type: ContentType::Mp4,
+            bytes: 10,
+            duration_ms: 0,
+            sha256: String::new(),
+            chunk_bytes: 10,
+            chunks: 1,
+            event_ids: Vec::new(),
+        };
         Ready {
-            admitted: Admitted::for_test(vec![0; bytes]),
+            admitted: gate.admit_chunk(&manifest, 0, &[0; 10]).unwrap(),
             awaits: None,
         }
     }
@@ -86,8 +106,8 @@ mod tests {
     #[test]
     fn an_entry_is_taken_once_and_only_at_its_epoch() {
         let mut r = ReadyRecords::new(1000);
-        r.keep(1, ready(10), 0);
-        r.keep(2, ready(10), 0);
+        r.keep(1, ready(), 0);
+        r.keep(2, ready(), 0);
         assert!(r.take(1, 0).is_some());
         assert!(r.take(1, 0).is_none(), "taken once");
         assert!(r.take(2, 1).is_none(), "the gate changed since");
@@ -96,14 +116,15 @@ mod tests {
 
     #[test]
     fn the_memory_bound_holds_and_forgotten_entries_free_it() {
-        let mut r = ReadyRecords::new(25);
-        r.keep(1, ready(10), 0);
-        r.keep(2, ready(10), 0);
-        r.keep(3, ready(10), 0);
+        let size = ready().admitted.payload().len();
+        let mut r = ReadyRecords::new(2 * size + size / 2);
+        r.keep(1, ready(), 0);
+        r.keep(2, ready(), 0);
+        r.keep(3, ready(), 0);
         assert!(r.take(3, 0).is_none(), "over the bound: not kept");
         r.forget(&[1]);
-        assert_eq!(r.bytes(), 10);
-        r.keep(3, ready(10), 0);
+        assert_eq!(r.bytes(), size);
+        r.keep(3, ready(), 0);
         assert!(r.take(3, 0).is_some());
     }
 }

@@ -9,6 +9,7 @@
 pub mod chunk;
 pub mod envelope;
 pub mod event;
+pub mod hex;
 pub mod manifest;
 pub mod payload;
 pub mod topic;

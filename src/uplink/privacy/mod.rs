@@ -18,7 +18,7 @@ use super::session::{command_topic, Session};
 use super::upload::Uploads;
 use crate::command::{self, Action};
 use crate::policy::consent::{self, ConsentEvent, Via};
-use crate::policy::{Field, Flow, PseudonymKey};
+use crate::policy::{Field, Flow};
 use crate::record::{now_ms, Record};
 use crate::report::Chain;
 use duties::{Duty, Purged};
@@ -248,7 +248,7 @@ impl<L: Link> Session<L> {
         self.outbox.quarantine_erased();
         // The clips (and their progress) are gone with the rest.
         self.stores.uploads = Uploads::open(self.stores.uploads.dir());
-        match PseudonymKey::load_or_create(&self.stores.state_dir.pseudonym_key()) {
+        match crate::policy::key_file::load_or_create(&self.stores.state_dir.pseudonym_key()) {
             Ok(key) => self.gate.set_key(key),
             Err(e) => error!("erase: cannot create a new pseudonym key: {}", Chain(&e)),
         }

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use super::consent::Ledger;
 use super::{Field, Flow, KeyScope, LegalBasis, Policy, PseudonymKey, Secrets};
-use crate::wire::topic::{self, TopicError};
+use camagent_wire::topic::{self, TopicError};
 
 mod admit;
 
@@ -42,23 +42,6 @@ pub struct Admitted {
     withheld: Vec<Field>,
     /// The outbox sequence number it carries, if any.
     seq: Option<u64>,
-}
-
-#[cfg(test)]
-impl Admitted {
-    /// Gate output of a given payload, for tests of what carries it.
-    pub(crate) fn for_test(payload: Vec<u8>) -> Self {
-        Self {
-            topic: "t/d/alarm".into(),
-            payload,
-            retain: false,
-            purpose: "p".into(),
-            legal_basis: LegalBasis::Contract.name(),
-            fields: Vec::new(),
-            withheld: Vec::new(),
-            seq: None,
-        }
-    }
 }
 
 impl Admitted {

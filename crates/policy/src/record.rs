@@ -1,7 +1,7 @@
 //! Records: typed values of one flow, the only thing producers hand to the uplink.
 //!
 //! A record is not yet something that may be sent; the privacy gate
-//! ([`crate::policy::Gate`]) finds the purpose that governs its flow and decides which of its
+//! ([`crate::Gate`]) finds the purpose that governs its flow and decides which of its
 //! fields leave, and how.
 
 use std::collections::BTreeMap;
@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::vocabulary::{ContentType, Field, Flow, ValueKind};
+use camagent_wire::vocabulary::{ContentType, Field, Flow, ValueKind};
 
 /// One field's value as the device knows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

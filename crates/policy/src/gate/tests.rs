@@ -1,7 +1,7 @@
 //! The gate's decisions on small policies.
 
 use super::*;
-use crate::policy::consent::{uuid, Choice, Via};
+use crate::consent::{uuid, Choice, Via};
 use crate::record::{Record, Value};
 use serde_json::json;
 use std::collections::BTreeMap;

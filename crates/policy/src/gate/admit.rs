@@ -4,11 +4,11 @@
 use serde_json::{json, Map};
 
 use super::{Admitted, Gate, Refusal};
-use crate::policy::{transform, Field, Flow, LegalBasis, Secrets};
 use crate::record::{rfc3339, Record, Value};
-use crate::vocabulary::ContentType;
-use crate::wire::topic;
-use crate::wire::{chunk, ChunkHeader, Envelope, Manifest, PAYLOAD_SCHEMA};
+use crate::{transform, Field, Flow, LegalBasis, Secrets};
+use camagent_wire::topic;
+use camagent_wire::vocabulary::ContentType;
+use camagent_wire::{chunk, ChunkHeader, Envelope, Manifest, PAYLOAD_SCHEMA};
 
 impl Gate {
     /// An empty retained publish on `topic`, which a retained record of `purpose` used: it

@@ -5,15 +5,13 @@
 //! `camagent consent` command and the daemon can both write it). The daemon notices a changed
 //! file before its next publish.
 
-use std::fs::{self, File};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use super::{LegalBasis, Policy, Purpose};
-use crate::durable::SealedError;
 use crate::record::{now_ms, rfc3339};
-use crate::wire::payload::{
+use camagent_wire::payload::{
     ConsentReceipt, ConsentStatus, PolicyVersion, ReceiptController, ReceiptPurpose,
     RECEIPT_VERSION,
 };
@@ -175,65 +173,6 @@ pub fn receipt(policy: &Policy, event: &ConsentEvent) -> ConsentReceipt {
     }
 }
 
-/// The ledger on disk.
-#[derive(Debug, Clone)]
-pub struct LedgerFile {
-    path: PathBuf,
-}
-
-impl LedgerFile {
-    /// The ledger at `path` (`StateDir::consent_ledger`); its lock file sits beside it.
-    pub fn new(path: PathBuf) -> Self {
-        Self { path }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    fn io(&self) -> impl FnOnce(std::io::Error) -> ConsentError + '_ {
-        |source| ConsentError::Io {
-            path: self.path.clone(),
-            source,
-        }
-    }
-
-    /// The ledger, or an empty one if none was written yet.
-    pub fn load(&self) -> Result<Ledger, ConsentError> {
-        let corrupt = |reason: String| ConsentError::Corrupt {
-            path: self.path.clone(),
-            reason,
-        };
-        match crate::durable::read_sealed(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string())),
-            Err(e) if e.is_not_found() => Ok(Ledger::default()),
-            Err(SealedError::Damaged) => Err(corrupt(SealedError::Damaged.to_string())),
-            Err(SealedError::Io(e)) => Err(self.io()(e)),
-        }
-    }
-
-    /// Modification stamp, to notice another process's change cheaply.
-    pub fn stamp(&self) -> Option<std::time::SystemTime> {
-        fs::metadata(&self.path).and_then(|m| m.modified()).ok()
-    }
-
-    /// Loads, changes and saves the ledger under an exclusive lock.
-    pub fn update<T>(
-        &self,
-        change: impl FnOnce(&mut Ledger) -> Result<T, ConsentError>,
-    ) -> Result<T, ConsentError> {
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(dir).map_err(self.io())?;
-        let lock = File::create(dir.join("consent.lock")).map_err(self.io())?;
-        lock.lock().map_err(self.io())?;
-        let mut ledger = self.load()?;
-        let out = change(&mut ledger)?;
-        let bytes = serde_json::to_vec_pretty(&ledger).unwrap_or_default();
-        crate::durable::write_sealed(&self.path, &bytes).map_err(self.io())?;
-        Ok(out)
-    }
-}
-
 /// A random RFC 4122 version-4 UUID (ring's system random).
 pub fn uuid() -> String {
     use ring::rand::SecureRandom;
@@ -245,7 +184,7 @@ pub fn uuid() -> String {
     }
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h = crate::hex::encode(&b);
+    let h = camagent_wire::hex::encode(&b);
     format!(
         "{}-{}-{}-{}-{}",
         &h[..8],
@@ -258,6 +197,8 @@ pub fn uuid() -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     const POLICY_TEXT: &str = "schema = 1\nname = \"t\"\nversion = \"7\"\n\
@@ -320,16 +261,6 @@ mod tests {
             l.record(&p, "nope", Choice::Given, Via::Local, uuid()),
             Err(ConsentError::UnknownPurpose(_))
         ));
-    }
-
-    #[test]
-    fn ledger_file_round_trips() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = LedgerFile::new(dir.path().join("consent.json"));
-        let p = policy();
-        file.update(|l| l.record(&p, "ux", Choice::Given, Via::Local, uuid()))
-            .unwrap();
-        assert_eq!(file.load().unwrap().choice("ux"), Some(Choice::Given));
     }
 
     #[test]

@@ -21,7 +21,7 @@ fn problems(text: &str) -> Vec<Problem> {
 
 #[test]
 fn shipped_default_policy_is_valid() {
-    let p = parse(include_str!("../../etc/policy.toml")).unwrap();
+    let p = parse(include_str!("../../../etc/policy.toml")).unwrap();
     let status = p.purpose_for_flow(Flow::Status).unwrap();
     assert!(status.fields.contains(&Field::OnlineStatus));
     assert!(!p
