@@ -137,10 +137,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
     };
     match &cli.command {
         Command::Run { allow_root } => {
+            // A bad config is the first thing to hear about, whoever runs it.
+            let config = config()?;
             if camagent::os::is_root() && !allow_root {
                 bail!("refusing to run as root: run it as an unprivileged user (the systemd unit uses User=camagent), or pass --allow-root");
             }
-            run(config()?)
+            run(config)
         }
         Command::Facts => cli::show::facts(&config()?),
         Command::Detect { input } => cli::motion::detect(input, &motion()?),

@@ -3,45 +3,31 @@
 
 use std::fs::File;
 use std::future::Future;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
 
-use rumqttc::{AsyncClient, MqttOptions, Transport};
-use tokio::sync::mpsc;
+use rumqttc::{LastWill, MqttOptions, Transport};
 use tracing::{error, info, warn};
 
 use crate::command::ReplayGuard;
-use crate::config::Config;
-use crate::motion::EndReason;
-use crate::open_event::OpenEvent;
+use crate::config::{BrokerConfig, Config};
 use crate::policy::consent::LedgerFile;
 use crate::policy::disclosure::DisclosureLog;
 use crate::policy::{Field, Gate, Policy, PolicyError, PseudonymKeyError, Secrets};
 use crate::record::Value;
 use crate::report::Chain;
 use crate::state_dir::StateDir;
-use crate::status::CameraState;
-use crate::uplink::backoff::Backoff;
 use crate::uplink::driver;
 use crate::uplink::outbox::{Outbox, OutboxError};
-use crate::uplink::session::{Session, Stores};
+use crate::uplink::session::Stores;
 use crate::uplink::tls::{self, TlsError};
 use crate::uplink::upload::Uploads;
 
 mod alerts;
 mod facts;
 mod fault;
+mod running;
 
-use alerts::{end_alert, on_camera, CameraView};
-use facts::{report_facts, telemetry_record};
-
-/// How long a clean shutdown waits for the broker to acknowledge the offline status.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
-/// How often consent changes from the command line and retention are looked at.
-const TICK: Duration = Duration::from_millis(250);
-/// How long a stopping camera may take to finish its clip.
-const CAMERA_GRACE: Duration = Duration::from_secs(15);
+use running::Running;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -148,6 +134,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let _lock = lock_state(&state_dir)?;
     check_quotas_fit(&config)?;
     let mut gate = build_gate(&config)?;
+    let (outbox, stores) = open_stores(&config, state_dir)?;
+    let tls = tls::client_config(&config.broker)?;
+    let mqtt = Mqtt::new(&config.broker, tls, &mut gate, &stores);
+    let mut agent = Running::start(config, gate, outbox, stores, mqtt)?;
+    agent.serve(shutdown).await;
+    agent.stop().await;
+    Ok(())
+}
+
+/// Opens the outbox and the other stores of the state directory, reporting what it found
+/// damaged or left behind.
+fn open_stores(config: &Config, state_dir: StateDir) -> Result<(Outbox, Stores), AgentError> {
     let (mut outbox, quarantined) = Outbox::open(&state_dir.outbox(), config.outbox.max_bytes)?;
     for q in &quarantined {
         warn!(file = %q.file.display(), "outbox entry quarantined: {}", q.reason);
@@ -159,7 +157,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     if let Some(recovered) = outbox.recover_sequence(disclosures.highest_seq())? {
         warn!("{recovered}");
     }
-    let tls = tls::client_config(&config.broker)?;
     let stores = Stores {
         ledger: LedgerFile::new(state_dir.consent_ledger()),
         disclosures,
@@ -173,227 +170,61 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     if !stores.uploads.is_empty() {
         info!(clips = stores.uploads.len(), "resuming clip uploads");
     }
+    Ok((outbox, stores))
+}
 
-    let b = &config.broker;
-    let mut options = MqttOptions::new(
-        format!("camagent-{}", gate.anchor_id()),
-        b.host.clone(),
-        b.port,
-    );
-    options
-        .set_keep_alive(driver::ping_every(b.keep_alive))
-        .set_clean_session(false)
-        .set_inflight(b.max_inflight + 2)
-        .set_max_packet_size(b.max_packet_bytes, b.max_packet_bytes)
-        .set_transport(Transport::tls_with_config(
-            rumqttc::TlsConfiguration::Rustls(tls),
-        ));
-    // The owner's choices decide the will too: an objected-to status registers none.
-    // An unreadable ledger may hold an objection: register no will until it is read.
-    let will = match stores.ledger.load() {
-        Ok(ledger) => {
-            gate.set_consent(ledger);
-            driver::last_will(&gate, &stores.disclosures)
-        }
-        Err(e) => {
-            error!("{}; no last will is registered", Chain(&e));
-            None
-        }
-    };
-    let without_will = options.clone();
-    match &will {
-        Some(will) => {
-            options.set_last_will(will.clone());
-        }
-        None => warn!(
-            "no status may be sent (policy or consent): the broker cannot mark this device offline"
-        ),
-    }
-    let (will_tx, will_rx) = tokio::sync::watch::channel(will);
-    let (client, eventloop) = AsyncClient::new(options, usize::from(b.max_inflight) + 8);
+/// The MQTT client's options, with and without the last will the owner's choices allow.
+struct Mqtt {
+    options: MqttOptions,
+    without_will: MqttOptions,
+    will: Option<LastWill>,
+}
 
-    let discard = Arc::new(AtomicBool::new(false));
-    let (net_tx, mut net_rx) = mpsc::channel(driver::NET_BACKLOG);
-    let driver = driver::spawn(driver::drive(
-        eventloop,
-        without_will,
-        will_rx,
-        net_tx,
-        Backoff::new(b.reconnect_min, b.reconnect_max),
-        discard.clone(),
-        b.keep_alive,
-    ))
-    .map_err(AgentError::MqttThread)?;
-    let (record_tx, mut record_rx) = mpsc::channel(64);
-    let reporter = tokio::spawn(report_facts(
-        config.device.clone(),
-        config.agent.facts_interval,
-        record_tx,
-    ));
-
-    let mut session = Session::new(
-        gate,
-        outbox,
-        client,
-        stores,
-        b.max_inflight,
-        discard,
-        will_tx,
-    );
-    info!(
-        broker = %format!("{}:{}", b.host, b.port),
-        device_id = %session.gate().anchor_id(),
-        policy = %session.gate().policy().name,
-        "camagent started"
-    );
-
-    let notifier = crate::systemd::Notifier::from_env();
-    let mut watchdog = tokio::time::interval(
-        notifier
-            .as_ref()
-            .and_then(|n| n.watchdog_interval)
-            .unwrap_or(Duration::from_secs(3600)),
-    );
-    if let Some(n) = &notifier {
-        n.notify("READY=1\nSTATUS=running; connecting to the broker");
-    }
-    let hang = fault::hang_after();
-    tokio::pin!(hang);
-
-    // An event the last run never ended (a crash, a power cut) ends now, before any new one.
-    let open_event = OpenEvent::new(config.agent.state().open_event());
-    if let Some(event_id) = open_event.left_open() {
-        warn!(%event_id, "an event was cut short when the agent last stopped; its end alert goes now");
-        match end_alert(
-            &event_id,
-            crate::record::now_ms(),
-            EndReason::CutShort,
-            None,
-        ) {
-            Ok(record) => session.accept(record),
-            Err(e) => error!("{e}"),
-        }
-        open_event.ended();
-    }
-
-    let (camera_tx, mut camera_rx) = mpsc::channel(16);
-    let camera = match &config.capture {
-        Some(capture) => Some(crate::capture::camera::spawn(
-            capture.clone(),
-            config.motion.clone(),
-            config.agent.state().clips(),
-            camera_tx,
-        )?),
-        None => {
-            drop(camera_tx);
-            None
-        }
-    };
-
-    let mut tick = tokio::time::interval(TICK);
-    let mut status_file = crate::status::StatusFile::new(config.agent.state().status());
-    let mut camera_view = CameraView {
-        state: match camera {
-            Some(_) => CameraState::Starting,
-            None => CameraState::None,
-        },
-        last_event: None,
-    };
-    let mut telemetry = tokio::time::interval(config.agent.telemetry_interval);
-    telemetry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            Some(event) = net_rx.recv() => session.on_net(event),
-            Some(record) = record_rx.recv() => session.accept(record),
-            Some(event) = camera_rx.recv() => {
-                camera_view.saw(&event);
-                on_camera(&mut session, event, &config, &open_event, notifier.as_ref());
+impl Mqtt {
+    /// Takes the consent ledger into `gate`: it decides the will too (an objected-to status
+    /// registers none, and so does a ledger that cannot be read, as it may hold an objection).
+    fn new(
+        b: &BrokerConfig,
+        tls: Arc<rustls::ClientConfig>,
+        gate: &mut Gate,
+        stores: &Stores,
+    ) -> Self {
+        let mut options = MqttOptions::new(
+            format!("camagent-{}", gate.anchor_id()),
+            b.host.clone(),
+            b.port,
+        );
+        options
+            .set_keep_alive(driver::ping_every(b.keep_alive))
+            .set_clean_session(false)
+            .set_inflight(b.max_inflight + 2)
+            .set_max_packet_size(b.max_packet_bytes, b.max_packet_bytes)
+            .set_transport(Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(tls),
+            ));
+        let will = match stores.ledger.load() {
+            Ok(ledger) => {
+                gate.set_consent(ledger);
+                driver::last_will(gate, &stores.disclosures)
             }
-            _ = tick.tick() => {
-                session.tick();
-                let status = crate::status::Status {
-                    camera: camera_view.state.clone(),
-                    last_event: camera_view.last_event.clone(),
-                    ..session.status()
-                };
-                session.report_status(status.for_cloud());
-                status_file.update(status);
-            }
-            // Pinged from this loop, so a hung loop stops the pings and systemd restarts us.
-            _ = watchdog.tick() => {
-                if let Some(n) = &notifier {
-                    n.notify("WATCHDOG=1");
-                }
-            }
-            () = &mut hang => fault::hang(),
-            _ = telemetry.tick() => {
-                match telemetry_record(&config.device) {
-                    Ok(record) => session.accept(record),
-                    Err(e) => error!("telemetry not reported: {e}"),
-                }
-                match session.usage() {
-                    Ok(record) => session.accept(record),
-                    Err(e) => error!("usage statistics not reported: {e}"),
-                }
-            }
-            () = &mut shutdown => break,
-        }
-    }
-
-    info!("shutting down");
-    if let Some(n) = &notifier {
-        n.notify("STOPPING=1");
-    }
-    // The camera ends its event and finishes its clip; what it reports is still accepted.
-    if let Some(camera) = camera {
-        camera.stop();
-        let drain = async {
-            while let Some(event) = camera_rx.recv().await {
-                on_camera(&mut session, event, &config, &open_event, None);
+            Err(e) => {
+                error!("{}; no last will is registered", Chain(&e));
+                None
             }
         };
-        if tokio::time::timeout(CAMERA_GRACE, drain).await.is_err() {
-            warn!("the camera did not stop in time");
+        let without_will = options.clone();
+        match &will {
+            Some(will) => {
+                options.set_last_will(will.clone());
+            }
+            None => warn!(
+                "no status may be sent (policy or consent): the broker cannot mark this device offline"
+            ),
         }
-        let _ = tokio::task::spawn_blocking(move || camera.join()).await;
-    }
-    reporter.abort();
-    session.go_offline();
-    let grace = tokio::time::sleep(SHUTDOWN_GRACE);
-    tokio::pin!(grace);
-    while session.connected() && !session.settled() {
-        tokio::select! {
-            Some(event) = net_rx.recv() => session.on_net(event),
-            () = &mut grace => break,
+        Self {
+            options,
+            without_will,
+            will,
         }
     }
-    session.save_progress();
-    // The driver may be waiting for room in the net channel rather than taking requests.
-    if tokio::time::timeout(SHUTDOWN_GRACE, session.disconnect())
-        .await
-        .is_err()
-    {
-        warn!("the clean disconnect did not complete in time");
-    }
-    status_file.write(crate::status::Status {
-        connected: false,
-        camera: CameraState::Stopped,
-        last_event: camera_view.last_event,
-        ..session.status()
-    });
-    let stats = session.stats();
-    info!(
-        delivered = stats.delivered,
-        refused = stats.refused,
-        "stopped"
-    );
-    drop(net_rx);
-    if tokio::time::timeout(Duration::from_secs(1), driver)
-        .await
-        .is_err()
-    {
-        warn!("MQTT event loop did not stop in time");
-    }
-    Ok(())
 }

@@ -1,9 +1,9 @@
 //! The owner's consent: a persisted ledger of every grant, withdrawal and objection, and the
 //! receipts that acknowledge them.
 //!
-//! [`Ledger`] is pure data; [`LedgerFile`] keeps it on disk (atomic replace under a lock, so the
-//! `camagent consent` command and the daemon can both write it). The daemon notices a changed
-//! file before its next publish.
+//! [`Ledger`] is pure data; the agent keeps it on disk (`camagent::policy::ledger_file`: atomic
+//! replace under a lock, so the `camagent consent` command and the daemon can both write it).
+//! The daemon notices a changed file before its next publish.
 
 use std::path::PathBuf;
 
