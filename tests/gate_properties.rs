@@ -11,7 +11,6 @@ use camagent::record::{Record, Value};
 use camagent::vocabulary::{ContentType, ValueKind};
 use proptest::prelude::*;
 
-/// Device fields a policy may name (the built-in records' fields excluded).
 /// `text` in a value of a kind `field` holds (a JSON string where it holds structured data).
 fn holding(field: Field, text: String) -> Value {
     let kinds = field.kinds();
@@ -24,6 +23,7 @@ fn holding(field: Field, text: String) -> Value {
     }
 }
 
+/// Device fields a policy may name (the built-in records' fields excluded).
 fn device_fields() -> Vec<Field> {
     Field::ALL
         .iter()
