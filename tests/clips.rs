@@ -642,3 +642,51 @@ fn on_a_full_disk_clips_give_way_to_alerts() {
         )
     });
 }
+
+/// Motion that never stops (one object crossing the scene again and again for 24 s) is cut
+/// into clips of at most `max_clip`, each starting on a keyframe and arriving whole, instead
+/// of one unfinished file that grows until the event ends.
+#[test]
+fn continuous_motion_is_cut_into_clips_of_at_most_max_clip() {
+    let world = World::new();
+    let broker = world.broker(false);
+    let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
+    wait_for(PATIENCE, || {
+        (*cloud.subacks.lock().unwrap() > 0).then_some(())
+    })
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let scene = Scene {
+        seconds: 24,
+        brightness: |_| 1.0,
+        object: |f| (10..235).contains(&f).then(|| ((f * 7) % 280, 70, 30, 70)),
+    };
+    let clip = encode(tmp.path(), "endless", &scene, Codec::H264);
+    let mut setup = AgentSetup::new(&world, broker.port);
+    setup.extra = format!(
+        "[capture]\nsource = \"file\"\npath = \"{}\"\nloop = false\npreroll = \"1s\"\npostroll = \"1s\"\nmax_clip = \"6s\"\n\
+         [motion.events]\ngap = \"1s\"\n",
+        clip.display()
+    );
+    let dir = world.path().join("agent");
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/policy.toml");
+    let agent = Agent::start(BIN, &setup.write(&world, &dir, &policy));
+    // 1 s of pre-roll, 22 s of motion and 1 s of post-roll: four clips at least.
+    let Some(records) = wait_for(PATIENCE * 2, || {
+        let records = cloud.on("/clip");
+        (records.len() >= 4).then_some(records)
+    }) else {
+        panic!("not four clip records; agent log:\n{}", agent.log());
+    };
+    let mut ids = std::collections::BTreeSet::new();
+    for record in &records {
+        let manifest = record.json()["fields"]["clip"].clone();
+        let duration = manifest["duration_ms"].as_u64().unwrap();
+        assert!(duration <= 6000, "a clip of {duration} ms: {manifest}");
+        assert!(
+            ids.insert(manifest["clip_id"].as_str().unwrap().to_owned()),
+            "{manifest}"
+        );
+        received_whole(&cloud, &manifest, || agent.log());
+    }
+}

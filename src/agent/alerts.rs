@@ -81,11 +81,7 @@ pub(super) fn on_camera(
         CameraEvent::ClipReady { event_ids, clip } => {
             let manifest = clip_manifest(clip, event_ids, config.outbox.chunk_bytes);
             match clip_record(&manifest) {
-                // The manifest first: it is queued ahead of every chunk.
-                Ok(record) => {
-                    session.accept(record);
-                    session.upload(manifest);
-                }
+                Ok(record) => session.deliver_clip(record, manifest),
                 Err(e) => error!(clip = %manifest.clip_id, "clip not queued: {e}"),
             }
             return;
@@ -104,7 +100,9 @@ pub(super) fn on_camera(
         }
     };
     match record {
-        Ok(record) => session.accept(record),
+        Ok(record) => {
+            session.accept(record);
+        }
         Err(e) => error!("alert not queued: {e}"),
     }
 }

@@ -123,7 +123,9 @@ impl Running {
         warn!(%event_id, "an event was cut short when the agent last stopped; its end alert goes now");
         let now = crate::record::now_ms();
         match end_alert(&event_id, now, EndReason::CutShort, None) {
-            Ok(record) => self.session.accept(record),
+            Ok(record) => {
+                self.session.accept(record);
+            }
             Err(e) => error!("{e}"),
         }
         self.open_event.ended();
@@ -165,7 +167,9 @@ impl Running {
         loop {
             tokio::select! {
                 Some(event) = self.net.recv() => self.session.on_net(event),
-                Some(record) = self.records.recv() => self.session.accept(record),
+                Some(record) = self.records.recv() => {
+                    self.session.accept(record);
+                }
                 Some(event) = self.camera_events.recv() => self.on_camera(event, true),
                 _ = tick.tick() => self.tick(),
                 // Pinged from this loop, so a hung loop stops the pings and systemd restarts us.
@@ -206,11 +210,15 @@ impl Running {
 
     fn report_health(&mut self) {
         match telemetry_record(&self.config.device) {
-            Ok(record) => self.session.accept(record),
+            Ok(record) => {
+                self.session.accept(record);
+            }
             Err(e) => error!("telemetry not reported: {e}"),
         }
         match self.session.usage() {
-            Ok(record) => self.session.accept(record),
+            Ok(record) => {
+                self.session.accept(record);
+            }
             Err(e) => error!("usage statistics not reported: {e}"),
         }
     }

@@ -7,6 +7,10 @@
 //! machine needs a quiet gap to declare it), so while recording, units are written only once
 //! they are `hold` old: when the end comes, nothing past `end + postroll` has been written.
 //! Memory stays at about `preroll + hold` of video however long the event runs.
+//!
+//! However events chain (each starting in the last one's post-roll extends its clip), a clip
+//! ends before it would pass `max_clip`, and the next one goes on from that keyframe: the
+//! recording stays whole, cut into clips that can each be delivered.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -23,6 +27,8 @@ pub struct Unit<T> {
 pub enum Output<T> {
     /// Start a clip; the writes that follow belong to it, the first is a keyframe.
     Open,
+    /// Start a clip that goes on from the one just closed at its maximum length.
+    Continue,
     Write(Unit<T>),
     /// The clip is complete.
     Close,
@@ -34,6 +40,8 @@ pub struct RecorderConfig {
     pub postroll: Duration,
     /// How late an event's end can be declared after its last motion (the event gap).
     pub hold: Duration,
+    /// The longest a clip may run, from its first unit to its last.
+    pub max_clip: Duration,
 }
 
 #[derive(Debug)]
@@ -42,6 +50,39 @@ struct Recording {
     next: usize,
     /// Set when the event ended: the last media time the clip includes.
     until: Option<Duration>,
+    /// The time of the clip's first unit, and of the last keyframe written.
+    first: Option<Duration>,
+    last_key: Option<Duration>,
+}
+
+impl Recording {
+    fn new(next: usize) -> Self {
+        Self {
+            next,
+            until: None,
+            first: None,
+            last_key: None,
+        }
+    }
+
+    /// Writes `unit` (the one at `next`). At a keyframe, the clip closes first if taking
+    /// this group of pictures, as long as the one before, would pass `max`; the next clip
+    /// goes on from the keyframe.
+    fn write<T: Clone>(&mut self, unit: &Unit<T>, max: Duration, out: &mut Vec<Output<T>>) {
+        if unit.keyframe {
+            if let (Some(first), Some(last_key)) = (self.first, self.last_key) {
+                if unit.time.saturating_sub(first) + unit.time.saturating_sub(last_key) > max {
+                    out.push(Output::Close);
+                    out.push(Output::Continue);
+                    self.first = None;
+                }
+            }
+            self.last_key = Some(unit.time);
+        }
+        self.first.get_or_insert(unit.time);
+        out.push(Output::Write(unit.clone()));
+        self.next += 1;
+    }
 }
 
 #[derive(Debug)]
@@ -94,7 +135,7 @@ impl<T: Clone> Recorder<T> {
             .iter()
             .rposition(|u| u.keyframe && u.time <= from)
             .unwrap_or(0);
-        self.recording = Some(Recording { next, until: None });
+        self.recording = Some(Recording::new(next));
         let mut out = vec![Output::Open];
         out.extend(self.flush());
         out
@@ -112,16 +153,13 @@ impl<T: Clone> Recorder<T> {
     /// The source stopped: write what the clip has and close it.
     pub fn finish(&mut self) -> Vec<Output<T>> {
         let mut out = Vec::new();
-        if let Some(r) = self.recording.take() {
-            let until = r.until;
-            out.extend(
-                self.ring
-                    .iter()
-                    .skip(r.next)
-                    .take_while(|u| until.is_none_or(|t| u.time <= t))
-                    .cloned()
-                    .map(Output::Write),
-            );
+        if let Some(mut r) = self.recording.take() {
+            while let Some(unit) = self.ring.get(r.next) {
+                if r.until.is_some_and(|t| unit.time > t) {
+                    break;
+                }
+                r.write(unit, self.config.max_clip, &mut out);
+            }
             out.push(Output::Close);
         }
         self.ring.clear();
@@ -148,8 +186,7 @@ impl<T: Clone> Recorder<T> {
                 None if newest.saturating_sub(unit.time) < self.config.hold => break,
                 None => {}
             }
-            out.push(Output::Write(unit.clone()));
-            r.next += 1;
+            r.write(unit, self.config.max_clip, &mut out);
         }
         out
     }
@@ -203,6 +240,7 @@ mod tests {
             preroll: ms(2000),
             postroll: ms(1500),
             hold: ms(3000),
+            max_clip: ms(60_000),
         })
     }
 
@@ -265,6 +303,7 @@ mod tests {
             preroll: ms(2000),
             postroll: ms(5000),
             hold: ms(3000),
+            max_clip: ms(60_000),
         });
         let out = run(&mut r, 0..400, |r, n| match n {
             101 => r.start(ms(10_000)),
@@ -314,5 +353,44 @@ mod tests {
         assert_eq!(written(&out), (10..40).collect::<Vec<_>>());
         assert_eq!(out.last(), Some(&Output::Close));
         assert!(!r.recording());
+    }
+
+    #[test]
+    fn chained_events_are_cut_into_clips_of_at_most_max_clip_from_keyframes() {
+        let mut r = Recorder::new(RecorderConfig {
+            preroll: ms(2000),
+            postroll: ms(5000),
+            hold: ms(3000),
+            max_clip: ms(10_000),
+        });
+        // An event every 4 s, each starting in the last one's post-roll, for 40 s.
+        let out = run(&mut r, 0..700, |r, n| match n {
+            n if (100..520).contains(&n) && n % 40 == 1 => r.start(ms(n * 100)),
+            n if (100..520).contains(&n) && n % 40 == 21 => r.end(ms(n * 100)),
+            _ => Vec::new(),
+        });
+        // Split the writes into clips.
+        let mut clips: Vec<Vec<u64>> = Vec::new();
+        for o in &out {
+            match o {
+                Output::Open | Output::Continue => clips.push(Vec::new()),
+                Output::Write(u) => clips.last_mut().unwrap().push(u.payload),
+                Output::Close => {}
+            }
+        }
+        assert_eq!(out.first(), Some(&Output::Open));
+        assert_eq!(out.last(), Some(&Output::Close));
+        assert!(clips.len() >= 4, "{} clips", clips.len());
+        for clip in &clips {
+            assert!(
+                unit(clip[0]).keyframe,
+                "a clip starts on a keyframe: {clip:?}"
+            );
+            let span = ms((clip[clip.len() - 1] - clip[0]) * 100);
+            assert!(span <= ms(10_000), "{span:?}");
+        }
+        // Nothing lost, nothing twice: the clips together are the recording.
+        let all: Vec<u64> = clips.concat();
+        assert_eq!(all, (all[0]..=all[all.len() - 1]).collect::<Vec<_>>());
     }
 }

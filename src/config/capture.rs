@@ -93,6 +93,8 @@ pub struct CaptureConfig {
     pub snapshot: SnapshotConfig,
     pub preroll: Duration,
     pub postroll: Duration,
+    /// The longest a clip runs; events that chain on go on in the next clip.
+    pub max_clip: Duration,
     /// Painted black in every picture before it is encoded, snapshotted or analysed.
     pub privacy_masks: Vec<Rect>,
 }
@@ -124,6 +126,8 @@ struct RawCapture {
     preroll: Duration,
     #[serde(default = "default_roll", with = "crate::human_duration")]
     postroll: Duration,
+    #[serde(default = "default_max_clip", with = "crate::human_duration")]
+    max_clip: Duration,
     #[serde(default)]
     privacy_masks: Vec<Rect>,
     #[serde(default = "default_encode")]
@@ -227,6 +231,12 @@ impl TryFrom<RawCapture> for CaptureConfig {
                 s.quality
             ));
         }
+        if raw.max_clip < raw.preroll + Duration::from_secs(5) {
+            return Err(format!(
+                "`max_clip` = {:?} leaves too little after the pre-roll ({:?}); use at least 5 s more, e.g. \"1m\"",
+                raw.max_clip, raw.preroll
+            ));
+        }
         for (i, m) in raw.privacy_masks.iter().enumerate() {
             let inside = |v: f32| (0.0..=1.0).contains(&v);
             if !(inside(m.x) && inside(m.y) && m.w > 0.0 && m.h > 0.0)
@@ -244,6 +254,7 @@ impl TryFrom<RawCapture> for CaptureConfig {
             snapshot: raw.snapshot,
             preroll: raw.preroll,
             postroll: raw.postroll,
+            max_clip: raw.max_clip,
             privacy_masks: raw.privacy_masks,
         })
     }
@@ -280,6 +291,9 @@ fn default_quality() -> u8 {
 }
 fn default_roll() -> Duration {
     Duration::from_secs(5)
+}
+fn default_max_clip() -> Duration {
+    Duration::from_secs(60)
 }
 fn default_encode() -> EncodeConfig {
     toml::from_str("").expect("encode defaults")
@@ -360,6 +374,7 @@ mod tests {
                 "`snapshot.quality`",
             ),
             ("source = \"test\"\n[encode]\nwidth = 15", "`encode.width`"),
+            ("source = \"test\"\nmax_clip = \"8s\"", "`max_clip`"),
             (
                 "source = \"test\"\nprivacy_masks = [{ x = 0.9, y = 0.0, w = 0.2, h = 0.1 }]",
                 "`privacy_masks[0]`",

@@ -9,6 +9,7 @@ use tracing::{error, info, warn};
 use super::link::Link;
 use super::session::Session;
 use super::window::Sent;
+use crate::record::Record;
 use crate::report::Chain;
 use crate::wire::Manifest;
 
@@ -48,6 +49,19 @@ impl<L: Link> Session<L> {
         if space.is_bounded() && space.available < reserve {
             self.evict_clips(reserve - space.available, "the disk is nearly full");
         }
+    }
+
+    /// Queues a finished clip: its record (the manifest) first, and only once that is
+    /// queued, the clip's upload. A clip whose record was not taken is deleted and counted as
+    /// evicted: its chunks could never be assembled.
+    pub fn deliver_clip(&mut self, record: Record, manifest: Manifest) {
+        if self.accept(record) {
+            self.upload(manifest);
+            return;
+        }
+        self.stats.clips_evicted += 1;
+        warn!(clip = %manifest.clip_id, "clip evicted unsent: its record could not be queued");
+        let _ = std::fs::remove_file(self.stores.uploads.path_of(&manifest));
     }
 
     /// Starts uploading a clip whose record was just accepted — if its purpose lets the clip

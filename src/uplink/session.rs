@@ -154,20 +154,23 @@ impl<L: Link> Session<L> {
 
     /// Accepts a record: checks it against the policy and consent, then stores it durably.
     /// A record the gate refuses is never stored; one that does not fit is refused loudly.
-    pub fn accept(&mut self, record: Record) {
+    /// Takes `record` for delivery; whether it was queued (the gate may refuse it, or the
+    /// outbox have no room).
+    pub fn accept(&mut self, record: Record) -> bool {
         self.refresh_consent();
-        self.enqueue(record);
+        let queued = self.enqueue(record);
         self.pump();
+        queued
     }
 
-    pub(super) fn enqueue(&mut self, record: Record) {
+    pub(super) fn enqueue(&mut self, record: Record) -> bool {
         // Gated with the number it is about to get, so the pump can send this very output.
         let seq = self.outbox.next_seq();
         let admitted = match self.gate.admit(&record, Some(seq)) {
             Err(refusal) => {
                 self.stats.refused += 1;
                 debug!(flow = %record.flow, "record not sent: {refusal}");
-                return;
+                return false;
             }
             Ok(admitted) => admitted,
         };
@@ -185,7 +188,7 @@ impl<L: Link> Session<L> {
                 Err(e) if e.is_disk_full() && self.evict_clips(1, "the disk is full") => {}
                 Err(e) => {
                     error!("record not accepted: {}", Chain(&e));
-                    return;
+                    return false;
                 }
             }
         };
@@ -197,6 +200,7 @@ impl<L: Link> Session<L> {
             };
             self.ready.keep(seq, ready, self.gate.epoch());
         }
+        true
     }
 
     /// Periodic upkeep: consent changes from `camagent consent`, retention, the send window.

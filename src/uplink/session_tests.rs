@@ -485,3 +485,38 @@ fn a_record_just_queued_is_sent_without_reading_the_outbox_back() {
     assert_eq!(rig.records(), vec![0]);
     assert_eq!(rig.session.status().quarantined, 0);
 }
+
+/// A clip whose record the outbox cannot take never goes up: its chunks could never be
+/// assembled. It is deleted and counted as evicted.
+#[test]
+fn a_clip_whose_record_is_not_queued_is_not_uploaded() {
+    let mut rig = Rig::new(16);
+    rig.consent("clips", Choice::Given);
+    // Offline, fill the outbox (1 MiB) until not even a bare alert fits.
+    for bytes in [100 * 1024, 10 * 1024, 1024, 0] {
+        let picture = || {
+            let fields = BTreeMap::from([(Field::Snapshot, Value::jpeg(vec![0xff; bytes]))]);
+            Record::new(Flow::Alarm, fields).unwrap()
+        };
+        while rig.session.accept(picture()) {}
+    }
+    let clip = |id: &str| Manifest {
+        clip_id: id.into(),
+        content_type: ContentType::Mp4,
+        bytes: 4096,
+        duration_ms: 1000,
+        sha256: String::new(),
+        chunk_bytes: 1024,
+        chunks: 4,
+        event_ids: vec![id.into()],
+    };
+    let clips = StateDir::new(rig.dir.path()).clips();
+    std::fs::create_dir_all(&clips).unwrap();
+    std::fs::write(clip("c1").path_in(&clips), vec![7u8; 4096]).unwrap();
+    rig.session.deliver_clip(clip_record(), clip("c1"));
+    assert!(!clip("c1").path_in(&clips).exists(), "the clip is deleted");
+    assert_eq!(rig.session.stats().clips_evicted, 1);
+    rig.up(false);
+    while !rig.leave().is_empty() {}
+    assert_eq!(rig.chunks_out(), 0, "{:?}", rig.out());
+}

@@ -127,6 +127,10 @@ struct Camera {
     /// Events the clip being recorded covers, and its writer once the first unit came.
     clip_events: Vec<String>,
     writer: Option<ClipWriter>,
+    /// The last event of the clip closed last, and how many clips went on from it: a clip
+    /// at its maximum length is continued by the next.
+    last_clip_event: Option<String>,
+    clip_part: u32,
     /// Media time restarts with each run of the pipeline; this keeps the camera's own
     /// timeline increasing across runs.
     offset: Duration,
@@ -148,6 +152,7 @@ impl Camera {
             postroll: capture.postroll,
             // The end is declared one gap after the last motion, plus one analysis frame.
             hold: motion.events.gap + Duration::from_secs(1) / motion.fps.max(1),
+            max_clip: capture.max_clip,
         });
         Self {
             detector: Detector::new(motion.detector(), motion.width, motion.height),
@@ -162,6 +167,8 @@ impl Camera {
             event: None,
             clip_events: Vec::new(),
             writer: None,
+            last_clip_event: None,
+            clip_part: 0,
             offset: Duration::ZERO,
             last: Duration::ZERO,
             running: false,

@@ -34,6 +34,16 @@ impl Camera {
                 Output::Open => {
                     tracing::debug!(ring = ?self.recorder.span(), "clip opens");
                     self.writer = None;
+                    self.clip_part = 0;
+                }
+                Output::Continue => {
+                    // The clip before reached its maximum length: this one goes on with the
+                    // event it ended in, under an id of its own.
+                    self.writer = None;
+                    if let Some(event) = self.last_clip_event.clone() {
+                        self.clip_part += 1;
+                        self.clip_events = vec![event];
+                    }
                 }
                 Output::Write(unit) => {
                     if self.writer.is_none() {
@@ -54,7 +64,11 @@ impl Camera {
             let Some(caps) = sample.caps() else {
                 return;
             };
-            match ClipWriter::open(&self.clips_dir, first, &caps.to_owned()) {
+            let id = match self.clip_part {
+                0 => first.clone(),
+                part => format!("{first}-{part}"),
+            };
+            match ClipWriter::open(&self.clips_dir, &id, &caps.to_owned()) {
                 Ok(w) => self.writer = Some(w),
                 Err(e) => {
                     warn!("cannot start the clip: {}", Chain(&e));
@@ -75,6 +89,7 @@ impl Camera {
     /// Hands the clip to the finisher, off the camera thread.
     fn close_clip(&mut self) {
         let event_ids = std::mem::take(&mut self.clip_events);
+        self.last_clip_event = event_ids.last().cloned();
         if let Some(writer) = self.writer.take() {
             self.finisher.finish(event_ids, writer);
         }

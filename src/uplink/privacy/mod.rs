@@ -154,7 +154,9 @@ impl<L: Link> Session<L> {
                         Some(issued_ms),
                     );
                     match confirmation {
-                        Ok(record) => self.enqueue(record),
+                        Ok(record) => {
+                            self.enqueue(record);
+                        }
                         Err(e) => error!("erase confirmation not queued: {e}"),
                     }
                     self.pump();
@@ -215,7 +217,9 @@ impl<L: Link> Session<L> {
             info!(purpose = %event.purpose, choice = ?event.choice, via = ?event.via, "consent changed");
             let receipt = consent::receipt(self.gate.policy(), event);
             match Record::json(Flow::ConsentReceipt, Field::ConsentRecord, &receipt) {
-                Ok(record) => self.enqueue(record),
+                Ok(record) => {
+                    self.enqueue(record);
+                }
                 Err(e) => error!("consent receipt not queued: {e}"),
             }
         }
