@@ -609,3 +609,30 @@ fn a_slow_disk_never_drops_the_connection() {
     let connects = broker.log().lines().filter(|l| l.contains(&client)).count();
     assert_eq!(connects, 1, "reconnected; broker log:\n{}", broker.log());
 }
+
+/// A broker that takes the TLS handshake but refuses the device's identity (CONNACK "not
+/// authorised") gets a hint about registering the device, not one about a closed port.
+#[test]
+fn a_refused_identity_gets_its_own_hint() {
+    let world = World::new();
+    // Certificates are checked, but nothing is authorised by them: every client is refused.
+    let broker = world.broker_with(
+        false,
+        "use_identity_as_username false\nallow_anonymous false\n",
+    );
+    let policy = world.path().join("policy.toml");
+    write_policy(
+        &policy,
+        &["serial_number"],
+        &["serial_number", "online_status"],
+    );
+    let config =
+        AgentSetup::new(&world, broker.port).write(&world, &world.path().join("a"), &policy);
+    let agent = Agent::start(BIN, &config);
+    agent.wait_log("does not authorise this device's identity");
+    assert!(
+        !agent.log().contains("nothing accepts connections"),
+        "{}",
+        agent.log()
+    );
+}
