@@ -18,6 +18,8 @@ const SPACE_EVERY: Duration = Duration::from_secs(1);
 /// Free space kept beyond the outbox's unused quota, for the small files beside it (status,
 /// progress, ledger, disclosure log lines).
 const SPACE_MARGIN: u64 = 256 * 1024;
+/// Dropped uploads remembered for the alerts that may wait for them.
+const LOST_MEDIA_KEPT: usize = 64;
 
 impl<L: Link> Session<L> {
     /// Evicts the oldest clips until `bytes` are freed; `false` when there was none.
@@ -28,7 +30,19 @@ impl<L: Link> Session<L> {
             self.stats.clips_evicted += 1;
             warn!(clip = %id, "clip evicted unsent: {why} (oldest first)");
         }
-        !evicted.is_empty()
+        let any = !evicted.is_empty();
+        self.media_lost(evicted);
+        any
+    }
+
+    /// Notes uploads dropped unsent, so an alert waiting for one goes without it.
+    pub(super) fn media_lost(&mut self, ids: impl IntoIterator<Item = String>) {
+        for id in ids {
+            if self.lost_media.len() == LOST_MEDIA_KEPT {
+                self.lost_media.pop_front();
+            }
+            self.lost_media.push_back(id);
+        }
     }
 
     /// Keeps the room alerts may still need free on the disk (the outbox's unused quota and a
@@ -71,6 +85,7 @@ impl<L: Link> Session<L> {
             // Nothing may carry it off the device: do not fill the flash with it.
             info!(clip = %manifest.clip_id, "clip deleted, it may not leave: {refusal}");
             let _ = std::fs::remove_file(self.stores.uploads.path_of(&manifest));
+            self.media_lost([manifest.clip_id]);
             return;
         }
         if let Err(e) = self.stores.uploads.add(manifest) {

@@ -15,8 +15,9 @@
 //! disk pressure (`clips`: chunks go only when no record is waiting, at most
 //! [`CHUNKS_IN_FLIGHT`](super::window::CHUNKS_IN_FLIGHT) ahead of an alert); the retained
 //! status and the local status (`presence`). This file is the pump and the acknowledgements,
-//! a little over 400 lines because the two share one ordering argument, best read whole.
+//! just under 500 lines because the two share one ordering argument, best read whole.
 
+use std::collections::VecDeque;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
@@ -35,8 +36,8 @@ use super::window::{RateLimit, Sent, Window};
 use crate::command::ReplayGuard;
 use crate::policy::consent::LedgerFile;
 use crate::policy::disclosure::{Disclosure, DisclosureLog};
-use crate::policy::{Admitted, Gate};
-use crate::record::Record;
+use crate::policy::{Admitted, Field, Gate};
+use crate::record::{Record, Value};
 use crate::report::Chain;
 use crate::state_dir::StateDir;
 
@@ -75,6 +76,9 @@ pub struct Session<L: Link> {
     pub(super) connected: bool,
     /// When the file system's free space was last checked.
     pub(super) space_checked: Option<Instant>,
+    /// Uploads dropped unsent (evicted, expired, refused), newest last: an alert that waits
+    /// for one of these pictures goes without it rather than name a picture that never comes.
+    pub(super) lost_media: VecDeque<String>,
     /// Set at shutdown: nothing new is handed to the client; what is in flight may finish.
     stopping: bool,
     pub(super) window: Window,
@@ -127,6 +131,7 @@ impl<L: Link> Session<L> {
             stores,
             connected: false,
             space_checked: None,
+            lost_media: VecDeque::new(),
             stopping: false,
             window: Window::new(usize::from(max_in_flight)),
             ready: ReadyRecords::new(READY_MAX_BYTES),
@@ -364,10 +369,22 @@ impl<L: Link> Session<L> {
                         continue;
                     }
                 },
-                None => match self.read_and_admit(seq) {
+                None => match self.read_and_admit(seq, false) {
                     Some(ready) => ready,
                     None => continue,
                 },
+            };
+            // An alert whose snapshot was dropped unsent goes without it.
+            let lost = ready
+                .awaits
+                .as_ref()
+                .is_some_and(|media| self.lost_media.contains(media));
+            let ready = match lost {
+                true => match self.read_and_admit(seq, true) {
+                    Some(ready) => ready,
+                    None => continue,
+                },
+                false => ready,
             };
             // An alert whose snapshot goes in chunks waits for them: the picture arrives first.
             let waiting = ready
@@ -390,10 +407,11 @@ impl<L: Link> Session<L> {
     }
 
     /// Reads a queued record back and gates it again: the policy and consent may have changed
-    /// since it was queued, or it was queued before a restart. `None` when it is not sent
-    /// (unreadable, or no longer permitted); the cursor is then past it.
-    fn read_and_admit(&mut self, seq: u64) -> Option<Ready> {
-        let record = match self.outbox.get(seq) {
+    /// since it was queued, or it was queued before a restart. With `snapshot_lost`, the
+    /// record's snapshot is marked unavailable first. `None` when it is not sent (unreadable,
+    /// or no longer permitted); the cursor is then past it.
+    fn read_and_admit(&mut self, seq: u64, snapshot_lost: bool) -> Option<Ready> {
+        let mut record = match self.outbox.get(seq) {
             Ok(record) => record,
             // The entry is forgotten (quarantined, or gone): delivery goes on.
             Err(e) => {
@@ -401,6 +419,13 @@ impl<L: Link> Session<L> {
                 return None;
             }
         };
+        if snapshot_lost {
+            let reason = "the snapshot was dropped unsent (clip quota, disk space or retention)";
+            record
+                .fields
+                .insert(Field::Snapshot, Value::Unavailable(reason.into()));
+            record.awaits = None;
+        }
         match self.gate.admit(&record, Some(seq)) {
             Ok(admitted) => Some(Ready {
                 admitted,

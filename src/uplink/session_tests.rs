@@ -57,8 +57,9 @@ enum Out {
 #[derive(Default)]
 struct Wire {
     out: Vec<Out>,
-    /// The topic of each publish, beside `out`.
+    /// The topic and payload of each publish, beside `out`.
     topics: Vec<String>,
+    payloads: Vec<Vec<u8>>,
     /// The client's queue is full: requests are refused.
     full: bool,
     reconnects: u32,
@@ -85,6 +86,7 @@ impl Link for FakeLink {
         };
         wire.out.push(out);
         wire.topics.push(admitted.topic().to_owned());
+        wire.payloads.push(admitted.payload().to_vec());
         Ok(())
     }
 
@@ -519,4 +521,42 @@ fn a_clip_whose_record_is_not_queued_is_not_uploaded() {
     rig.up(false);
     while !rig.leave().is_empty() {}
     assert_eq!(rig.chunks_out(), 0, "{:?}", rig.out());
+}
+
+/// An alert whose chunked snapshot was evicted before it went does not name a picture that
+/// will never come: it goes without it, the snapshot listed as unavailable.
+#[test]
+fn an_alert_whose_snapshot_was_evicted_goes_without_it() {
+    let mut rig = Rig::new(16);
+    rig.upload("e1-snapshot", ContentType::Jpeg, 6 * 1024);
+    let manifest = rig
+        .session
+        .stores
+        .uploads
+        .get("e1-snapshot")
+        .unwrap()
+        .manifest
+        .clone();
+    let mut waiting = Record::new(
+        Flow::Alarm,
+        BTreeMap::from([
+            (Field::EventData, Value::Json(json!({"event": "start"}))),
+            (Field::Snapshot, Value::structured(&manifest)),
+        ]),
+    )
+    .unwrap();
+    waiting.awaits = Some("e1-snapshot".into());
+    rig.session.accept(waiting);
+    // Offline, the clip quota evicts the picture.
+    assert!(rig.session.evict_clips(u64::MAX, "test"));
+    rig.up(false);
+    while rig.records().is_empty() {
+        let ids = rig.leave();
+        assert!(!ids.is_empty(), "delivery stalled: {:?}", rig.out());
+    }
+    assert_eq!(rig.chunks_out(), 0);
+    let wire = rig.link.0.borrow();
+    let sent: Json = serde_json::from_slice(wire.payloads.last().unwrap()).unwrap();
+    assert!(sent["fields"].get("snapshot").is_none(), "{sent}");
+    assert_eq!(sent["unavailable"], json!(["snapshot"]), "{sent}");
 }

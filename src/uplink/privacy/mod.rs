@@ -107,9 +107,11 @@ impl<L: Link> Session<L> {
             match duty {
                 Duty::Purge { seqs, why } => self.purge(&seqs, why),
                 Duty::ExpireClips { before_ms } => {
-                    for id in self.stores.uploads.expire_before(before_ms) {
+                    let expired = self.stores.uploads.expire_before(before_ms);
+                    for id in &expired {
                         warn!(clip = %id, "clip expired unsent (purpose retention)");
                     }
+                    self.media_lost(expired);
                 }
                 Duty::ClearStoppedRetained => {
                     let gate = &self.gate;
