@@ -28,11 +28,7 @@ fn scene_clip(dir: &Path) -> PathBuf {
 fn a_snapshot_too_large_for_one_message_goes_in_chunks_ahead_of_its_alert() {
     let world = World::new();
     let broker = world.broker(false);
-    let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
-    wait_for(PATIENCE, || {
-        (*cloud.subacks.lock().unwrap() > 0).then_some(())
-    })
-    .unwrap();
+    let cloud = cloud_listening(&world, broker.port, false);
     let tmp = tempfile::tempdir().unwrap();
     let mut setup = AgentSetup::new(&world, broker.port);
     setup.broker_extra = "max_packet_bytes = 16384\n".into();
@@ -74,6 +70,17 @@ fn a_snapshot_too_large_for_one_message_goes_in_chunks_ahead_of_its_alert() {
     let hex = sha256_hex(&jpeg);
     assert_eq!(hex, manifest["sha256"].as_str().unwrap());
     assert_eq!(&jpeg[..2], &[0xFF, 0xD8]);
+}
+
+/// The cloud's subscriber (its session `persistent` or not), once the broker has taken its
+/// subscription.
+fn cloud_listening(world: &World, port: u16, persistent: bool) -> Subscriber {
+    let cloud = Subscriber::connect(world, port, "cloud", persistent);
+    wait_for(PATIENCE, || {
+        (*cloud.subacks.lock().unwrap() > 0).then_some(())
+    })
+    .unwrap();
+    cloud
 }
 
 /// Config for the agent: the scene once, small chunks and an upload cap when given, so the
@@ -387,11 +394,7 @@ fn a_full_clip_quota_evicts_clips_and_never_alerts() {
     // Persistent, with the cloud's session too: what the agent sends as soon as the broker is
     // back reaches the cloud even if it reconnects later.
     let mut broker = world.broker(true);
-    let cloud = Subscriber::connect(&world, broker.port, "cloud", true);
-    wait_for(PATIENCE, || {
-        (*cloud.subacks.lock().unwrap() > 0).then_some(())
-    })
-    .unwrap();
+    let cloud = cloud_listening(&world, broker.port, true);
     let tmp = tempfile::tempdir().unwrap();
     // Three crossings, 10 s apart.
     let scene = Scene {
@@ -484,11 +487,7 @@ fn corrupt_outbox_entries_are_quarantined_and_the_rest_delivered() {
     std::fs::write(&entries[5], flipped).unwrap();
 
     broker.restart();
-    let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
-    wait_for(PATIENCE, || {
-        (*cloud.subacks.lock().unwrap() > 0).then_some(())
-    })
-    .unwrap();
+    let cloud = cloud_listening(&world, broker.port, false);
     let agent = Agent::start(BIN, &config);
     let delivered = || {
         let mut seqs: Vec<u64> = cloud
@@ -650,11 +649,7 @@ fn on_a_full_disk_clips_give_way_to_alerts() {
 fn continuous_motion_is_cut_into_clips_of_at_most_max_clip() {
     let world = World::new();
     let broker = world.broker(false);
-    let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
-    wait_for(PATIENCE, || {
-        (*cloud.subacks.lock().unwrap() > 0).then_some(())
-    })
-    .unwrap();
+    let cloud = cloud_listening(&world, broker.port, false);
     let tmp = tempfile::tempdir().unwrap();
     let scene = Scene {
         seconds: 24,
