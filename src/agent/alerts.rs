@@ -99,12 +99,7 @@ pub(super) fn on_camera(
             return;
         }
     };
-    match record {
-        Ok(record) => {
-            session.accept(record);
-        }
-        Err(e) => error!("alert not queued: {e}"),
-    }
+    session.accept_made(record);
 }
 
 /// The snapshot as the alert carries it: inline, or the manifest of its chunks.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use rumqttc::AsyncClient;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use super::alerts::{end_alert, on_camera, CameraView};
 use super::facts::{report_facts, telemetry_record};
@@ -122,12 +122,8 @@ impl Running {
         };
         warn!(%event_id, "an event was cut short when the agent last stopped; its end alert goes now");
         let now = crate::record::now_ms();
-        match end_alert(&event_id, now, EndReason::CutShort, None) {
-            Ok(record) => {
-                self.session.accept(record);
-            }
-            Err(e) => error!("{e}"),
-        }
+        self.session
+            .accept_made(end_alert(&event_id, now, EndReason::CutShort, None));
         self.open_event.ended();
     }
 
@@ -209,18 +205,10 @@ impl Running {
     }
 
     fn report_health(&mut self) {
-        match telemetry_record(&self.config.device) {
-            Ok(record) => {
-                self.session.accept(record);
-            }
-            Err(e) => error!("telemetry not reported: {e}"),
-        }
-        match self.session.usage() {
-            Ok(record) => {
-                self.session.accept(record);
-            }
-            Err(e) => error!("usage statistics not reported: {e}"),
-        }
+        self.session
+            .accept_made(telemetry_record(&self.config.device));
+        let usage = self.session.usage();
+        self.session.accept_made(usage);
     }
 
     /// Stops cleanly: the camera ends its event and finishes its clip (what it reports is

@@ -15,7 +15,7 @@
 //! disk pressure (`clips`: chunks go only when no record is waiting, at most
 //! [`CHUNKS_IN_FLIGHT`](super::window::CHUNKS_IN_FLIGHT) ahead of an alert); the retained
 //! status and the local status (`presence`). This file is the pump and the acknowledgements,
-//! just under 500 lines because the two share one ordering argument, best read whole.
+//! a little over 500 lines because the two share one ordering argument, best read whole.
 
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicBool;
@@ -37,7 +37,7 @@ use crate::command::ReplayGuard;
 use crate::policy::consent::LedgerFile;
 use crate::policy::disclosure::{Disclosure, DisclosureLog};
 use crate::policy::{Admitted, Field, Gate};
-use crate::record::{Record, Value};
+use crate::record::{Record, Value, WrongKind};
 use crate::report::Chain;
 use crate::state_dir::StateDir;
 
@@ -159,13 +159,34 @@ impl<L: Link> Session<L> {
 
     /// Accepts a record: checks it against the policy and consent, then stores it durably.
     /// A record the gate refuses is never stored; one that does not fit is refused loudly.
-    /// Takes `record` for delivery; whether it was queued (the gate may refuse it, or the
-    /// outbox have no room).
+    /// Returns whether it was queued.
     pub fn accept(&mut self, record: Record) -> bool {
         self.refresh_consent();
         let queued = self.enqueue(record);
         self.pump();
         queued
+    }
+
+    /// [`accept`](Self::accept) for a record the agent made itself: one it could not make (a
+    /// field given a value of the wrong kind, a bug) is logged and nothing is sent.
+    pub fn accept_made(&mut self, made: Result<Record, WrongKind>) -> bool {
+        match made {
+            Ok(record) => self.accept(record),
+            Err(e) => {
+                error!("record not made: {e}");
+                false
+            }
+        }
+    }
+
+    /// [`enqueue`](Self::enqueue) for a record the agent made itself, as for `accept_made`.
+    pub(super) fn enqueue_made(&mut self, made: Result<Record, WrongKind>) {
+        match made {
+            Ok(record) => {
+                self.enqueue(record);
+            }
+            Err(e) => error!("record not made: {e}"),
+        }
     }
 
     pub(super) fn enqueue(&mut self, record: Record) -> bool {

@@ -155,12 +155,7 @@ impl<L: Link> Session<L> {
                         "signed command",
                         Some(issued_ms),
                     );
-                    match confirmation {
-                        Ok(record) => {
-                            self.enqueue(record);
-                        }
-                        Err(e) => error!("erase confirmation not queued: {e}"),
-                    }
+                    self.enqueue_made(confirmation);
                     self.pump();
                 }
             }
@@ -218,12 +213,11 @@ impl<L: Link> Session<L> {
         for event in events {
             info!(purpose = %event.purpose, choice = ?event.choice, via = ?event.via, "consent changed");
             let receipt = consent::receipt(self.gate.policy(), event);
-            match Record::json(Flow::ConsentReceipt, Field::ConsentRecord, &receipt) {
-                Ok(record) => {
-                    self.enqueue(record);
-                }
-                Err(e) => error!("consent receipt not queued: {e}"),
-            }
+            self.enqueue_made(Record::json(
+                Flow::ConsentReceipt,
+                Field::ConsentRecord,
+                &receipt,
+            ));
         }
         let ids: Vec<&str> = events.iter().map(|e| e.receipt_id.as_str()).collect();
         let marked = self.stores.ledger.update(|l| {
