@@ -45,11 +45,14 @@ fn camagent(world: &World, broker: &Broker, clip: &[u8]) -> (f64, f64) {
         chunk_bytes: CHUNK,
         chunks: Manifest::chunk_count(clip.len() as u64, CHUNK),
         event_ids: vec![],
+        fragments: Vec::new(),
+        cut_short: false,
     };
     let progress = Progress {
         manifest: manifest.clone(),
         acked: Default::default(),
         queued_ms: camagent::record::now_ms(),
+        recording: false,
     };
     std::fs::write(
         clips.join("bench.upload"),

@@ -6,6 +6,7 @@
 #[cfg(feature = "capture")]
 pub mod agent;
 pub mod capture;
+pub mod clip_marker;
 pub mod command;
 pub mod config;
 pub mod device;

@@ -313,50 +313,15 @@ fn the_reference_receiver_verifies_clips_and_audits_fields() {
         ),
     )
     .unwrap();
-    let receiver_config = tmp.path().join("receiver.toml");
-    std::fs::write(
-        &receiver_config,
-        format!(
-            "[broker]\nhost = \"localhost\"\nport = {}\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\ntopic_prefix = \"test/cams\"\n",
-            broker.port,
-            world.pki.ca_file("main").display(),
-            world.cloud.cert.display(),
-            world.cloud.key.display(),
-        ),
-    )
-    .unwrap();
-    let out = tmp.path().join("received");
-    let lines = tmp.path().join("receiver.jsonl");
-    let mut receiver = agent_command(&receiver_bin(BIN))
-        .arg("--config")
-        .arg(&receiver_config)
-        .arg("--out")
-        .arg(&out)
-        .arg("--audit")
-        .arg(&strict)
-        .stdout(std::fs::File::create(&lines).unwrap())
-        .spawn()
-        .unwrap();
-    let read = || -> Vec<serde_json::Value> {
-        std::fs::read_to_string(&lines)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    };
-    // The receiver subscribes before the agent starts.
-    std::thread::sleep(std::time::Duration::from_secs(1));
+    let receiver = ReceiverProcess::start(BIN, &world, broker.port, tmp.path(), Some(&strict));
     let config = setup(&world, broker.port, &scene_clip(tmp.path()), "");
     let agent = Agent::start(BIN, &config);
-    let clip = wait_for(PATIENCE * 2, || {
-        read().into_iter().find(|l| l["type"] == "clip")
-    });
-    let _ = receiver.kill();
-    let _ = receiver.wait();
+    let clip = wait_for(PATIENCE * 2, || receiver.of("clip").into_iter().next());
+    let lines = receiver.lines();
+    drop(receiver);
     let Some(clip) = clip else {
         panic!(
-            "no clip at the receiver: {:?}\nagent log:\n{}",
-            read(),
+            "no clip at the receiver: {lines:?}\nagent log:\n{}",
             agent.log()
         );
     };
@@ -365,7 +330,6 @@ fn the_reference_receiver_verifies_clips_and_audits_fields() {
     let hex = sha256_hex(&file);
     assert_eq!(clip["sha256"], hex);
 
-    let lines = read();
     let alert = lines
         .iter()
         .find(|l| l["type"] == "alert" && l["phase"] == "start")

@@ -1,6 +1,9 @@
 //! Clip and snapshot reassembly: chunks are written in place as they come, verified against
-//! the manifest's SHA-256 once all are there; chunks that come before their manifest are held
-//! in memory within a budget and for a limited time.
+//! the manifest's SHA-256 once all are there. A clip streamed while it is recorded comes
+//! before its manifest, each chunk naming its offset: it is written in place too, and the
+//! part received from its start on plays as it grows (`<id>.part`, reported as
+//! `clip_progress`). Chunks without an offset that come before their manifest are held in
+//! memory within a budget and for a limited time.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Seek, SeekFrom, Write};
@@ -20,6 +23,9 @@ pub(crate) struct Assembly {
     /// Chunks that came before the manifest.
     early: BTreeMap<u32, Vec<u8>>,
     have: BTreeSet<u32>,
+    /// The byte ranges written (start to end), and how far from the start they run unbroken.
+    written: BTreeMap<u64, u64>,
+    playable: u64,
     done: bool,
     /// When its first chunk or manifest came.
     since: Instant,
@@ -31,6 +37,8 @@ impl Assembly {
             manifest: None,
             early: BTreeMap::new(),
             have: BTreeSet::new(),
+            written: BTreeMap::new(),
+            playable: 0,
             done: false,
             since: Instant::now(),
         }
@@ -40,6 +48,9 @@ impl Assembly {
         self.early.values().map(Vec::len).sum()
     }
 }
+
+/// The largest clip a chunk may write into before its manifest came.
+const STREAMED_MAX_BYTES: u64 = 1 << 30;
 
 /// What chunks without a manifest may hold.
 pub(crate) struct OrphanLimits {
@@ -70,13 +81,24 @@ impl Receiver {
         if assembly.done || assembly.have.contains(&header.index) {
             return Ok(());
         }
-        if assembly.manifest.is_none() {
-            assembly.early.insert(header.index, data.to_vec());
-            self.drop_orphans();
-            return Ok(());
+        if assembly.manifest.is_some() {
+            self.store_chunk(&id, header.index, data)?;
+            return self.finish_if_complete(&id);
         }
-        self.store_chunk(&id, header.index, data)?;
-        self.finish_if_complete(&id)
+        match header.offset {
+            Some(offset) if offset + data.len() as u64 <= STREAMED_MAX_BYTES => {
+                self.write_at(&id, header.index, offset, data)
+            }
+            Some(offset) => bail!(
+                "chunk {} of clip {id} at {offset} is past the largest clip",
+                header.index
+            ),
+            None => {
+                assembly.early.insert(header.index, data.to_vec());
+                self.drop_orphans();
+                Ok(())
+            }
+        }
     }
 
     /// Drops chunks whose manifest has not come in time, then the oldest such chunks while
@@ -108,11 +130,10 @@ impl Receiver {
     }
 
     fn part_path(&self, id: &str) -> PathBuf {
-        self.out.join(format!(".{}.part", safe_name(id)))
+        self.out.join(format!("{}.part", safe_name(id)))
     }
 
     fn store_chunk(&mut self, id: &str, index: u32, data: &[u8]) -> anyhow::Result<()> {
-        let path = self.part_path(id);
         let assembly = self.clips.get_mut(id).context("unknown clip")?;
         let Some(manifest) = &assembly.manifest else {
             bail!("chunk before manifest");
@@ -121,14 +142,35 @@ impl Receiver {
         if index >= manifest.chunks || data.len() as u64 != end - start {
             bail!("chunk {index} of clip {id} does not match its manifest");
         }
+        self.write_at(id, index, start, data)
+    }
+
+    /// Writes chunk `index` at `offset` of clip `id`'s part file, and reports how much of the
+    /// clip now plays from its start.
+    fn write_at(&mut self, id: &str, index: u32, offset: u64, data: &[u8]) -> anyhow::Result<()> {
+        let path = self.part_path(id);
+        let assembly = self.clips.get_mut(id).context("unknown clip")?;
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .write(true)
             .truncate(false)
             .open(&path)?;
-        file.seek(SeekFrom::Start(start))?;
+        file.seek(SeekFrom::Start(offset))?;
         file.write_all(data)?;
         assembly.have.insert(index);
+        assembly.written.insert(offset, offset + data.len() as u64);
+        let before = assembly.playable;
+        while let Some(&end) = assembly.written.get(&assembly.playable) {
+            if end <= assembly.playable {
+                break;
+            }
+            assembly.playable = end;
+        }
+        if assembly.playable > before {
+            emit(
+                json!({"type": "clip_progress", "clip_id": id, "playable_bytes": assembly.playable, "path": path}),
+            );
+        }
         Ok(())
     }
 
@@ -193,6 +235,7 @@ mod tests {
             clip_id: clip.into(),
             index,
             chunks: 100,
+            offset: None,
             purpose: "p".into(),
             legal_basis: "dpv:Contract".into(),
         };
@@ -227,5 +270,73 @@ mod tests {
         std::thread::sleep(Duration::from_millis(5));
         r.on_chunk(&chunk("b", 0, 10)).unwrap();
         assert!(!r.clips.contains_key("a"));
+    }
+}
+
+#[cfg(test)]
+mod streamed {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn a_streamed_clip_is_written_in_place_playable_from_its_start_then_verified() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Receiver {
+            out: dir.path().to_owned(),
+            audit: None,
+            prefix_levels: 1,
+            seen: HashSet::new(),
+            clips: BTreeMap::new(),
+            orphans: OrphanLimits {
+                max_bytes: 0,
+                ttl: Duration::ZERO,
+            },
+        };
+        let clip: Vec<u8> = (0..90u8).collect();
+        let mut manifest = Manifest {
+            clip_id: "c".into(),
+            content_type: ContentType::Mp4,
+            bytes: 90,
+            duration_ms: 0,
+            sha256: camagent::hex::encode(
+                ring::digest::digest(&ring::digest::SHA256, &clip).as_ref(),
+            ),
+            chunk_bytes: 40,
+            chunks: 0,
+            event_ids: Vec::new(),
+            fragments: vec![10, 60],
+            cut_short: false,
+        };
+        manifest.chunks = manifest.count_chunks();
+        let send = |r: &mut Receiver, index: u32| {
+            let (start, end) = manifest.range(index);
+            let header = camagent::wire::ChunkHeader {
+                schema: 1,
+                clip_id: "c".into(),
+                index,
+                chunks: 0,
+                offset: Some(start),
+                purpose: "p".into(),
+                legal_basis: "dpv:Contract".into(),
+            };
+            let data = &clip[start as usize..end as usize];
+            r.on_chunk(&chunk::frame(&header, data)).unwrap();
+        };
+        let playable = |r: &Receiver| r.clips["c"].playable;
+        // Chunks: [0,10) [10,50) [50,60) [60,90). The second is late.
+        send(&mut r, 0);
+        send(&mut r, 2);
+        assert_eq!(playable(&r), 10, "held, not playable past the gap");
+        send(&mut r, 1);
+        assert_eq!(playable(&r), 60, "no budget was needed: it is on disk");
+        let part = std::fs::read(dir.path().join("c.part")).unwrap();
+        assert_eq!(part, clip[..60]);
+        r.on_manifest(manifest.clone()).unwrap();
+        send(&mut r, 3);
+        assert_eq!(
+            std::fs::read(dir.path().join("c.mp4")).unwrap(),
+            clip,
+            "verified"
+        );
     }
 }

@@ -5,10 +5,12 @@
 //! carries that the policy does not permit for the purpose the message names.
 //!
 //! Prints one JSON object a line for each thing it received:
-//! `{"type":"alert"|"record"|"manifest"|"clip"|"audit"|"orphan_dropped", ...}`.
+//! `{"type":"alert"|"record"|"manifest"|"clip"|"clip_progress"|"audit"|"orphan_dropped", ...}`.
 //!
-//! Chunks that come before their manifest are held in memory, within a byte budget and for a
-//! limited time: chunks whose manifest never comes are dropped, oldest first, and reported.
+//! A clip streamed while it is recorded is written in place as its chunks come, playable from
+//! its start as it grows. Chunks without an offset that come before their manifest are held in
+//! memory, within a byte budget and for a limited time: chunks whose manifest never comes are
+//! dropped, oldest first, and reported.
 
 #![deny(unsafe_code)]
 

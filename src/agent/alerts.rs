@@ -78,6 +78,19 @@ pub(super) fn on_camera(
             open_event.ended();
             end_alert(&event_id, captured_ms, reason, Some(peak_score))
         }
+        CameraEvent::ClipGrew {
+            clip_id,
+            event_ids,
+            fragments,
+        } => {
+            session.stream_clip(growing_manifest(
+                clip_id,
+                event_ids,
+                fragments,
+                config.outbox.chunk_bytes,
+            ));
+            return;
+        }
         CameraEvent::ClipReady { event_ids, clip } => {
             let manifest = clip_manifest(clip, event_ids, config.outbox.chunk_bytes);
             match clip_record(&manifest) {
@@ -172,16 +185,43 @@ pub(super) fn end_alert(
 }
 
 fn clip_manifest(clip: ClipFile, event_ids: Vec<String>, chunk_bytes: u32) -> Manifest {
-    Manifest {
+    let mut manifest = Manifest {
         clip_id: clip.id,
         content_type: ContentType::Mp4,
         bytes: clip.bytes,
         duration_ms: clip.duration.as_millis() as u64,
         sha256: clip.sha256,
         chunk_bytes,
-        chunks: Manifest::chunk_count(clip.bytes, chunk_bytes),
+        chunks: 0,
         event_ids,
-    }
+        fragments: clip.fragments,
+        cut_short: clip.cut_short,
+    };
+    manifest.chunks = manifest.count_chunks();
+    manifest
+}
+
+/// The manifest of the part of a clip recorded so far: its whole fragments, no hash yet.
+fn growing_manifest(
+    clip_id: String,
+    event_ids: Vec<String>,
+    fragments: Vec<u64>,
+    chunk_bytes: u32,
+) -> Manifest {
+    let mut manifest = Manifest {
+        clip_id,
+        content_type: ContentType::Mp4,
+        bytes: fragments.last().copied().unwrap_or(0),
+        duration_ms: 0,
+        sha256: String::new(),
+        chunk_bytes,
+        chunks: 0,
+        event_ids,
+        fragments,
+        cut_short: false,
+    };
+    manifest.chunks = manifest.count_chunks();
+    manifest
 }
 
 fn clip_record(manifest: &Manifest) -> Result<Record, WrongKind> {
@@ -215,6 +255,8 @@ fn chunked_snapshot(
         chunk_bytes,
         chunks: Manifest::chunk_count(jpeg.len() as u64, chunk_bytes),
         event_ids: vec![event_id.to_owned()],
+        fragments: Vec::new(),
+        cut_short: false,
     };
     let dir = config.agent.state().clips();
     std::fs::create_dir_all(&dir)?;

@@ -1,9 +1,14 @@
-//! Writes a clip's H.264 access units into an MP4 (`appsrc ! mp4mux ! filesink`) as they come,
-//! so a long event never sits in memory, and finishes it atomically: `<id>.mp4.partial` is
-//! renamed to `<id>.mp4` only once the muxer has written its index and the file is synced.
+//! Writes a clip's H.264 access units as fragmented MP4 (`appsrc ! mp4mux ! filesink`) as they
+//! come, so a long event never sits in memory and the clip can stream out while it is
+//! recorded: the file only ever grows (the muxer's closing rewrite of its header is dropped,
+//! its content unchanged in a streamable file), each fragment is a group of pictures, and a
+//! crash leaves every fragment written before it playable. A marker beside the clip names its
+//! events until the clip is queued (see [`crate::clip_marker`]).
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -11,9 +16,16 @@ use gstreamer_app as gst_app;
 use tracing::warn;
 
 use super::elements::{make, pipeline_error};
-use super::CaptureError;
+use super::{fmp4, CaptureError};
+use crate::clip_marker::{self, Marker};
 
-pub const PARTIAL: &str = "partial";
+/// Clips of earlier versions, written whole and renamed when done.
+const LEGACY_PARTIAL: &str = "partial";
+/// The longest fragment: the muxer also starts one at every keyframe, so with the usual
+/// keyframe intervals each fragment is one group of pictures.
+const FRAGMENT_MAX_MS: u32 = 4000;
+/// How often the clip's new fragments are made durable and handed to the uploader.
+pub const SYNC_EVERY: Duration = Duration::from_millis(500);
 
 /// A finished clip on disk.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,11 +36,18 @@ pub struct ClipFile {
     pub duration: Duration,
     /// Lowercase hex SHA-256 of the file.
     pub sha256: String,
+    /// Where the init segment and each fragment end ([`fmp4::Layout::pieces`]).
+    pub fragments: Vec<u64>,
+    /// A crash or power cut ended the recording: the clip ends at its last whole fragment.
+    pub cut_short: bool,
 }
 
 pub struct ClipWriter {
     id: String,
     dir: PathBuf,
+    path: PathBuf,
+    /// When the clip's fragments were last handed to be made durable.
+    synced: Instant,
     pipeline: gst::Pipeline,
     src: gst_app::AppSrc,
     /// Decode time of the first unit: the clip's zero.
@@ -39,10 +58,20 @@ pub struct ClipWriter {
 }
 
 impl ClipWriter {
-    /// Starts `dir/<id>.mp4.partial` for H.264 of `caps` (avc, au-aligned).
-    pub fn open(dir: &Path, id: &str, caps: &gst::Caps) -> Result<Self, CaptureError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| CaptureError::Storage(format!("{}: {e}", dir.display())))?;
+    /// Starts `dir/<id>.mp4` for H.264 of `caps` (avc, au-aligned), marked as covering
+    /// `event_ids`.
+    pub fn open(
+        dir: &Path,
+        id: &str,
+        caps: &gst::Caps,
+        event_ids: &[String],
+    ) -> Result<Self, CaptureError> {
+        let storage = |e: std::io::Error| CaptureError::Storage(format!("{}: {e}", dir.display()));
+        std::fs::create_dir_all(dir).map_err(storage)?;
+        let marker = Marker {
+            event_ids: event_ids.to_vec(),
+        };
+        clip_marker::write(dir, id, &marker).map_err(storage)?;
         let pipeline = gst::Pipeline::new();
         let src = gst_app::AppSrc::builder()
             .caps(caps)
@@ -51,9 +80,12 @@ impl ClipWriter {
             .block(false)
             .build();
         let mux = make("mp4mux")?;
+        mux.set_property("fragment-duration", FRAGMENT_MAX_MS);
+        mux.set_property("streamable", true);
         let sink = make("filesink")?;
-        let partial = dir.join(format!("{id}.mp4.{PARTIAL}"));
-        sink.set_property("location", partial.to_string_lossy().as_ref());
+        let path = dir.join(format!("{id}.mp4"));
+        sink.set_property("location", path.to_string_lossy().as_ref());
+        append_only(&sink)?;
         pipeline
             .add_many([src.upcast_ref(), &mux, &sink])
             .map_err(pipeline_error)?;
@@ -68,10 +100,12 @@ impl ClipWriter {
         mux.link(&sink).map_err(pipeline_error)?;
         pipeline
             .set_state(gst::State::Playing)
-            .map_err(|_| CaptureError::Storage(format!("cannot write {}", partial.display())))?;
+            .map_err(|_| CaptureError::Storage(format!("cannot write {}", path.display())))?;
         Ok(Self {
             id: id.to_owned(),
             dir: dir.to_owned(),
+            path,
+            synced: Instant::now(),
             pipeline,
             src,
             base: None,
@@ -109,35 +143,35 @@ impl ClipWriter {
         &self.id
     }
 
-    /// Ends the stream, waits for the muxer to finish the file, syncs and renames it.
-    /// Blocks: call it off the streaming path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the clip's new fragments are due to be made durable and handed on; `true`
+    /// once per [`SYNC_EVERY`].
+    pub fn sync_due(&mut self) -> bool {
+        let due = self.synced.elapsed() >= SYNC_EVERY;
+        if due {
+            self.synced = Instant::now();
+        }
+        due
+    }
+
+    /// Ends the stream, waits for the muxer to finish the file and syncs it. A clip with no
+    /// video is deleted. Blocks: call it off the streaming path.
     pub fn finish(self) -> Result<ClipFile, CaptureError> {
-        let partial = self.dir.join(format!("{}.mp4.{PARTIAL}", self.id));
         let result = self.drain();
         let _ = self.pipeline.set_state(gst::State::Null);
         if let Err(e) = result {
-            let _ = std::fs::remove_file(&partial);
+            discard(&self.dir, &self.id, &self.path);
             return Err(e);
         }
-        let path = self.dir.join(format!("{}.mp4", self.id));
-        let storage = |e: std::io::Error| CaptureError::Storage(format!("{}: {e}", path.display()));
-        std::fs::File::open(&partial)
-            .and_then(|f| f.sync_all())
-            .map_err(storage)?;
-        std::fs::rename(&partial, &path).map_err(storage)?;
-        crate::durable::sync_dir(&self.dir).map_err(storage)?;
-        let (bytes, sha256) = sha256_file(&path).map_err(storage)?;
-        Ok(ClipFile {
-            id: self.id,
-            path,
-            bytes,
-            duration: Duration::from_nanos(
-                self.end
-                    .saturating_sub(self.first.unwrap_or(gst::ClockTime::ZERO))
-                    .nseconds(),
-            ),
-            sha256,
-        })
+        let duration = Duration::from_nanos(
+            self.end
+                .saturating_sub(self.first.unwrap_or(gst::ClockTime::ZERO))
+                .nseconds(),
+        );
+        seal(&self.dir, &self.id, &self.path, Some(duration))
     }
 
     fn drain(&self) -> Result<(), CaptureError> {
@@ -171,20 +205,129 @@ impl ClipWriter {
     }
 }
 
-/// Removes clips a crash left unfinished (an MP4 without its index does not play).
-pub fn remove_partials(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.extension().is_some_and(|e| e == PARTIAL) {
-            warn!(file = %path.display(), "removing a clip left unfinished by a crash");
-            if let Err(e) = std::fs::remove_file(&path) {
-                warn!(file = %path.display(), "cannot remove: {e}");
+/// Drops the muxer's closing rewrite of what it wrote first (a streamable file's header,
+/// unchanged but for the bytes' position): the file only grows, so what was sent of it while
+/// recording stays what the finished clip holds.
+fn append_only(sink: &gst::Element) -> Result<(), CaptureError> {
+    let pad = sink
+        .static_pad("sink")
+        .ok_or_else(|| CaptureError::Pipeline("filesink has no sink pad".into()))?;
+    let started = Arc::new(AtomicBool::new(false));
+    let rewriting = Arc::new(AtomicBool::new(false));
+    pad.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+        move |_, info| {
+            if let Some(gst::PadProbeData::Event(event)) = &info.data {
+                if event.type_() == gst::EventType::Segment && started.swap(true, Ordering::SeqCst)
+                {
+                    rewriting.store(true, Ordering::SeqCst);
+                    return gst::PadProbeReturn::Drop;
+                }
+                return gst::PadProbeReturn::Ok;
+            }
+            if rewriting.load(Ordering::SeqCst) {
+                gst::PadProbeReturn::Drop
+            } else {
+                gst::PadProbeReturn::Ok
+            }
+        },
+    );
+    Ok(())
+}
+
+/// Syncs clip `id` at `path` and describes it. `duration` is the writer's; without it (a clip
+/// a crash left behind) the clip is cut back to its last whole fragment and its duration read
+/// from the fragments.
+fn seal(
+    dir: &Path,
+    id: &str,
+    path: &Path,
+    duration: Option<Duration>,
+) -> Result<ClipFile, CaptureError> {
+    let storage = |e: std::io::Error| CaptureError::Storage(format!("{}: {e}", path.display()));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(storage)?;
+    let len = file.metadata().map_err(storage)?.len();
+    let layout = fmp4::scan(&mut std::io::BufReader::new(&file), len).map_err(storage)?;
+    let cut_short = !layout.finished;
+    if cut_short {
+        if layout.fragments() == 0 {
+            discard(dir, id, path);
+            return Err(CaptureError::Storage(format!(
+                "clip {id}: no fragment of it was written"
+            )));
+        }
+        file.set_len(layout.complete()).map_err(storage)?;
+    }
+    file.sync_all().map_err(storage)?;
+    let (bytes, sha256) = sha256_file(path).map_err(storage)?;
+    Ok(ClipFile {
+        id: id.to_owned(),
+        path: path.to_owned(),
+        bytes,
+        duration: duration.unwrap_or(layout.duration),
+        sha256,
+        fragments: layout.pieces,
+        cut_short,
+    })
+}
+
+fn discard(dir: &Path, id: &str, path: &Path) {
+    for file in [path.to_owned(), clip_marker::path(dir, id)] {
+        if let Err(e) = std::fs::remove_file(&file) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                warn!(file = %file.display(), "cannot remove: {e}");
             }
         }
     }
+}
+
+/// The clips a crash, a power cut or a stop before they were queued left in `dir`, each
+/// with the events it covers: cut back to their last whole fragment where the recording was
+/// cut short. Clips of earlier versions, never finished, are removed.
+pub fn adopt(dir: &Path) -> Vec<(Vec<String>, ClipFile)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut adopted = Vec::new();
+    for path in entries.flatten().map(|e| e.path()) {
+        let Some(ext) = path.extension() else {
+            continue;
+        };
+        if ext == LEGACY_PARTIAL {
+            warn!(file = %path.display(), "removing a clip an earlier version left unfinished");
+            if let Err(e) = std::fs::remove_file(&path) {
+                warn!(file = %path.display(), "cannot remove: {e}");
+            }
+            continue;
+        }
+        if ext != clip_marker::EXTENSION {
+            continue;
+        }
+        let Some(id) = path.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        let event_ids = match clip_marker::read(&path) {
+            Ok(marker) => marker.event_ids,
+            Err(e) => {
+                warn!(file = %path.display(), "clip marker unreadable ({e}): its clip goes without its event ids");
+                Vec::new()
+            }
+        };
+        let media = dir.join(format!("{id}.mp4"));
+        if !media.exists() {
+            discard(dir, id, &media);
+            continue;
+        }
+        match seal(dir, id, &media, None) {
+            Ok(clip) => adopted.push((event_ids, clip)),
+            Err(e) => warn!("clip left behind is lost: {e}"),
+        }
+    }
+    adopted
 }
 
 fn sha256_file(path: &Path) -> std::io::Result<(u64, String)> {

@@ -14,6 +14,7 @@ mod elements;
 pub mod eval;
 #[cfg(feature = "capture")]
 mod finisher;
+pub mod fmp4;
 pub mod mask;
 #[cfg(feature = "capture")]
 mod pipeline;

@@ -65,9 +65,26 @@ impl<L: Link> Session<L> {
         }
     }
 
+    /// Streams the fragments of a clip being recorded that `manifest` names, behind every
+    /// record waiting, when its purpose lets the clip leave (decided again for each chunk, and
+    /// for the whole when it is finished).
+    pub fn stream_clip(&mut self, manifest: Manifest) {
+        if self.lost_media.contains(&manifest.clip_id)
+            || self.gate.admit_chunk(&manifest, 0, &[]).is_err()
+        {
+            return;
+        }
+        if let Err(e) = self.stores.uploads.stream(manifest) {
+            error!("clip fragments not queued for upload: {}", Chain(&e));
+            return;
+        }
+        self.keep_clip_quota();
+        self.pump();
+    }
+
     /// Queues a finished clip: its record (the manifest) first, and only once that is
-    /// queued, the clip's upload. A clip whose record was not taken is deleted and counted as
-    /// evicted: its chunks could never be assembled.
+    /// queued, the rest of the clip's upload. A clip whose record was not taken is deleted and
+    /// counted as evicted: its chunks could never be assembled.
     pub fn deliver_clip(&mut self, record: Record, manifest: Manifest) {
         if self.accept(record) {
             self.upload(manifest);
@@ -75,30 +92,44 @@ impl<L: Link> Session<L> {
         }
         self.stats.clips_evicted += 1;
         warn!(clip = %manifest.clip_id, "clip evicted unsent: its record could not be queued");
-        let _ = std::fs::remove_file(self.stores.uploads.path_of(&manifest));
+        self.stores.uploads.discard(&manifest);
+        self.media_lost([manifest.clip_id]);
     }
 
-    /// Starts uploading a clip whose record was just accepted — if its purpose lets the clip
-    /// itself leave. Otherwise the clip stays on the device.
+    /// Uploads a clip whose record was just accepted — if its purpose lets the clip itself
+    /// leave. Otherwise the clip stays on the device.
     pub fn upload(&mut self, manifest: Manifest) {
         if let Err(refusal) = self.gate.admit_chunk(&manifest, 0, &[]) {
             // Nothing may carry it off the device: do not fill the flash with it.
             info!(clip = %manifest.clip_id, "clip deleted, it may not leave: {refusal}");
-            let _ = std::fs::remove_file(self.stores.uploads.path_of(&manifest));
+            self.stores.uploads.discard(&manifest);
             self.media_lost([manifest.clip_id]);
             return;
         }
-        if let Err(e) = self.stores.uploads.add(manifest) {
-            error!("clip not queued for upload: {}", Chain(&e));
-            return;
+        match self.stores.uploads.add(manifest) {
+            Ok(Some(done)) => self.clip_delivered(&done),
+            Ok(None) => {}
+            Err(e) => {
+                error!("clip not queued for upload: {}", Chain(&e));
+                return;
+            }
         }
+        self.keep_clip_quota();
+        self.pump();
+    }
+
+    pub(super) fn clip_delivered(&mut self, done: &Manifest) {
+        self.stats.clips_delivered += 1;
+        info!(clip = %done.clip_id, bytes = done.bytes, chunks = done.chunks, "clip delivered");
+    }
+
+    fn keep_clip_quota(&mut self) {
         let over = self
             .stores
             .uploads
             .bytes()
             .saturating_sub(self.stores.clips_max_bytes);
         self.evict_clips(over, "the clip quota (outbox.clips_max_bytes) is full");
-        self.pump();
     }
 
     /// Hands chunks to the client — of upload `only`, or of the oldest first — within the

@@ -96,6 +96,8 @@ mod tests {
             chunk_bytes: 10,
             chunks: 1,
             event_ids: Vec::new(),
+            fragments: Vec::new(),
+            cut_short: false,
         };
         Ready {
             admitted: gate.admit_chunk(&manifest, 0, &[0; 10]).unwrap(),

@@ -286,10 +286,7 @@ impl<L: Link> Session<L> {
                         }
                         Sent::Chunk { clip, index } => {
                             match self.stores.uploads.ack(&clip, index) {
-                                Ok(Some(done)) => {
-                                    self.stats.clips_delivered += 1;
-                                    info!(clip = %done.clip_id, bytes = done.bytes, chunks = done.chunks, "clip delivered");
-                                }
+                                Ok(Some(done)) => self.clip_delivered(&done),
                                 Ok(None) => {}
                                 Err(e) => error!("{}", Chain(&e)),
                             }

@@ -226,6 +226,8 @@ impl Rig {
             chunk_bytes: 1024,
             chunks: Manifest::chunk_count(bytes as u64, 1024),
             event_ids: vec![],
+            fragments: Vec::new(),
+            cut_short: false,
         };
         let dir = StateDir::new(self.dir.path()).clips();
         std::fs::create_dir_all(&dir).unwrap();
@@ -511,6 +513,8 @@ fn a_clip_whose_record_is_not_queued_is_not_uploaded() {
         chunk_bytes: 1024,
         chunks: 4,
         event_ids: vec![id.into()],
+        fragments: Vec::new(),
+        cut_short: false,
     };
     let clips = StateDir::new(rig.dir.path()).clips();
     std::fs::create_dir_all(&clips).unwrap();

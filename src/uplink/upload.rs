@@ -27,11 +27,15 @@ pub struct Progress {
     pub acked: BTreeSet<u32>,
     /// When the upload was queued (ms since the epoch), for the purpose's retention.
     pub queued_ms: u64,
+    /// The clip is still being recorded: its manifest covers the fragments written so far,
+    /// and more are to come.
+    #[serde(default)]
+    pub recording: bool,
 }
 
 impl Progress {
     pub fn complete(&self) -> bool {
-        self.acked.len() as u32 >= self.manifest.chunks
+        !self.recording && self.acked.len() as u32 >= self.manifest.chunks
     }
 
     /// The first chunk neither acknowledged nor in `sending`.
@@ -167,20 +171,65 @@ impl Uploads {
         self.active.get(id)
     }
 
-    /// Starts uploading a clip that is on disk.
-    pub fn add(&mut self, manifest: Manifest) -> Result<(), UploadError> {
+    /// Uploads the fragments of a clip being recorded that `manifest` names: starts its
+    /// upload, or lets the one under way go on to them.
+    pub fn stream(&mut self, manifest: Manifest) -> Result<(), UploadError> {
+        match self.active.get_mut(&manifest.clip_id) {
+            Some(p) if p.recording => {
+                p.manifest = manifest;
+                Ok(())
+            }
+            Some(_) => Ok(()),
+            None => self.start(manifest, true),
+        }
+    }
+
+    /// Uploads a clip that is on disk, finished; an upload streamed while it was recorded
+    /// goes on under the final manifest. Returns the manifest when every chunk was already
+    /// acknowledged (the upload is then done). Its clip marker is removed: the clip is queued.
+    pub fn add(&mut self, manifest: Manifest) -> Result<Option<Manifest>, UploadError> {
+        let id = manifest.clip_id.clone();
+        match self.active.get_mut(&id) {
+            Some(p) => {
+                p.manifest = manifest;
+                p.recording = false;
+                let p = p.clone();
+                self.save(&p)?;
+                self.save_acked(&id)?;
+            }
+            None => self.start(manifest, false)?,
+        }
+        if let Err(e) = crate::clip_marker::remove(&self.dir, &id) {
+            warn!(clip = %id, "cannot remove the clip's marker: {e}");
+        }
+        match self.active.get(&id) {
+            Some(p) if p.complete() => {
+                let manifest = p.manifest.clone();
+                self.remove(&id);
+                Ok(Some(manifest))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn start(&mut self, manifest: Manifest, recording: bool) -> Result<(), UploadError> {
         let progress = Progress {
             manifest,
             acked: BTreeSet::new(),
             queued_ms: crate::record::now_ms(),
+            recording,
         };
-        let path = self.progress_path(&progress.manifest.clip_id);
-        let bytes = serde_json::to_vec(&progress).unwrap_or_default();
-        write_sealed(&path, &bytes).map_err(|source| UploadError::Io { path, source })?;
+        self.save(&progress)?;
         let id = progress.manifest.clip_id.clone();
         self.order.push(id.clone());
         self.active.insert(id, progress);
         Ok(())
+    }
+
+    fn save(&self, progress: &Progress) -> Result<(), UploadError> {
+        let path = self.progress_path(&progress.manifest.clip_id);
+        let bytes = serde_json::to_vec(progress).unwrap_or_default();
+        write_sealed(&path, &bytes).map_err(|source| UploadError::Io { path, source })
     }
 
     /// Reads chunk `index` of clip `id` from disk.
@@ -237,11 +286,19 @@ impl Uploads {
         self.remove_files(id, media);
     }
 
+    /// Deletes the media `manifest` names and everything beside it, queued or not: a clip
+    /// that may not, or cannot, go up.
+    pub fn discard(&mut self, manifest: &Manifest) {
+        self.remove(&manifest.clip_id);
+        self.remove_files(&manifest.clip_id, Some(self.path_of(manifest)));
+    }
+
     fn remove_files(&self, id: &str, media: Option<PathBuf>) {
-        for path in media
-            .into_iter()
-            .chain([self.progress_path(id), self.acked_path(id)])
-        {
+        for path in media.into_iter().chain([
+            self.progress_path(id),
+            self.acked_path(id),
+            crate::clip_marker::path(&self.dir, id),
+        ]) {
             if let Err(e) = std::fs::remove_file(&path) {
                 if e.kind() != std::io::ErrorKind::NotFound {
                     warn!(file = %path.display(), "cannot delete: {e}");
@@ -255,13 +312,15 @@ impl Uploads {
         self.active.values().map(|p| p.manifest.bytes).sum()
     }
 
-    /// Evicts the oldest clips until the rest fit in `max_bytes`; returns their ids.
+    /// Evicts the oldest finished clips until the rest fit in `max_bytes`; returns their ids.
+    /// A clip being recorded stays: it ends within `max_clip`.
     pub fn evict_to(&mut self, max_bytes: u64) -> Vec<String> {
         let mut evicted = Vec::new();
         while self.bytes() > max_bytes {
-            let Some(oldest) = self.order.first().cloned() else {
+            let Some(oldest) = self.iter().find(|p| !p.recording) else {
                 break;
             };
+            let oldest = oldest.manifest.clip_id.clone();
             self.remove(&oldest);
             evicted.push(oldest);
         }
@@ -272,7 +331,7 @@ impl Uploads {
     pub fn expire_before(&mut self, cutoff_ms: u64) -> Vec<String> {
         let old: Vec<String> = self
             .iter()
-            .filter(|p| p.queued_ms < cutoff_ms)
+            .filter(|p| p.queued_ms < cutoff_ms && !p.recording)
             .map(|p| p.manifest.clip_id.clone())
             .collect();
         for id in &old {

@@ -12,6 +12,8 @@ fn manifest(id: &str, bytes: u64, chunk: u32) -> Manifest {
         chunk_bytes: chunk,
         chunks: Manifest::chunk_count(bytes, chunk),
         event_ids: vec!["e".into()],
+        fragments: Vec::new(),
+        cut_short: false,
     }
 }
 
@@ -135,4 +137,77 @@ fn a_damaged_manifest_is_set_aside_and_a_missing_clip_dropped() {
         .collect();
     left.sort();
     assert_eq!(left, ["x.mp4", "x.upload.damaged"]);
+}
+
+/// A clip's pieces as they grow: `ends` are where its init segment and fragments end.
+fn growing(id: &str, ends: &[u64], chunk: u32) -> Manifest {
+    let mut m = manifest(id, ends.last().copied().unwrap_or(0), chunk);
+    m.fragments = ends.to_vec();
+    m.chunks = m.count_chunks();
+    m
+}
+
+#[test]
+fn a_clip_streams_while_recorded_and_its_finished_manifest_keeps_what_was_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.mp4"), [1u8; 300]).unwrap();
+    crate::clip_marker::write(
+        dir.path(),
+        "a",
+        &crate::clip_marker::Marker { event_ids: vec![] },
+    )
+    .unwrap();
+    let mut uploads = Uploads::open(dir.path());
+    uploads.stream(growing("a", &[20, 100], 64)).unwrap();
+    let p = uploads.get("a").unwrap();
+    assert!(p.recording && p.manifest.chunks == 3);
+    for i in 0..3 {
+        assert_eq!(
+            uploads.ack("a", i).unwrap(),
+            None,
+            "more is coming: not done"
+        );
+    }
+    uploads.stream(growing("a", &[20, 100, 250], 64)).unwrap();
+    assert_eq!(uploads.get("a").unwrap().next(&BTreeSet::new()), Some(3));
+    // The clip being recorded is never the one evicted.
+    assert!(uploads.evict_to(0).is_empty());
+    assert!(uploads.expire_before(u64::MAX).is_empty());
+
+    // Finished (the muxer's index after the last fragment): the upload goes on from there.
+    let mut finished = growing("a", &[20, 100, 250], 64);
+    finished.bytes = 300;
+    finished.chunks = finished.count_chunks();
+    assert_eq!(uploads.add(finished.clone()).unwrap(), None);
+    assert!(
+        !dir.path().join("a.rec").exists(),
+        "queued: its marker goes"
+    );
+    let again = Uploads::open(dir.path());
+    let p = again.get("a").unwrap();
+    assert!(!p.recording);
+    assert_eq!(p.manifest, finished);
+    let mut uploads = again;
+    let last = finished.chunks - 1;
+    for i in 3..last {
+        assert_eq!(uploads.ack("a", i).unwrap(), None);
+    }
+    assert_eq!(uploads.ack("a", last).unwrap(), Some(finished));
+}
+
+#[test]
+fn a_clip_cut_short_whose_every_chunk_went_while_recording_is_done_when_added() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.mp4"), [1u8; 100]).unwrap();
+    let mut uploads = Uploads::open(dir.path());
+    let streamed = growing("a", &[20, 100], 64);
+    uploads.stream(streamed.clone()).unwrap();
+    for i in 0..streamed.chunks {
+        uploads.ack("a", i).unwrap();
+    }
+    let mut cut_short = streamed;
+    cut_short.cut_short = true;
+    assert_eq!(uploads.add(cut_short.clone()).unwrap(), Some(cut_short));
+    assert!(uploads.is_empty());
+    assert!(!dir.path().join("a.mp4").exists());
 }

@@ -662,6 +662,75 @@ pub fn receiver_bin(agent: &str) -> String {
     receiver.display().to_string()
 }
 
+/// The reference receiver as a child process, subscribed to the test broker with the cloud's
+/// identity; its JSON lines are collected in a file. Killed when dropped.
+pub struct ReceiverProcess {
+    child: Child,
+    lines: PathBuf,
+    pub out: PathBuf,
+}
+
+impl ReceiverProcess {
+    /// Starts it in `dir` and waits until it is subscribed (it reports nothing of that, so a
+    /// second's grace), auditing against `audit` when given.
+    pub fn start(
+        agent_bin: &str,
+        world: &World,
+        port: u16,
+        dir: &Path,
+        audit: Option<&Path>,
+    ) -> Self {
+        let config = dir.join("receiver.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[broker]\nhost = \"localhost\"\nport = {port}\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\ntopic_prefix = \"test/cams\"\n",
+                world.pki.ca_file("main").display(),
+                world.cloud.cert.display(),
+                world.cloud.key.display(),
+            ),
+        )
+        .unwrap();
+        let out = dir.join("received");
+        let lines = dir.join("receiver.jsonl");
+        let mut command = agent_command(&receiver_bin(agent_bin));
+        command.arg("--config").arg(&config).arg("--out").arg(&out);
+        if let Some(policy) = audit {
+            command.arg("--audit").arg(policy);
+        }
+        let child = command
+            .stdout(std::fs::File::create(&lines).unwrap())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(1));
+        Self { child, lines, out }
+    }
+
+    /// Every line it printed so far.
+    pub fn lines(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.lines)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Its lines of `kind` (`"clip"`, `"alert"`, ...).
+    pub fn of(&self, kind: &str) -> Vec<serde_json::Value> {
+        self.lines()
+            .into_iter()
+            .filter(|l| l["type"] == kind)
+            .collect()
+    }
+}
+
+impl Drop for ReceiverProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The emulator the agent runs under (`cross/qemu-armv7` sets it), if any.
 fn exec_wrapper() -> Option<String> {
     std::env::var("CAMAGENT_TEST_EXEC_WRAPPER")

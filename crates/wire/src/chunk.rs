@@ -9,7 +9,12 @@ pub struct ChunkHeader {
     pub schema: u32,
     pub clip_id: String,
     pub index: u32,
+    /// Chunks of the clip; of the part written so far while it is still being recorded.
     pub chunks: u32,
+    /// Where the chunk's bytes go in the clip, so a receiver can write a clip that is still
+    /// being recorded (no manifest yet) in place, playable as it grows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
     pub purpose: String,
     pub legal_basis: String,
 }
@@ -52,6 +57,7 @@ mod tests {
             clip_id: "c".into(),
             index: 2,
             chunks: 3,
+            offset: Some(20),
             purpose: "p".into(),
             legal_basis: "dpv:Contract".into(),
         }

@@ -18,7 +18,7 @@ use tracing::{info, warn};
 mod input;
 mod recording;
 
-use super::clip::{self, ClipFile, ClipWriter};
+use super::clip::{ClipFile, ClipWriter};
 use super::elements::Ended;
 use super::finisher::Finisher;
 use super::pipeline::{self, Graph};
@@ -48,6 +48,13 @@ pub enum CameraEvent {
         captured_ms: u64,
         reason: EndReason,
         peak_score: f32,
+    },
+    /// The clip being recorded has new whole fragments on disk, durable: they can go up
+    /// while it records. `fragments` is where its init segment and each fragment end.
+    ClipGrew {
+        clip_id: String,
+        event_ids: Vec<String>,
+        fragments: Vec<u64>,
     },
     /// A finished clip of one or more events (an event starting during the previous one's
     /// post-roll extends its clip).
@@ -90,10 +97,9 @@ pub fn spawn(
     events: mpsc::Sender<CameraEvent>,
 ) -> Result<CameraHandle, CaptureError> {
     gst::init().map_err(|e| CaptureError::Init(e.to_string()))?;
-    clip::remove_partials(&clips_dir);
     let stop = Arc::new(AtomicBool::new(false));
-    let finisher =
-        Finisher::spawn(events.clone()).map_err(|e| CaptureError::Init(e.to_string()))?;
+    let finisher = Finisher::spawn(clips_dir.clone(), events.clone())
+        .map_err(|e| CaptureError::Init(e.to_string()))?;
     let mut camera = Camera::new(capture, motion, clips_dir, events, finisher, stop.clone());
     let thread = std::thread::Builder::new()
         .name("camera".into())

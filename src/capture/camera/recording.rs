@@ -68,7 +68,7 @@ impl Camera {
                 0 => first.clone(),
                 part => format!("{first}-{part}"),
             };
-            match ClipWriter::open(&self.clips_dir, &id, &caps.to_owned()) {
+            match ClipWriter::open(&self.clips_dir, &id, &caps.to_owned(), &self.clip_events) {
                 Ok(w) => self.writer = Some(w),
                 Err(e) => {
                     warn!("cannot start the clip: {}", Chain(&e));
@@ -82,6 +82,8 @@ impl Camera {
                 warn!("clip abandoned: {}", Chain(&e));
                 self.writer = None;
                 self.clip_events.clear();
+            } else if writer.sync_due() {
+                self.finisher.sync(writer, &self.clip_events);
             }
         }
     }

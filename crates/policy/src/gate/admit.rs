@@ -50,6 +50,7 @@ impl Gate {
             clip_id: manifest.clip_id.clone(),
             index,
             chunks: manifest.chunks,
+            offset: Some(manifest.range(index).0),
             purpose: rule.id.to_owned(),
             legal_basis: rule.basis.dpv().to_owned(),
         };
