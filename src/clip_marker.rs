@@ -14,6 +14,9 @@ pub const EXTENSION: &str = "rec";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Marker {
     pub event_ids: Vec<String>,
+    /// Set once the clip is finished, to its duration: a clip without it was cut short.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_ms: Option<u64>,
 }
 
 pub fn path(dir: &Path, clip_id: &str) -> PathBuf {

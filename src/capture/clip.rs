@@ -1,13 +1,10 @@
-//! Writes a clip's H.264 access units as fragmented MP4 (`appsrc ! mp4mux ! filesink`) as they
-//! come, so a long event never sits in memory and the clip can stream out while it is
-//! recorded: the file only ever grows (the muxer's closing rewrite of its header is dropped,
-//! its content unchanged in a streamable file), each fragment is a group of pictures, and a
-//! crash leaves every fragment written before it playable. A marker beside the clip names its
+//! Writes a clip's H.264 access units as fragmented MP4 (`appsrc ! mp4mux ! appsink`, the
+//! file written here) as they come, so a long event never sits in memory and the clip can
+//! stream out while it is recorded: the file only ever grows, each fragment is a group of
+//! pictures, and a crash leaves every fragment written before it playable. A marker beside the clip names its
 //! events until the clip is queued (see [`crate::clip_marker`]).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gstreamer as gst;
@@ -70,6 +67,7 @@ impl ClipWriter {
         std::fs::create_dir_all(dir).map_err(storage)?;
         let marker = Marker {
             event_ids: event_ids.to_vec(),
+            finished_ms: None,
         };
         clip_marker::write(dir, id, &marker).map_err(storage)?;
         let pipeline = gst::Pipeline::new();
@@ -82,12 +80,10 @@ impl ClipWriter {
         let mux = make("mp4mux")?;
         mux.set_property("fragment-duration", FRAGMENT_MAX_MS);
         mux.set_property("streamable", true);
-        let sink = make("filesink")?;
         let path = dir.join(format!("{id}.mp4"));
-        sink.set_property("location", path.to_string_lossy().as_ref());
-        append_only(&sink)?;
+        let sink = appending_sink(&path).map_err(storage)?;
         pipeline
-            .add_many([src.upcast_ref(), &mux, &sink])
+            .add_many([src.upcast_ref(), &mux, sink.upcast_ref()])
             .map_err(pipeline_error)?;
         // Asked for by name: left to itself, linking may pick the muxer's audio pad.
         let video = mux
@@ -157,9 +153,10 @@ impl ClipWriter {
         due
     }
 
-    /// Ends the stream, waits for the muxer to finish the file and syncs it. A clip with no
-    /// video is deleted. Blocks: call it off the streaming path.
-    pub fn finish(self) -> Result<ClipFile, CaptureError> {
+    /// Ends the stream, waits for the muxer to finish the file, syncs it and marks it
+    /// finished, covering `event_ids`. A clip with no video is deleted. Blocks: call it off
+    /// the streaming path.
+    pub fn finish(self, event_ids: &[String]) -> Result<ClipFile, CaptureError> {
         let result = self.drain();
         let _ = self.pipeline.set_state(gst::State::Null);
         if let Err(e) = result {
@@ -171,7 +168,14 @@ impl ClipWriter {
                 .saturating_sub(self.first.unwrap_or(gst::ClockTime::ZERO))
                 .nseconds(),
         );
-        seal(&self.dir, &self.id, &self.path, Some(duration))
+        let clip = seal(&self.dir, &self.id, &self.path, Some(duration))?;
+        let marker = Marker {
+            event_ids: event_ids.to_vec(),
+            finished_ms: Some(duration.as_millis() as u64),
+        };
+        clip_marker::write(&self.dir, &self.id, &marker)
+            .map_err(|e| CaptureError::Storage(format!("clip {}: {e}", self.id)))?;
+        Ok(clip)
     }
 
     fn drain(&self) -> Result<(), CaptureError> {
@@ -205,44 +209,47 @@ impl ClipWriter {
     }
 }
 
-/// Drops the muxer's closing rewrite of what it wrote first (a streamable file's header,
-/// unchanged but for the bytes' position): the file only grows, so what was sent of it while
-/// recording stays what the finished clip holds.
-fn append_only(sink: &gst::Element) -> Result<(), CaptureError> {
-    let pad = sink
-        .static_pad("sink")
-        .ok_or_else(|| CaptureError::Pipeline("filesink has no sink pad".into()))?;
-    let started = Arc::new(AtomicBool::new(false));
-    let rewriting = Arc::new(AtomicBool::new(false));
-    pad.add_probe(
-        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
-        move |_, info| {
-            if let Some(gst::PadProbeData::Event(event)) = &info.data {
-                if event.type_() == gst::EventType::Segment && started.swap(true, Ordering::SeqCst)
-                {
-                    rewriting.store(true, Ordering::SeqCst);
-                    return gst::PadProbeReturn::Drop;
-                }
-                return gst::PadProbeReturn::Ok;
-            }
-            if rewriting.load(Ordering::SeqCst) {
-                gst::PadProbeReturn::Drop
-            } else {
-                gst::PadProbeReturn::Ok
-            }
-        },
+/// A sink that appends what the muxer writes to a new file at `path`, except the muxer's
+/// closing rewrite of its header (unchanged in a streamable file but for its position): the
+/// file only grows, so what was sent of it while recording is what the finished clip holds.
+/// The muxer goes back only through a new segment that starts past zero.
+fn appending_sink(path: &Path) -> std::io::Result<gst_app::AppSink> {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path)?;
+    let sink = gst_app::AppSink::builder().sync(false).build();
+    let path = path.to_owned();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let rewrite = sample
+                    .segment()
+                    .and_then(|s| s.downcast_ref::<gst::format::Bytes>())
+                    .and_then(|s| s.start())
+                    .is_some_and(|start| *start > 0);
+                let Some(buffer) = sample.buffer().filter(|_| !rewrite) else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+                file.write_all(&map).map_err(|e| {
+                    warn!(file = %path.display(), "clip not written: {e}");
+                    gst::FlowError::Error
+                })?;
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
     );
-    Ok(())
+    Ok(sink)
 }
 
-/// Syncs clip `id` at `path` and describes it. `duration` is the writer's; without it (a clip
-/// a crash left behind) the clip is cut back to its last whole fragment and its duration read
-/// from the fragments.
+/// Syncs clip `id` at `path`, cut back to its last whole fragment, and describes it.
+/// `finished` is its duration when it was finished; without it the recording was cut short,
+/// and the duration is read from the fragments.
 fn seal(
     dir: &Path,
     id: &str,
     path: &Path,
-    duration: Option<Duration>,
+    finished: Option<Duration>,
 ) -> Result<ClipFile, CaptureError> {
     let storage = |e: std::io::Error| CaptureError::Storage(format!("{}: {e}", path.display()));
     let file = std::fs::OpenOptions::new()
@@ -252,14 +259,13 @@ fn seal(
         .map_err(storage)?;
     let len = file.metadata().map_err(storage)?.len();
     let layout = fmp4::scan(&mut std::io::BufReader::new(&file), len).map_err(storage)?;
-    let cut_short = !layout.finished;
-    if cut_short {
-        if layout.fragments() == 0 {
-            discard(dir, id, path);
-            return Err(CaptureError::Storage(format!(
-                "clip {id}: no fragment of it was written"
-            )));
-        }
+    if layout.fragments() == 0 {
+        discard(dir, id, path);
+        return Err(CaptureError::Storage(format!(
+            "clip {id}: no fragment of it was written"
+        )));
+    }
+    if layout.complete() < len {
         file.set_len(layout.complete()).map_err(storage)?;
     }
     file.sync_all().map_err(storage)?;
@@ -268,10 +274,10 @@ fn seal(
         id: id.to_owned(),
         path: path.to_owned(),
         bytes,
-        duration: duration.unwrap_or(layout.duration),
+        duration: finished.unwrap_or(layout.duration),
         sha256,
         fragments: layout.pieces,
-        cut_short,
+        cut_short: finished.is_none(),
     })
 }
 
@@ -310,20 +316,18 @@ pub fn adopt(dir: &Path) -> Vec<(Vec<String>, ClipFile)> {
         let Some(id) = path.file_stem().and_then(|s| s.to_str()) else {
             continue;
         };
-        let event_ids = match clip_marker::read(&path) {
-            Ok(marker) => marker.event_ids,
-            Err(e) => {
-                warn!(file = %path.display(), "clip marker unreadable ({e}): its clip goes without its event ids");
-                Vec::new()
-            }
-        };
+        let marker = clip_marker::read(&path).unwrap_or_else(|e| {
+            warn!(file = %path.display(), "clip marker unreadable ({e}): its clip goes without its event ids");
+            Marker { event_ids: Vec::new(), finished_ms: None }
+        });
         let media = dir.join(format!("{id}.mp4"));
         if !media.exists() {
             discard(dir, id, &media);
             continue;
         }
-        match seal(dir, id, &media, None) {
-            Ok(clip) => adopted.push((event_ids, clip)),
+        let finished = marker.finished_ms.map(Duration::from_millis);
+        match seal(dir, id, &media, finished) {
+            Ok(clip) => adopted.push((marker.event_ids, clip)),
             Err(e) => warn!("clip left behind is lost: {e}"),
         }
     }

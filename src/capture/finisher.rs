@@ -142,6 +142,7 @@ impl Synced {
             if event_ids != self.event_ids {
                 let marker = Marker {
                     event_ids: event_ids.clone(),
+                    finished_ms: None,
                 };
                 clip_marker::write(dir, &self.id, &marker)?;
                 self.event_ids = event_ids;
@@ -177,7 +178,7 @@ impl Synced {
 }
 
 fn finish(event_ids: Vec<String>, writer: ClipWriter, events: &mpsc::Sender<CameraEvent>) {
-    match writer.finish() {
+    match writer.finish(&event_ids) {
         Ok(clip) => {
             info!(clip = %clip.id, bytes = clip.bytes, seconds = clip.duration.as_secs_f32(), "clip ready");
             report(event_ids, clip, events);

@@ -1,6 +1,5 @@
 //! Reads the layout of a fragmented MP4 as the muxer writes it: where the init segment and
-//! each complete fragment end, the media time they cover, and whether the muxer finished the
-//! file. A clip is streamed, and after a crash cut back, by these pieces. Only box headers,
+//! each complete fragment end, and the media time they cover. A clip is streamed, and after a crash cut back, by these pieces. Only box headers,
 //! `moov` and `moof` are read; the media (`mdat`) is skipped.
 
 use std::io::{self, Read, Seek, SeekFrom};
@@ -14,8 +13,6 @@ pub struct Layout {
     pub pieces: Vec<u64>,
     /// Media time the complete fragments cover.
     pub duration: Duration,
-    /// The muxer finished the file: its fragment index (`mfra`) follows the last fragment.
-    pub finished: bool,
 }
 
 impl Layout {
@@ -60,7 +57,6 @@ pub fn scan<R: Read + Seek>(file: &mut R, len: u64) -> io::Result<Layout> {
                     span = Some(span.map_or((start, stop), |(first, _)| (first, stop)));
                 }
             }
-            b"mfra" => layout.finished = !layout.pieces.is_empty(),
             _ => {}
         }
         at = end;
@@ -269,7 +265,6 @@ mod tests {
         assert_eq!(layout.fragments(), 2);
         assert_eq!(layout.complete(), bytes.len() as u64);
         assert_eq!(layout.duration, Duration::from_millis(1500));
-        assert!(!layout.finished);
         let init = layout.pieces[0] as usize;
         assert_eq!(&bytes[init + 4..init + 8], b"moof");
     }
@@ -286,18 +281,6 @@ mod tests {
                 assert!(layout.pieces.is_empty(), "no fragment, no init: {cut}");
             }
         }
-    }
-
-    #[test]
-    fn the_fragment_index_marks_a_finished_file() {
-        let mut bytes = file(&[3]);
-        bytes.extend(boxed(b"mfra", &[0; 8]));
-        let layout = scan_all(&bytes);
-        assert!(layout.finished);
-        assert!(
-            layout.complete() < bytes.len() as u64,
-            "mfra is not a fragment"
-        );
     }
 
     #[test]

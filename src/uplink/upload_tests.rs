@@ -154,7 +154,10 @@ fn a_clip_streams_while_recorded_and_its_finished_manifest_keeps_what_was_acknow
     crate::clip_marker::write(
         dir.path(),
         "a",
-        &crate::clip_marker::Marker { event_ids: vec![] },
+        &crate::clip_marker::Marker {
+            event_ids: vec![],
+            finished_ms: None,
+        },
     )
     .unwrap();
     let mut uploads = Uploads::open(dir.path());
