@@ -107,6 +107,7 @@ enum ConsentCommand {
 }
 
 fn main() -> ExitCode {
+    camagent::os::limit_malloc_arenas();
     let cli = Cli::parse();
     // Every file the agent makes (outbox, disclosure log, ledger, clips) is the owner's data:
     // private to the agent's user, also outside systemd's UMask=0077.

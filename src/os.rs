@@ -1,7 +1,7 @@
 //! The one module that calls the C library directly (the rest of the crate denies `unsafe`):
 //! the file system's size and free space (statvfs: quotas are checked against the partition
 //! they live on, and free space is watched, not only the agent's own accounting), the file
-//! mode mask, SIGPIPE, and the effective user.
+//! mode mask, SIGPIPE, malloc's arenas, and the effective user.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -50,6 +50,19 @@ pub fn space(path: &Path) -> std::io::Result<Space> {
 pub fn private_files() {
     // SAFETY: umask only sets the process's file mode mask; it cannot fail.
     unsafe { libc::umask(0o077) };
+}
+
+/// Caps glibc's malloc at two arenas. glibc gives each new thread an arena of its own, up to
+/// eight per core, and keeps what they hold: every restart of the camera's pipeline starts new
+/// streaming threads, and a camera whose source drops out often held tens of MiB more than it
+/// needs (BENCHMARKS.md, "Memory over source restarts"). Call before any thread exists.
+pub fn limit_malloc_arenas() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets an allocator tunable; it is called before any other thread
+    // exists, and a refusal (0) leaves glibc's default in place.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
 }
 
 /// Restores SIGPIPE's default action (ending the process), as for any Unix tool whose output
