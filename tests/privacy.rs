@@ -235,6 +235,59 @@ fn a_flood_of_bad_commands_is_logged_within_a_budget() {
     assert!(agent.alive());
 }
 
+/// A 10 MB publish on the command topic, which a persistent broker session redelivers at
+/// every reconnect, is refused unread: the next connection starts a clean session, so the
+/// broker drops it. Delivery, the reference receiver (subscribed to everything, so it gets it
+/// too) and the next signed command all work on.
+#[test]
+fn a_10_mb_message_on_the_command_topic_wedges_neither_the_agent_nor_the_receiver() {
+    let world = World::new();
+    let broker = world.broker(true);
+    let tmp = tempfile::tempdir().unwrap();
+    let receiver = ReceiverProcess::start(BIN, &world, broker.port, tmp.path(), &[]);
+    let signer = Cloud::new();
+    let (config, _dir) = setup(&world, broker.port, Some(&signer), "100ms");
+    let mut agent = Agent::start(BIN, &config);
+    let id = agent.anchor_id();
+    let topic = format!("test/cams/{id}/cmd");
+    let flow = |name: &str| {
+        let lines = receiver.of("record");
+        lines.iter().filter(|l| l["flow"] == name).count()
+    };
+    wait_for(PATIENCE, || (flow("activation") > 0).then_some(())).expect("the agent delivers");
+
+    let poison = tmp.path().join("poison.bin");
+    std::fs::write(&poison, vec![b'x'; 10 << 20]).unwrap();
+    let connections = || agent.log().matches("connected to broker").count();
+    let before = connections();
+    mosquitto_pub(&world, broker.port, &topic, &poison);
+    agent.wait_log("over broker.max_packet_bytes");
+    // Back within seconds. (What the broker held for the device with the poison, or got for
+    // it while it reconnected, is dropped with the session.)
+    wait_for(PATIENCE, || (connections() > before).then_some(())).expect("connected again");
+
+    // A command sent in the moment the device resubscribes can still be missed: the cloud
+    // sends it again after a few seconds, as it would for any command without its effect.
+    let command = tmp.path().join("grant.json");
+    let taken = (0..3).any(|_| {
+        let grant = serde_json::json!({"type": "consent", "device": id, "issued_ms": now_ms(), "purpose": "user_experience", "choice": "given"});
+        std::fs::write(&command, signer.sign(&grant)).unwrap();
+        mosquitto_pub(&world, broker.port, &topic, &command);
+        wait_for(Duration::from_secs(5), || (flow("usage_statistics") > 3).then_some(())).is_some()
+    });
+    assert!(
+        taken,
+        "the next command was not taken; agent log:\n{}",
+        agent.log()
+    );
+    assert!(agent.alive());
+    let refusals = agent.log().matches("over broker.max_packet_bytes").count();
+    assert!(
+        refusals <= 2,
+        "refused once, not at every reconnect: {refusals}"
+    );
+}
+
 #[test]
 fn signed_erase_wipes_owner_data_and_confirms() {
     let world = World::new();

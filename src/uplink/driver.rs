@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rumqttc::{
     ConnectReturnCode, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet,
-    QoS,
+    QoS, StateError,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::error;
@@ -70,6 +70,9 @@ pub async fn drive(
     keep_alive: Duration,
 ) {
     let host = eventloop.mqtt_options.broker_address().0;
+    // The last connection ended on a message over the size limit: the next one starts a clean
+    // session, and connecting does not count as recovered (a retained one comes back).
+    let mut poisoned = false;
     loop {
         let polled = match tokio::time::timeout(keep_alive, eventloop.poll()).await {
             Ok(polled) => polled,
@@ -83,7 +86,9 @@ pub async fn drive(
         };
         let report = match polled {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                backoff.reset();
+                if !poisoned {
+                    backoff.reset();
+                }
                 let discarded = discard.swap(false, Ordering::SeqCst);
                 if discarded {
                     eventloop.pending.clear();
@@ -102,6 +107,7 @@ pub async fn drive(
             Err(ConnectionError::RequestsDone) => return,
             Err(e) => {
                 let error = describe(&e, &host);
+                poisoned = oversized(&e).is_some();
                 let (resume, resumed) = oneshot::channel();
                 if net.send(Net::Down { error, resume }).await.is_err() {
                     return;
@@ -118,6 +124,10 @@ pub async fn drive(
                 if let Some(will) = will.borrow().clone() {
                     options.set_last_will(will);
                 }
+                // The broker redelivers an unacknowledged message at every reconnect of a
+                // persistent session: only a clean one drops it. The connection after goes
+                // back to a persistent session.
+                options.set_clean_session(poisoned);
                 eventloop.mqtt_options = options;
                 tokio::time::sleep(backoff.next_delay()).await;
                 continue;
@@ -153,6 +163,17 @@ pub fn spawn(
     Ok(stopped)
 }
 
+/// The size of the incoming message that ended the connection for being over
+/// `broker.max_packet_bytes` (the client reads its header only, never the message).
+pub fn oversized(e: &ConnectionError) -> Option<usize> {
+    match e {
+        ConnectionError::MqttState(StateError::Deserialization(
+            rumqttc::mqttbytes::Error::PayloadSizeLimitExceeded(bytes),
+        )) => Some(*bytes),
+        _ => None,
+    }
+}
+
 /// A connection error in words, with the likely fix where one is known.
 pub fn describe(e: &ConnectionError, host: &str) -> String {
     let text = e.to_string();
@@ -162,7 +183,13 @@ pub fn describe(e: &ConnectionError, host: &str) -> String {
         ConnectionError::ConnectionRefused(code) => Some(*code),
         _ => None,
     };
-    let hint = if let Some(code) = refusal {
+    let hint = if let Some(bytes) = oversized(e) {
+        Some(format!(
+            "a message of {bytes} bytes came for this device, over broker.max_packet_bytes; it \
+             was refused unread and the next connection starts a clean session so the broker \
+             drops it, with anything else it held for this device"
+        ))
+    } else if let Some(code) = refusal {
         Some(match code {
             ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized => {
                 "the broker does not authorise this device's identity: register the device \
