@@ -53,6 +53,7 @@ fn camagent(world: &World, broker: &Broker, clip: &[u8]) -> (f64, f64) {
         acked: Default::default(),
         queued_ms: camagent::record::now_ms(),
         recording: false,
+        all_sent_at: None,
     };
     std::fs::write(
         clips.join("bench.upload"),

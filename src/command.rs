@@ -4,7 +4,10 @@
 //! Wire form (the command topic `<prefix>/<device-id>/cmd`):
 //! `{"body": "<JSON text>", "sig": "<hex Ed25519 signature of the body's bytes>"}` where the
 //! body is `{"type": "consent", "device": ID, "issued_ms": N, "purpose": P, "choice":
-//! "given"|"withdrawn"}` or `{"type": "erase", "device": ID, "issued_ms": N}`. `device` must be
+//! "given"|"withdrawn"}`, `{"type": "erase", "device": ID, "issued_ms": N}`, or a clip
+//! confirmation: `{"type": "clip_verified", "device": ID, "issued_ms": N, "clip_id": C,
+//! "sha256": H}` or `{"type": "clip_missing", "device": ID, "issued_ms": N, "clip_id": C,
+//! "chunks": [I, ...]}`. `device` must be
 //! this device's id (so a command cannot be replayed to another device) and `issued_ms` must be
 //! above every command accepted before (so it cannot be replayed to this one).
 
@@ -31,18 +34,39 @@ pub enum Action {
         device: String,
         issued_ms: u64,
     },
+    /// The cloud verified clip `clip_id` whole, its bytes hashing to `sha256`: the device
+    /// may delete its copy (with `outbox.cloud_confirms`).
+    ClipVerified {
+        device: String,
+        issued_ms: u64,
+        clip_id: String,
+        sha256: String,
+    },
+    /// The cloud has clip `clip_id`'s manifest but not these chunks: they go again.
+    ClipMissing {
+        device: String,
+        issued_ms: u64,
+        clip_id: String,
+        chunks: Vec<u32>,
+    },
 }
 
 impl Action {
     fn device(&self) -> &str {
         match self {
-            Action::Consent { device, .. } | Action::Erase { device, .. } => device,
+            Action::Consent { device, .. }
+            | Action::Erase { device, .. }
+            | Action::ClipVerified { device, .. }
+            | Action::ClipMissing { device, .. } => device,
         }
     }
 
     pub fn issued_ms(&self) -> u64 {
         match self {
-            Action::Consent { issued_ms, .. } | Action::Erase { issued_ms, .. } => *issued_ms,
+            Action::Consent { issued_ms, .. }
+            | Action::Erase { issued_ms, .. }
+            | Action::ClipVerified { issued_ms, .. }
+            | Action::ClipMissing { issued_ms, .. } => *issued_ms,
         }
     }
 }
@@ -172,6 +196,32 @@ mod tests {
                 purpose: "ux".into(),
                 choice: Choice::Given
             }
+        );
+    }
+
+    #[test]
+    fn clip_confirmations_are_commands_too() {
+        let k = keypair();
+        let pk = k.public_key().as_ref().to_vec();
+        let verified = r#"{"type":"clip_verified","device":"dev1","issued_ms":11,"clip_id":"c","sha256":"ab"}"#;
+        assert_eq!(
+            verify(&signed(&k, verified), &pk, "dev1", 9).unwrap(),
+            Action::ClipVerified {
+                device: "dev1".into(),
+                issued_ms: 11,
+                clip_id: "c".into(),
+                sha256: "ab".into()
+            }
+        );
+        let missing = r#"{"type":"clip_missing","device":"dev1","issued_ms":12,"clip_id":"c","chunks":[1,4]}"#;
+        assert!(matches!(
+            verify(&signed(&k, missing), &pk, "dev1", 9).unwrap(),
+            Action::ClipMissing { chunks, .. } if chunks == [1, 4]
+        ));
+        assert_eq!(
+            verify(&signed(&keypair(), missing), &pk, "dev1", 9),
+            Err(CommandError::BadSignature),
+            "an unsigned confirmation deletes nothing"
         );
     }
 

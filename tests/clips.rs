@@ -313,7 +313,13 @@ fn the_reference_receiver_verifies_clips_and_audits_fields() {
         ),
     )
     .unwrap();
-    let receiver = ReceiverProcess::start(BIN, &world, broker.port, tmp.path(), Some(&strict));
+    let receiver = ReceiverProcess::start(
+        BIN,
+        &world,
+        broker.port,
+        tmp.path(),
+        &["--audit".as_ref(), strict.as_os_str()],
+    );
     let config = setup(&world, broker.port, &scene_clip(tmp.path()), "");
     let agent = Agent::start(BIN, &config);
     let clip = wait_for(PATIENCE * 2, || receiver.of("clip").into_iter().next());

@@ -16,18 +16,27 @@ use support::*;
 const BIN: &str = env!("CARGO_BIN_EXE_camagent");
 
 /// Agent config: `clip` as the camera, 1 s of pre-roll, post-roll, keyframe interval and
-/// event gap.
-fn setup(world: &World, port: u16, clip: &Path, looped: bool) -> PathBuf {
+/// event gap, and `extra` sections.
+fn setup(world: &World, port: u16, clip: &Path, looped: bool, extra: &str) -> PathBuf {
     let mut setup = AgentSetup::new(world, port);
     setup.extra = format!(
         "[capture]\nsource = \"file\"\npath = \"{}\"\nloop = {looped}\npreroll = \"1s\"\npostroll = \"1s\"\n\
          [capture.encode]\nwidth = {W}\nheight = {H}\nfps = 10\nbitrate_kbps = 600\nkeyframe_interval = \"1s\"\n\
-         [motion.events]\ngap = \"1s\"\n",
+         [motion.events]\ngap = \"1s\"\n{extra}",
         clip.display()
     );
     let dir = world.path().join("agent");
     let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/policy.toml");
     setup.write(world, &dir, &policy)
+}
+
+/// A walk from 2 s to 6 s of every 12: looped, an event every 12 s.
+fn walks() -> Scene {
+    Scene {
+        seconds: 12,
+        brightness: |_| 1.0,
+        object: |f| (20..60).contains(&f).then(|| ((f - 20) * 6, 70, 30, 70)),
+    }
 }
 
 /// Frames the H.264 in `bytes` (an MP4, whole or cut at a fragment) decodes to.
@@ -53,8 +62,8 @@ fn a_clip_streams_out_while_its_event_goes_on_and_plays_as_it_grows() {
         object: |f| (20..140).contains(&f).then(|| ((f * 9) % 280, 70, 30, 70)),
     };
     let clip = encode(tmp.path(), "long-walk", &scene, Codec::H264);
-    let receiver = ReceiverProcess::start(BIN, &world, broker.port, tmp.path(), None);
-    let agent = Agent::start(BIN, &setup(&world, broker.port, &clip, false));
+    let receiver = ReceiverProcess::start(BIN, &world, broker.port, tmp.path(), &[]);
+    let agent = Agent::start(BIN, &setup(&world, broker.port, &clip, false, ""));
 
     // The first time the receiver holds a whole fragment, while the clip is still recorded.
     let fragment_held = || {
@@ -100,7 +109,8 @@ fn a_clip_streams_out_while_its_event_goes_on_and_plays_as_it_grows() {
 
 /// SIGKILLs at random moments during events (`CAMAGENT_FAULT_KILLS`, 5 unless set; the seed
 /// is printed, `CAMAGENT_FAULT_SEED` replays it): every event that started has its footage at
-/// the cloud, verified, cut short where the kill ended it, and playable; every event ends.
+/// the cloud, verified, cut short where the kill ended it, and playable; every event ends; no
+/// record is missing.
 #[test]
 fn random_kills_during_events_lose_no_record_and_no_written_fragment() {
     let kills: usize = std::env::var("CAMAGENT_FAULT_KILLS")
@@ -112,79 +122,28 @@ fn random_kills_during_events_lose_no_record_and_no_written_fragment() {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| fastrand::u64(..));
     println!("seed {seed}, {kills} kills");
-    let mut rng = fastrand::Rng::with_seed(seed);
 
     let world = World::new();
     let broker = world.broker(false);
     let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
     cloud.wait_subscribed(0);
     let tmp = tempfile::tempdir().unwrap();
-    // A walk from 2 s to 6 s of every 12: an event every time the file loops.
-    let scene = Scene {
-        seconds: 12,
-        brightness: |_| 1.0,
-        object: |f| (20..60).contains(&f).then(|| ((f - 20) * 6, 70, 30, 70)),
-    };
-    let clip = encode(tmp.path(), "walks", &scene, Codec::H264);
-    let config = setup(&world, broker.port, &clip, true);
-    let phase = |m: &Message, p: &str| m.json()["fields"]["event_data"]["phase"] == p;
-    let event_id = |m: &Message| {
-        let id = &m.json()["fields"]["event_data"]["event_id"];
-        id.as_str().unwrap_or_default().to_owned()
-    };
-    let starts = || {
-        cloud
-            .on("/alarm")
-            .iter()
-            .filter(|m| phase(m, "start"))
-            .map(&event_id)
-            .collect::<BTreeSet<_>>()
-    };
+    let clip = encode(tmp.path(), "walks", &walks(), Codec::H264);
+    let config = setup(&world, broker.port, &clip, true, "");
+    let agent_dir = world.path().join("agent");
+    let run = faults::kill_during_events(BIN, &config, &agent_dir, &cloud, kills, seed);
 
-    let mut agent = Agent::start(BIN, &config);
-    let mut logs = String::new();
-    for kill in 0..kills {
-        let seen = starts().len();
-        if wait_for(PATIENCE, || (starts().len() > seen).then_some(())).is_none() {
-            panic!("no event before kill {kill}; agent log:\n{}", agent.log());
-        }
-        // The event lasts about 4 s, its clip 2 s more: somewhere in the middle of it.
-        std::thread::sleep(Duration::from_millis(rng.u64(2500..5000)));
-        agent.child.kill().unwrap();
-        agent.child.wait().unwrap();
-        logs.push_str(&agent.log());
-        agent = Agent::start(BIN, &config);
-    }
-
-    // Every event that started has its footage, whole and verified, in some clip.
-    let started = starts();
-    let covered = || {
-        let mut covered = BTreeSet::new();
-        let mut manifests = Vec::new();
-        for record in cloud.on("/clip") {
-            let manifest = record.json()["fields"]["clip"].clone();
-            let bytes = cloud.clip(&manifest)?;
-            if sha256_hex(&bytes) != manifest["sha256"] {
-                return None;
-            }
-            let ids = manifest["event_ids"].as_array()?.iter();
-            covered.extend(ids.filter_map(|id| id.as_str().map(str::to_owned)));
-            manifests.push((manifest, bytes));
-        }
-        started.is_subset(&covered).then_some(manifests)
-    };
-    let Some(clips) = wait_for(PATIENCE * 3, covered) else {
-        panic!(
-            "events without their footage; started {started:?}, clips {:?}\nagent logs:\n{logs}{}",
-            cloud
-                .on("/clip")
-                .iter()
-                .map(|m| m.json()["fields"]["clip"].clone())
-                .collect::<Vec<_>>(),
-            agent.log()
-        );
-    };
-    let cut_short: Vec<_> = clips
+    assert!(
+        run.without_footage.is_empty(),
+        "events without their footage: {:?}\nagent logs:\n{}",
+        run.without_footage,
+        run.logs
+    );
+    assert_eq!(run.ended, run.started, "every event ends");
+    assert!(run.records_sent > 0);
+    assert_eq!(run.records_missing, 0, "no record lost");
+    let cut_short: Vec<_> = run
+        .clips
         .iter()
         .filter(|(m, _)| m["cut_short"] == true)
         .collect();
@@ -192,20 +151,93 @@ fn random_kills_during_events_lose_no_record_and_no_written_fragment() {
     for (manifest, bytes) in cut_short {
         assert!(frames_in(bytes, tmp.path()) > 0, "{manifest} plays");
     }
+}
 
-    // Every event ends: the one a kill cut short as soon as the agent is back.
-    let ended = || {
-        let ends: BTreeSet<_> = cloud
-            .on("/alarm")
-            .iter()
-            .filter(|m| phase(m, "end"))
-            .map(&event_id)
-            .collect();
-        started.is_subset(&ends).then_some(())
+/// Ten broker crashes (SIGKILL: what it acknowledged and had not delivered is gone, records
+/// and chunks alike) at random moments while clips stream out. The cloud confirms (the
+/// reference receiver signs `clip_verified`, and asks for what stalled): every clip the agent
+/// made ends verified at the receiver, and nothing is left in the agent's clip store.
+#[test]
+fn broker_crashes_during_uploads_cost_a_resend_not_a_clip() {
+    use ring::signature::{Ed25519KeyPair, KeyPair};
+    let seed = fastrand::u64(..);
+    println!("seed {seed}");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let world = World::new();
+    let mut broker = world.broker(true);
+    let tmp = tempfile::tempdir().unwrap();
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
+    let key_file = tmp.path().join("command.key");
+    std::fs::write(&key_file, pkcs8.as_ref()).unwrap();
+    let public = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+    let receiver = ReceiverProcess::start(
+        BIN,
+        &world,
+        broker.port,
+        tmp.path(),
+        &["--command-key".as_ref(), key_file.as_os_str()],
+    );
+    // Three walks, 12 s apart: three clips, streaming while the broker goes down and up.
+    let scene = Scene {
+        seconds: 36,
+        brightness: |_| 1.0,
+        object: |f| ((f % 120) >= 20 && (f % 120) < 60).then(|| (((f % 120) - 20) * 6, 70, 30, 70)),
     };
-    assert!(
-        wait_for(PATIENCE, ended).is_some(),
-        "an event without its end; agent log:\n{}",
-        agent.log()
+    let clip = encode(tmp.path(), "three-walks", &scene, Codec::H264);
+    let extra = format!(
+        "[outbox]\nchunk_bytes = 8192\nupload_kbps = 100\ncloud_confirms = true\n\
+         [commands]\nverify_key = \"{}\"\n",
+        camagent::hex::encode(public.public_key().as_ref())
+    );
+    let agent = Agent::start(BIN, &setup(&world, broker.port, &clip, false, &extra));
+    agent.wait_log("clip ready");
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(rng.u64(1500..4000)));
+        broker.crash();
+    }
+
+    let made = || {
+        let log = agent.log();
+        let ids: BTreeSet<String> = log
+            .lines()
+            .filter(|l| l.contains("clip ready"))
+            .filter_map(|l| {
+                l.split("clip=")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()
+                    .map(str::to_owned)
+            })
+            .collect();
+        (ids.len() == 3).then_some(ids)
+    };
+    let Some(made) = wait_for(PATIENCE, made) else {
+        panic!("not three clips; agent log:\n{}", agent.log());
+    };
+    let clips = world.path().join("agent/state/clips");
+    let settled = || {
+        let verified: BTreeSet<String> = receiver
+            .of("clip")
+            .iter()
+            .filter(|l| l["verified"] == true)
+            .filter_map(|l| l["clip_id"].as_str().map(str::to_owned))
+            .collect();
+        let left = std::fs::read_dir(&clips).map_or(0, |d| d.count());
+        (made.is_subset(&verified) && left == 0).then_some(())
+    };
+    if wait_for(PATIENCE * 4, settled).is_none() {
+        let left: Vec<_> = std::fs::read_dir(&clips)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        panic!(
+            "clips {made:?}; receiver: {:?}\nleft on the device: {left:?}\nagent log:\n{}",
+            receiver.of("clip"),
+            agent.log()
+        );
+    }
+    println!(
+        "stalled at the receiver {} times, announced again {} times",
+        receiver.of("clip_stalled").len(),
+        agent.log().matches("announcing it again").count()
     );
 }

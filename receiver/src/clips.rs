@@ -17,6 +17,10 @@ use serde_json::json;
 
 use super::{emit, safe_name, Receiver};
 
+fn sha256_hex(bytes: &[u8]) -> String {
+    camagent::hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
+}
+
 /// A clip being reassembled.
 pub(crate) struct Assembly {
     manifest: Option<Manifest>,
@@ -29,6 +33,12 @@ pub(crate) struct Assembly {
     done: bool,
     /// When its first chunk or manifest came.
     since: Instant,
+    /// The device it came from, when the last new chunk came, when its missing chunks were
+    /// last asked for, and its hash once verified: for the confirmations to the device.
+    device: Option<String>,
+    progressed: Instant,
+    asked: Option<Instant>,
+    verified: Option<String>,
 }
 
 impl Assembly {
@@ -41,6 +51,10 @@ impl Assembly {
             playable: 0,
             done: false,
             since: Instant::now(),
+            device: None,
+            progressed: Instant::now(),
+            asked: None,
+            verified: None,
         }
     }
 
@@ -48,6 +62,10 @@ impl Assembly {
         self.early.values().map(Vec::len).sum()
     }
 }
+
+/// How long a clip whose manifest came may go without a new chunk before the device is asked
+/// for the ones missing (again every as long).
+const STALLED: Duration = Duration::from_secs(5);
 
 /// The largest clip a chunk may write into before its manifest came.
 const STREAMED_MAX_BYTES: u64 = 1 << 30;
@@ -59,14 +77,31 @@ pub(crate) struct OrphanLimits {
 }
 
 impl Receiver {
-    /// A clip's or snapshot's manifest: chunks that came before it are stored now.
-    pub(crate) fn on_manifest(&mut self, manifest: Manifest) -> anyhow::Result<()> {
+    /// A clip's or snapshot's manifest from `device`: chunks that came before it are stored
+    /// now. Announced again (the device has not had a confirmation), it is confirmed again,
+    /// or its missing chunks asked for.
+    pub(crate) fn on_manifest(&mut self, device: &str, manifest: Manifest) -> anyhow::Result<()> {
         let id = manifest.clip_id.clone();
         let assembly = self.clips.entry(id.clone()).or_insert_with(Assembly::new);
+        assembly.device.get_or_insert_with(|| device.to_owned());
         if assembly.manifest.is_some() {
+            match assembly.verified.clone() {
+                Some(sha256) => self.confirm(&id, &sha256),
+                None => assembly.asked = None,
+            }
             return Ok(());
         }
+        if self.already_verified(&manifest) {
+            let assembly = self.clips.entry(id.clone()).or_insert_with(Assembly::new);
+            assembly.done = true;
+            assembly.verified = Some(manifest.sha256.clone());
+            assembly.manifest = Some(manifest.clone());
+            self.confirm(&id, &manifest.sha256);
+            return Ok(());
+        }
+        let assembly = self.clips.entry(id.clone()).or_insert_with(Assembly::new);
         assembly.manifest = Some(manifest);
+        assembly.progressed = Instant::now();
         let early = std::mem::take(&mut assembly.early);
         for (index, data) in early {
             self.store_chunk(&id, index, &data)?;
@@ -74,13 +109,25 @@ impl Receiver {
         self.finish_if_complete(&id)
     }
 
-    pub(crate) fn on_chunk(&mut self, payload: &[u8]) -> anyhow::Result<()> {
+    /// Whether this clip was verified here before (a receiver restarted since).
+    fn already_verified(&self, manifest: &Manifest) -> bool {
+        let path = self.out.join(format!(
+            "{}.{}",
+            safe_name(&manifest.clip_id),
+            manifest.content_type.extension()
+        ));
+        std::fs::read(path).is_ok_and(|bytes| sha256_hex(&bytes) == manifest.sha256)
+    }
+
+    pub(crate) fn on_chunk(&mut self, device: &str, payload: &[u8]) -> anyhow::Result<()> {
         let (header, data) = chunk::parse(payload)?;
         let id = header.clip_id.clone();
         let assembly = self.clips.entry(id.clone()).or_insert_with(Assembly::new);
+        assembly.device.get_or_insert_with(|| device.to_owned());
         if assembly.done || assembly.have.contains(&header.index) {
             return Ok(());
         }
+        assembly.progressed = Instant::now();
         if assembly.manifest.is_some() {
             self.store_chunk(&id, header.index, data)?;
             return self.finish_if_complete(&id);
@@ -98,6 +145,40 @@ impl Receiver {
                 self.drop_orphans();
                 Ok(())
             }
+        }
+    }
+
+    /// Asks the devices for the chunks of clips that stalled: manifest here, chunks missing,
+    /// nothing new for [`STALLED`].
+    pub(crate) fn chase_stalled(&mut self) {
+        let mut asks = Vec::new();
+        for (id, a) in &mut self.clips {
+            let (Some(manifest), Some(device)) = (&a.manifest, &a.device) else {
+                continue;
+            };
+            let quiet = |at: Instant| at.elapsed() >= STALLED;
+            if a.done || !quiet(a.progressed) || !a.asked.is_none_or(quiet) {
+                continue;
+            }
+            a.asked = Some(Instant::now());
+            let missing: Vec<u32> = (0..manifest.chunks)
+                .filter(|i| !a.have.contains(i))
+                .collect();
+            emit(json!({"type": "clip_stalled", "clip_id": id, "missing": missing.len()}));
+            asks.push((device.clone(), id.clone(), missing));
+        }
+        if let Some(confirmer) = &mut self.confirmer {
+            for (device, id, missing) in asks {
+                self.replies.push(confirmer.missing(&device, &id, &missing));
+            }
+        }
+    }
+
+    /// Tells the device clip `id` is verified here.
+    fn confirm(&mut self, id: &str, sha256: &str) {
+        let device = self.clips.get(id).and_then(|a| a.device.clone());
+        if let (Some(confirmer), Some(device)) = (&mut self.confirmer, device) {
+            self.replies.push(confirmer.verified(&device, id, sha256));
         }
     }
 
@@ -185,8 +266,7 @@ impl Receiver {
         }
         assembly.done = true;
         let bytes = std::fs::read(&part)?;
-        let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
-        let sha256: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        let sha256 = sha256_hex(&bytes);
         let verified = sha256 == manifest.sha256 && bytes.len() as u64 == manifest.bytes;
         let name = if verified {
             manifest.content_type.extension()
@@ -209,6 +289,21 @@ impl Receiver {
             "path": path,
             "event_ids": manifest.event_ids,
         }));
+        if verified {
+            assembly.verified = Some(sha256.clone());
+            self.confirm(id, &sha256);
+        } else {
+            // Every chunk again, from scratch: which one is wrong cannot be told.
+            let all: Vec<u32> = (0..manifest.chunks).collect();
+            assembly.done = false;
+            assembly.have.clear();
+            assembly.written.clear();
+            assembly.playable = 0;
+            assembly.asked = Some(Instant::now());
+            if let (Some(confirmer), Some(device)) = (&mut self.confirmer, &assembly.device) {
+                self.replies.push(confirmer.missing(device, id, &all));
+            }
+        }
         Ok(())
     }
 }
@@ -226,6 +321,8 @@ mod tests {
             seen: HashSet::new(),
             clips: BTreeMap::new(),
             orphans: OrphanLimits { max_bytes, ttl },
+            confirmer: None,
+            replies: Vec::new(),
         }
     }
 
@@ -251,14 +348,14 @@ mod tests {
         let mut r = receiver(10_000, Duration::from_secs(3600));
         for clip in ["a", "b", "c"] {
             for i in 0..4 {
-                r.on_chunk(&chunk(clip, i, 1000)).unwrap();
+                r.on_chunk("dev", &chunk(clip, i, 1000)).unwrap();
             }
         }
         assert_eq!(held(&r), 8000, "a's 4000 bytes made room");
         assert!(!r.clips.contains_key("a"), "the oldest orphan goes first");
         assert!(r.clips.contains_key("c"));
         for i in 0..100 {
-            r.on_chunk(&chunk("d", i, 1000)).unwrap();
+            r.on_chunk("dev", &chunk("d", i, 1000)).unwrap();
             assert!(held(&r) <= 10_000);
         }
     }
@@ -266,9 +363,9 @@ mod tests {
     #[test]
     fn chunks_whose_manifest_never_comes_are_dropped_in_time() {
         let mut r = receiver(usize::MAX, Duration::ZERO);
-        r.on_chunk(&chunk("a", 0, 10)).unwrap();
+        r.on_chunk("dev", &chunk("a", 0, 10)).unwrap();
         std::thread::sleep(Duration::from_millis(5));
-        r.on_chunk(&chunk("b", 0, 10)).unwrap();
+        r.on_chunk("dev", &chunk("b", 0, 10)).unwrap();
         assert!(!r.clips.contains_key("a"));
     }
 }
@@ -291,6 +388,8 @@ mod streamed {
                 max_bytes: 0,
                 ttl: Duration::ZERO,
             },
+            confirmer: None,
+            replies: Vec::new(),
         };
         let clip: Vec<u8> = (0..90u8).collect();
         let mut manifest = Manifest {
@@ -320,7 +419,7 @@ mod streamed {
                 legal_basis: "dpv:Contract".into(),
             };
             let data = &clip[start as usize..end as usize];
-            r.on_chunk(&chunk::frame(&header, data)).unwrap();
+            r.on_chunk("dev", &chunk::frame(&header, data)).unwrap();
         };
         let playable = |r: &Receiver| r.clips["c"].playable;
         // Chunks: [0,10) [10,50) [50,60) [60,90). The second is late.
@@ -331,7 +430,7 @@ mod streamed {
         assert_eq!(playable(&r), 60, "no budget was needed: it is on disk");
         let part = std::fs::read(dir.path().join("c.part")).unwrap();
         assert_eq!(part, clip[..60]);
-        r.on_manifest(manifest.clone()).unwrap();
+        r.on_manifest("dev", manifest.clone()).unwrap();
         send(&mut r, 3);
         assert_eq!(
             std::fs::read(dir.path().join("c.mp4")).unwrap(),

@@ -5,10 +5,11 @@
 //! carries that the policy does not permit for the purpose the message names.
 //!
 //! Prints one JSON object a line for each thing it received:
-//! `{"type":"alert"|"record"|"manifest"|"clip"|"clip_progress"|"audit"|"orphan_dropped", ...}`.
+//! `{"type":"alert"|"record"|"manifest"|"clip"|"clip_progress"|"clip_stalled"|"audit"|"orphan_dropped", ...}`.
 //!
 //! A clip streamed while it is recorded is written in place as its chunks come, playable from
-//! its start as it grows. Chunks without an offset that come before their manifest are held in
+//! its start as it grows. With `--command-key` it confirms each clip it verified to the device
+//! and asks for the chunks of a clip that stalled (signed commands, see `confirm`). Chunks without an offset that come before their manifest are held in
 //! memory, within a byte budget and for a limited time: chunks whose manifest never comes are
 //! dropped, oldest first, and reported.
 
@@ -54,6 +55,11 @@ struct Args {
     /// How long chunks wait for their manifest, in seconds.
     #[arg(long, default_value_t = 600)]
     orphan_ttl_secs: u64,
+    /// Confirm each clip verified here, and ask for the chunks of a stalled one, with
+    /// commands signed by this Ed25519 key (PKCS#8 DER; its public half is the devices'
+    /// `commands.verify_key`).
+    #[arg(long)]
+    command_key: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -68,9 +74,15 @@ struct Receiver {
     seen: HashSet<(String, u64)>,
     clips: BTreeMap<String, Assembly>,
     orphans: OrphanLimits,
+    confirmer: Option<Confirmer>,
+    /// Commands to publish to devices: topic and payload.
+    replies: Vec<(String, Vec<u8>)>,
 }
 
 mod clips;
+mod confirm;
+
+use confirm::Confirmer;
 
 use clips::{Assembly, OrphanLimits};
 
@@ -106,12 +118,18 @@ fn main() -> anyhow::Result<()> {
             max_bytes: usize::try_from(args.orphan_max_mib << 20).unwrap_or(usize::MAX),
             ttl: Duration::from_secs(args.orphan_ttl_secs),
         },
+        confirmer: match &args.command_key {
+            Some(path) => Some(Confirmer::load(path, &b.topic_prefix)?),
+            None => None,
+        },
+        replies: Vec::new(),
     };
     let filter = format!("{}/#", b.topic_prefix);
-    for event in connection.iter() {
+    while let Ok(event) = connection.recv() {
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 client.try_subscribe(&filter, QoS::AtLeastOnce)?;
+                clean_next(&mut connection, false);
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 if let Err(e) = receiver.on_message(&p.topic, &p.payload) {
@@ -121,11 +139,28 @@ fn main() -> anyhow::Result<()> {
             Ok(_) => {}
             Err(e) => {
                 eprintln!("camagent-receiver: {e}; reconnecting");
+                // Over the size limit: the broker would redeliver it at every reconnect of
+                // the persistent session; a clean one drops it.
+                if camagent::uplink::driver::oversized(&e).is_some() {
+                    clean_next(&mut connection, true);
+                }
                 std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        // Every event, pings at least, is a moment to look for stalled clips.
+        receiver.chase_stalled();
+        for (topic, payload) in receiver.replies.drain(..) {
+            if let Err(e) = client.try_publish(&topic, QoS::AtLeastOnce, false, payload) {
+                eprintln!("camagent-receiver: cannot publish to {topic}: {e}");
             }
         }
     }
     Ok(())
+}
+
+/// Whether the next connection starts a clean session.
+fn clean_next(connection: &mut rumqttc::Connection, clean: bool) {
+    connection.eventloop.mqtt_options.set_clean_session(clean);
 }
 
 fn emit(line: Value) {
@@ -145,7 +180,7 @@ impl Receiver {
         };
         match *kind {
             topic::COMMAND_LEVEL => Ok(()),
-            topic::CLIP_DATA_LEVEL => self.on_chunk(payload),
+            topic::CLIP_DATA_LEVEL => self.on_chunk(device, payload),
             _ => self.on_record(device, kind, payload),
         }
     }
@@ -184,7 +219,7 @@ impl Receiver {
                         safe_name(&manifest.clip_id),
                         manifest.content_type.extension()
                     )));
-                    self.on_manifest(manifest)?;
+                    self.on_manifest(device, manifest)?;
                 } else if let Some(data) = fields("snapshot")["base64"].as_str() {
                     let jpeg = base64::engine::general_purpose::STANDARD
                         .decode(data)
@@ -202,7 +237,7 @@ impl Receiver {
                 emit(
                     json!({"type": "manifest", "device": device, "clip_id": manifest.clip_id, "chunks": manifest.chunks}),
                 );
-                self.on_manifest(manifest)?;
+                self.on_manifest(device, manifest)?;
             }
             _ => emit(json!({"type": "record", "device": device, "flow": kind, "seq": body.seq})),
         }

@@ -16,7 +16,7 @@ use crate::record::{rfc3339, Record, Value, WrongKind};
 use crate::status::{CameraState, LastEvent};
 use crate::uplink::session::Session;
 use crate::vocabulary::ContentType;
-use crate::wire::{AlertEvent, ClipEvents, Manifest};
+use crate::wire::{AlertEvent, Manifest};
 
 /// What the camera reported last, for the status.
 #[derive(Debug, Clone, Default)]
@@ -93,7 +93,7 @@ pub(super) fn on_camera(
         }
         CameraEvent::ClipReady { event_ids, clip } => {
             let manifest = clip_manifest(clip, event_ids, config.outbox.chunk_bytes);
-            match clip_record(&manifest) {
+            match Record::clip(&manifest) {
                 Ok(record) => session.deliver_clip(record, manifest),
                 Err(e) => error!(clip = %manifest.clip_id, "clip not queued: {e}"),
             }
@@ -222,19 +222,6 @@ fn growing_manifest(
     };
     manifest.chunks = manifest.count_chunks();
     manifest
-}
-
-fn clip_record(manifest: &Manifest) -> Result<Record, WrongKind> {
-    let events = ClipEvents {
-        event_ids: manifest.event_ids.clone(),
-    };
-    Record::new(
-        Flow::Clip,
-        BTreeMap::from([
-            (Field::EventData, Value::structured(&events)),
-            (Field::Clip, Value::structured(manifest)),
-        ]),
-    )
 }
 
 /// Stores a snapshot too large for one message beside the clips and starts its upload.

@@ -157,12 +157,14 @@ fn open_stores(config: &Config, state_dir: StateDir) -> Result<(Outbox, Stores),
     if let Some(recovered) = outbox.recover_sequence(disclosures.highest_seq())? {
         warn!("{recovered}");
     }
+    let mut uploads = Uploads::open(&state_dir.clips());
+    uploads.set_cloud_confirms(config.outbox.cloud_confirms);
     let stores = Stores {
         ledger: LedgerFile::new(state_dir.consent_ledger()),
         disclosures,
         replay: ReplayGuard::new(state_dir.replay_guard()),
         verify_key: config.commands.key_bytes(),
-        uploads: Uploads::open(&state_dir.clips()),
+        uploads,
         upload_rate: config.outbox.upload_kbps.map(|k| u64::from(k) * 1000),
         clips_max_bytes: config.outbox.clips_max_bytes,
         state_dir,

@@ -149,6 +149,11 @@ pub struct OutboxConfig {
     /// and other records are never evicted for clips).
     #[serde(default = "default_clips_max_bytes")]
     pub clips_max_bytes: u64,
+    /// Keep each clip until the cloud confirms it with a signed `clip_verified` command
+    /// (which needs `commands.verify_key`), and send again what it says it lacks; without
+    /// it, a clip is deleted once the broker acknowledged every chunk.
+    #[serde(default)]
+    pub cloud_confirms: bool,
 }
 
 fn default_clips_max_bytes() -> u64 {
@@ -178,6 +183,7 @@ impl Default for OutboxConfig {
             chunk_bytes: default_chunk_bytes(),
             upload_kbps: None,
             clips_max_bytes: default_clips_max_bytes(),
+            cloud_confirms: false,
         }
     }
 }

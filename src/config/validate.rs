@@ -22,6 +22,13 @@ pub(super) fn check(config: &Config) -> Result<(), Invalid> {
     outbox(&config.outbox, &config.broker)?;
     agent(&config.agent)?;
     commands(&config.commands)?;
+    if config.outbox.cloud_confirms && config.commands.verify_key.is_none() {
+        return Err(invalid(
+            "outbox.cloud_confirms",
+            "is true without commands.verify_key: no confirmation could be verified".into(),
+            "set commands.verify_key to the cloud's Ed25519 public key, or cloud_confirms = false",
+        ));
+    }
     motion(&config.motion)?;
     device(&config.device)
 }

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::link::Link;
 use super::session::Session;
@@ -20,6 +20,9 @@ const SPACE_EVERY: Duration = Duration::from_secs(1);
 const SPACE_MARGIN: u64 = 256 * 1024;
 /// Dropped uploads remembered for the alerts that may wait for them.
 const LOST_MEDIA_KEPT: usize = 64;
+/// How long a clip whose every chunk the broker acknowledged waits for the cloud's
+/// confirmation before it is announced again.
+pub const CONFIRM_WAIT: Duration = Duration::from_secs(30);
 
 impl<L: Link> Session<L> {
     /// Evicts the oldest clips until `bytes` are freed; `false` when there was none.
@@ -116,6 +119,38 @@ impl<L: Link> Session<L> {
         }
         self.keep_clip_quota();
         self.pump();
+    }
+
+    /// The cloud verified a clip: with `outbox.cloud_confirms`, its upload is done.
+    pub(super) fn clip_confirmed(&mut self, id: &str, sha256: &str) {
+        match self.stores.uploads.confirmed(id, sha256) {
+            Some(done) => self.clip_delivered(&done),
+            None => debug!(clip = %id, "confirmation of a clip no longer held"),
+        }
+    }
+
+    /// The cloud lacks some of a clip's chunks: they go again.
+    pub(super) fn clip_missing(&mut self, id: &str, chunks: &[u32]) {
+        info!(clip = %id, chunks = chunks.len(), "the cloud lacks chunks of a clip; sending them again");
+        if let Err(e) = self.stores.uploads.missing(id, chunks) {
+            error!("{}", Chain(&e));
+        }
+        self.pump();
+    }
+
+    /// Announces again the clips the cloud has not confirmed [`CONFIRM_WAIT`] after the
+    /// broker acknowledged their every chunk: the record may be what a broker lost. The cloud
+    /// then confirms, or says which chunks it lacks.
+    pub(super) fn announce_unconfirmed(&mut self) {
+        for manifest in self.stores.uploads.unconfirmed(CONFIRM_WAIT) {
+            info!(clip = %manifest.clip_id, "the cloud has not confirmed a clip; announcing it again");
+            match Record::clip(&manifest) {
+                Ok(record) => {
+                    self.accept(record);
+                }
+                Err(e) => error!(clip = %manifest.clip_id, "{e}"),
+            }
+        }
     }
 
     pub(super) fn clip_delivered(&mut self, done: &Manifest) {

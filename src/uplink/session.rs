@@ -234,6 +234,7 @@ impl<L: Link> Session<L> {
         self.refresh_consent();
         self.expire();
         self.keep_space_free();
+        self.announce_unconfirmed();
         self.pump();
     }
 

@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use tracing::warn;
@@ -31,10 +32,15 @@ pub struct Progress {
     /// and more are to come.
     #[serde(default)]
     pub recording: bool,
+    /// When the broker had acknowledged every chunk and the cloud's confirmation began to be
+    /// awaited (not kept: a restart waits afresh).
+    #[serde(skip)]
+    pub all_sent_at: Option<Instant>,
 }
 
 impl Progress {
-    pub fn complete(&self) -> bool {
+    /// The broker acknowledged every chunk of the finished clip.
+    pub fn all_sent(&self) -> bool {
         !self.recording && self.acked.len() as u32 >= self.manifest.chunks
     }
 
@@ -63,6 +69,10 @@ pub struct Uploads {
     order: Vec<String>,
     /// Damaged manifests set aside (`*.damaged`), for the status.
     damaged: u64,
+    /// A clip is done when the cloud confirms it (`outbox.cloud_confirms`), not when the
+    /// broker acknowledged its chunks: a broker that loses what it acknowledged costs a
+    /// re-send, not the clip.
+    cloud_confirms: bool,
 }
 
 const PROGRESS: &str = "upload";
@@ -77,6 +87,7 @@ impl Uploads {
             active: BTreeMap::new(),
             order: Vec::new(),
             damaged: 0,
+            cloud_confirms: false,
         };
         let Ok(entries) = std::fs::read_dir(dir) else {
             return uploads;
@@ -114,6 +125,8 @@ impl Uploads {
         found.sort_by_key(|(t, _)| *t);
         for (_, p) in found {
             uploads.order.push(p.manifest.clip_id.clone());
+            let mut p = p;
+            p.all_sent_at = p.all_sent().then(Instant::now);
             uploads.active.insert(p.manifest.clip_id.clone(), p);
         }
         uploads
@@ -130,6 +143,24 @@ impl Uploads {
                 BTreeSet::new()
             }
         }
+    }
+
+    /// Keeps clips until the cloud confirms them (`outbox.cloud_confirms`), or not; uploads
+    /// already done under that rule (all sent, when the cloud does not confirm) are removed.
+    pub fn set_cloud_confirms(&mut self, on: bool) {
+        self.cloud_confirms = on;
+        let ids: Vec<String> = self.active.keys().cloned().collect();
+        for id in ids {
+            if let Err(e) = self.finish_if_done(&id) {
+                warn!("{}", Chain(&e));
+            }
+        }
+    }
+
+    /// Whether the upload is over: every chunk acknowledged by the broker and, when the cloud
+    /// confirms, the clip confirmed.
+    fn done(&self, p: &Progress) -> bool {
+        p.all_sent() && !self.cloud_confirms
     }
 
     /// Damaged upload manifests kept aside, never read again.
@@ -202,14 +233,67 @@ impl Uploads {
         if let Err(e) = crate::clip_marker::remove(&self.dir, &id) {
             warn!(clip = %id, "cannot remove the clip's marker: {e}");
         }
-        match self.active.get(&id) {
-            Some(p) if p.complete() => {
-                let manifest = p.manifest.clone();
-                self.remove(&id);
-                Ok(Some(manifest))
-            }
-            _ => Ok(None),
+        self.finish_if_done(&id)
+    }
+
+    /// Removes upload `id` once it is done (returning its manifest); otherwise notes when
+    /// every chunk was acknowledged, for the wait on the cloud's confirmation.
+    fn finish_if_done(&mut self, id: &str) -> Result<Option<Manifest>, UploadError> {
+        let Some(p) = self.active.get(id) else {
+            return Ok(None);
+        };
+        if self.done(p) {
+            let manifest = p.manifest.clone();
+            self.remove(id);
+            return Ok(Some(manifest));
         }
+        if p.all_sent() && p.all_sent_at.is_none() {
+            self.save_acked(id)?;
+            if let Some(p) = self.active.get_mut(id) {
+                p.all_sent_at = Some(Instant::now());
+            }
+        }
+        Ok(None)
+    }
+
+    /// The cloud verified clip `id` whole as `sha256`: the upload is done (its manifest is
+    /// returned) if that is the clip's hash.
+    pub fn confirmed(&mut self, id: &str, sha256: &str) -> Option<Manifest> {
+        let p = self.active.get(id)?;
+        if p.recording || p.manifest.sha256 != sha256 {
+            warn!(clip = %id, "the cloud confirmed a clip other than this one ({sha256}); kept");
+            return None;
+        }
+        let manifest = p.manifest.clone();
+        self.remove(id);
+        Some(manifest)
+    }
+
+    /// The cloud lacks `chunks` of clip `id`: they go again.
+    pub fn missing(&mut self, id: &str, chunks: &[u32]) -> Result<(), UploadError> {
+        let Some(p) = self.active.get_mut(id) else {
+            return Ok(());
+        };
+        p.acked.retain(|i| !chunks.contains(i));
+        p.all_sent_at = None;
+        self.save_acked(id)
+    }
+
+    /// Uploads whose every chunk was acknowledged at least `wait` ago and that the cloud has
+    /// not confirmed: their manifests, to announce again (the record may be what was lost).
+    /// Each is waited for afresh from now.
+    pub fn unconfirmed(&mut self, wait: std::time::Duration) -> Vec<Manifest> {
+        if !self.cloud_confirms {
+            return Vec::new();
+        }
+        self.active
+            .values_mut()
+            .filter(|p| p.all_sent_at.is_some_and(|at| at.elapsed() >= wait))
+            .map(|p| {
+                p.all_sent_at = Some(Instant::now());
+                p.manifest.clone()
+            })
+            .collect()
     }
 
     fn start(&mut self, manifest: Manifest, recording: bool) -> Result<(), UploadError> {
@@ -218,6 +302,7 @@ impl Uploads {
             acked: BTreeSet::new(),
             queued_ms: crate::record::now_ms(),
             recording,
+            all_sent_at: None,
         };
         self.save(&progress)?;
         let id = progress.manifest.clip_id.clone();
@@ -260,17 +345,15 @@ impl Uploads {
         Ok(data)
     }
 
-    /// Records the broker's acknowledgement of a chunk; returns the manifest when the clip is
-    /// complete (its local copy and progress are then deleted).
+    /// Records the broker's acknowledgement of a chunk; returns the manifest when the upload
+    /// is done (its local copy and progress are then deleted).
     pub fn ack(&mut self, id: &str, index: u32) -> Result<Option<Manifest>, UploadError> {
         let Some(p) = self.active.get_mut(id) else {
             return Ok(None);
         };
         p.acked.insert(index);
-        if p.complete() {
-            let manifest = p.manifest.clone();
-            self.remove(id);
-            return Ok(Some(manifest));
+        if p.all_sent() {
+            return self.finish_if_done(id);
         }
         // Every few chunks: a crash then re-sends at most that many.
         if p.acked.len() % 8 == 0 {

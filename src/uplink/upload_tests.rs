@@ -214,3 +214,64 @@ fn a_clip_cut_short_whose_every_chunk_went_while_recording_is_done_when_added() 
     assert!(uploads.is_empty());
     assert!(!dir.path().join("a.mp4").exists());
 }
+
+#[test]
+fn with_cloud_confirmation_a_clip_stays_until_the_cloud_verifies_it_and_missing_chunks_go_again() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.mp4"), [1u8; 100]).unwrap();
+    let mut uploads = Uploads::open(dir.path());
+    uploads.set_cloud_confirms(true);
+    let mut m = manifest("a", 100, 40);
+    m.sha256 = "ab".into();
+    uploads.add(m.clone()).unwrap();
+    for i in 0..3 {
+        assert_eq!(
+            uploads.ack("a", i).unwrap(),
+            None,
+            "acknowledged is not confirmed"
+        );
+    }
+    assert!(dir.path().join("a.mp4").exists());
+    assert!(uploads
+        .unconfirmed(std::time::Duration::from_secs(3600))
+        .is_empty());
+    assert_eq!(
+        uploads.unconfirmed(std::time::Duration::ZERO),
+        [m.clone()],
+        "announced again"
+    );
+
+    // The cloud lacks chunk 1: it is the next to go, and the wait starts over once it is acked.
+    uploads.missing("a", &[1]).unwrap();
+    assert_eq!(uploads.get("a").unwrap().next(&BTreeSet::new()), Some(1));
+    assert!(uploads.unconfirmed(std::time::Duration::ZERO).is_empty());
+    assert_eq!(uploads.ack("a", 1).unwrap(), None);
+
+    // A restart keeps the clip, all sent, still waiting.
+    let mut uploads = Uploads::open(dir.path());
+    uploads.set_cloud_confirms(true);
+    assert!(uploads.get("a").unwrap().all_sent());
+    assert_eq!(
+        uploads.confirmed("a", "cd"),
+        None,
+        "another clip's hash: kept"
+    );
+    assert_eq!(uploads.confirmed("a", "ab"), Some(m));
+    assert!(uploads.is_empty() && !dir.path().join("a.mp4").exists());
+}
+
+#[test]
+fn without_cloud_confirmation_an_upload_left_all_sent_is_done_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.mp4"), [1u8; 100]).unwrap();
+    let mut uploads = Uploads::open(dir.path());
+    uploads.set_cloud_confirms(true);
+    uploads.add(manifest("a", 100, 40)).unwrap();
+    for i in 0..3 {
+        uploads.ack("a", i).unwrap();
+    }
+    let mut uploads = Uploads::open(dir.path());
+    uploads.set_cloud_confirms(false);
+    assert!(uploads.is_empty());
+    assert!(!dir.path().join("a.mp4").exists());
+}

@@ -4,6 +4,7 @@
 //! Shared by the integration tests and by `examples/demo.rs`.
 #![allow(dead_code)]
 
+pub mod faults;
 pub mod scenes;
 
 use std::io::{Read, Write};
@@ -219,6 +220,20 @@ impl Broker {
     /// Starts (again) on the same port; returns once it accepts connections.
     pub fn restart(&mut self) {
         self.stop();
+        self.spawn();
+    }
+
+    /// Kills the broker as a power cut would (SIGKILL): what it had not saved is gone, the
+    /// messages it acknowledged and had not delivered included. It starts again.
+    pub fn crash(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(child.id(), "KILL");
+            let _ = child.wait();
+        }
+        self.spawn();
+    }
+
+    fn spawn(&mut self) {
         let child = Command::new(mosquitto_path())
             .arg("-c")
             .arg(&self.conf)
@@ -662,6 +677,24 @@ pub fn receiver_bin(agent: &str) -> String {
     receiver.display().to_string()
 }
 
+/// Publishes the bytes of `file` to `topic` at QoS 1 with `mosquitto_pub`, as the cloud: for
+/// messages larger than the harness's own client takes.
+pub fn mosquitto_pub(world: &World, port: u16, topic: &str, file: &Path) {
+    let status = Command::new("mosquitto_pub")
+        .args(["-h", "localhost", "-p", &port.to_string(), "-q", "1"])
+        .arg("--cafile")
+        .arg(world.pki.ca_file("main"))
+        .arg("--cert")
+        .arg(&world.cloud.cert)
+        .arg("--key")
+        .arg(&world.cloud.key)
+        .args(["-t", topic, "-f"])
+        .arg(file)
+        .status()
+        .expect("mosquitto_pub (mosquitto-clients)");
+    assert!(status.success(), "mosquitto_pub to {topic}");
+}
+
 /// The reference receiver as a child process, subscribed to the test broker with the cloud's
 /// identity; its JSON lines are collected in a file. Killed when dropped.
 pub struct ReceiverProcess {
@@ -671,14 +704,14 @@ pub struct ReceiverProcess {
 }
 
 impl ReceiverProcess {
-    /// Starts it in `dir` and waits until it is subscribed (it reports nothing of that, so a
-    /// second's grace), auditing against `audit` when given.
+    /// Starts it in `dir` with `args` (`--audit POLICY`, `--command-key KEY`) and waits until
+    /// it is subscribed (it reports nothing of that, so a second's grace).
     pub fn start(
         agent_bin: &str,
         world: &World,
         port: u16,
         dir: &Path,
-        audit: Option<&Path>,
+        args: &[&std::ffi::OsStr],
     ) -> Self {
         let config = dir.join("receiver.toml");
         std::fs::write(
@@ -694,10 +727,12 @@ impl ReceiverProcess {
         let out = dir.join("received");
         let lines = dir.join("receiver.jsonl");
         let mut command = agent_command(&receiver_bin(agent_bin));
-        command.arg("--config").arg(&config).arg("--out").arg(&out);
-        if let Some(policy) = audit {
-            command.arg("--audit").arg(policy);
-        }
+        command
+            .arg("--config")
+            .arg(&config)
+            .arg("--out")
+            .arg(&out)
+            .args(args);
         let child = command
             .stdout(std::fs::File::create(&lines).unwrap())
             .spawn()

@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use camagent_wire::vocabulary::{ContentType, Field, Flow, ValueKind};
+use camagent_wire::{ClipEvents, Manifest};
 
 /// One field's value as the device knows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -120,6 +121,20 @@ impl Record {
         let state = if online { "online" } else { "offline" };
         let fields = BTreeMap::from([(Field::OnlineStatus, Value::Text(state.into()))]);
         Self::unchecked(Flow::Status, fields)
+    }
+
+    /// A clip's record: the events it covers and its manifest.
+    pub fn clip(manifest: &Manifest) -> Result<Self, WrongKind> {
+        let events = ClipEvents {
+            event_ids: manifest.event_ids.clone(),
+        };
+        Self::new(
+            Flow::Clip,
+            BTreeMap::from([
+                (Field::EventData, Value::structured(&events)),
+                (Field::Clip, Value::structured(manifest)),
+            ]),
+        )
     }
 
     /// A record holding one structured value, for the agent's own flows.

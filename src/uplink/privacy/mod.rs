@@ -97,6 +97,12 @@ impl<L: Link> Session<L> {
                 let duties = duties::erase(self.gate.anchor_id(), issued_ms, self.outbox.queued());
                 self.perform(duties);
             }
+            Action::ClipVerified {
+                clip_id, sha256, ..
+            } => self.clip_confirmed(&clip_id, &sha256),
+            Action::ClipMissing {
+                clip_id, chunks, ..
+            } => self.clip_missing(&clip_id, &chunks),
         }
     }
 
