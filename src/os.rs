@@ -55,8 +55,12 @@ pub fn private_files() {
 /// Caps glibc's malloc at two arenas. glibc gives each new thread an arena of its own, up to
 /// eight per core, and keeps what they hold: every restart of the camera's pipeline starts new
 /// streaming threads, and a camera whose source drops out often held tens of MiB more than it
-/// needs (BENCHMARKS.md, "Memory over source restarts"). Call before any thread exists.
+/// needs (BENCHMARKS.md, "Memory over source restarts"). An operator's `MALLOC_ARENA_MAX`
+/// stands. Call before any thread exists.
 pub fn limit_malloc_arenas() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
+        return;
+    }
     #[cfg(target_env = "gnu")]
     // SAFETY: mallopt only sets an allocator tunable; it is called before any other thread
     // exists, and a refusal (0) leaves glibc's default in place.

@@ -83,11 +83,14 @@ pub(super) fn on_camera(
             event_ids,
             fragments,
         } => {
+            let bytes = fragments.last().copied().unwrap_or(0);
+            let chunk_bytes = config.outbox.chunk_bytes;
             session.stream_clip(growing_manifest(
                 clip_id,
                 event_ids,
                 fragments,
-                config.outbox.chunk_bytes,
+                bytes,
+                chunk_bytes,
             ));
             return;
         }
@@ -185,33 +188,27 @@ pub(super) fn end_alert(
 }
 
 fn clip_manifest(clip: ClipFile, event_ids: Vec<String>, chunk_bytes: u32) -> Manifest {
-    let mut manifest = Manifest {
-        clip_id: clip.id,
-        content_type: ContentType::Mp4,
-        bytes: clip.bytes,
+    Manifest {
         duration_ms: clip.duration.as_millis() as u64,
         sha256: clip.sha256,
-        chunk_bytes,
-        chunks: 0,
-        event_ids,
-        fragments: clip.fragments,
         cut_short: clip.cut_short,
-    };
-    manifest.chunks = manifest.count_chunks();
-    manifest
+        ..growing_manifest(clip.id, event_ids, clip.fragments, clip.bytes, chunk_bytes)
+    }
 }
 
-/// The manifest of the part of a clip recorded so far: its whole fragments, no hash yet.
+/// The manifest of the part of a clip recorded so far: `bytes` of fragmented MP4 whose
+/// pieces end at `fragments`, no hash yet.
 fn growing_manifest(
     clip_id: String,
     event_ids: Vec<String>,
     fragments: Vec<u64>,
+    bytes: u64,
     chunk_bytes: u32,
 ) -> Manifest {
     let mut manifest = Manifest {
         clip_id,
         content_type: ContentType::Mp4,
-        bytes: fragments.last().copied().unwrap_or(0),
+        bytes,
         duration_ms: 0,
         sha256: String::new(),
         chunk_bytes,

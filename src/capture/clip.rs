@@ -1,8 +1,8 @@
 //! Writes a clip's H.264 access units as fragmented MP4 (`appsrc ! mp4mux ! appsink`, the
 //! file written here) as they come, so a long event never sits in memory and the clip can
 //! stream out while it is recorded: the file only ever grows, each fragment is a group of
-//! pictures, and a crash leaves every fragment written before it playable. A marker beside the clip names its
-//! events until the clip is queued (see [`crate::clip_marker`]).
+//! pictures, and a crash leaves every fragment written before it playable. A marker beside
+//! the clip names its events until the clip is queued (see [`crate::clip_marker`]).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
