@@ -79,20 +79,13 @@ fn camagent(world: &World, broker: &Broker, clip: &[u8]) -> (f64, f64) {
 }
 
 /// mosquitto_pub: (MiB/s, CPU seconds per MiB) for the same bytes in chunks of the same size.
-fn mosquitto_pub(world: &World, broker: &Broker, clip: &[u8]) -> (f64, f64) {
+fn mosquitto_pub_sends(world: &World, broker: &Broker, clip: &[u8]) -> (f64, f64) {
     let chunk = world.path().join("chunk.bin");
     std::fs::write(&chunk, &clip[..CHUNK as usize]).unwrap();
     let count = clip.len() / CHUNK as usize;
     let before = common::children_cpu_seconds();
     let started = Instant::now();
-    let status = std::process::Command::new("mosquitto_pub")
-        .args(["-h", "localhost", "-p", &broker.port.to_string(), "-q", "1"])
-        .arg("--cafile")
-        .arg(world.pki.ca_file("main"))
-        .arg("--cert")
-        .arg(&world.cloud.cert)
-        .arg("--key")
-        .arg(&world.cloud.key)
+    let status = mosquitto_pub(world, broker.port)
         .args(["-t", "bench/mosquitto_pub/clip_data", "-f"])
         .arg(&chunk)
         .args(["--repeat", &count.to_string()])
@@ -116,7 +109,7 @@ fn main() {
     let world = World::new();
     let broker = world.broker(false);
     let (ours, our_cpu) = camagent(&world, &broker, &clip);
-    let (theirs, their_cpu) = mosquitto_pub(&world, &broker, &clip);
+    let (theirs, their_cpu) = mosquitto_pub_sends(&world, &broker, &clip);
     eprintln!("camagent {ours:.1} MiB/s ({our_cpu:.3} CPU s/MiB); mosquitto_pub {theirs:.1} MiB/s ({their_cpu:.3} CPU s/MiB)");
     let section = format!(
         "## Clip upload throughput\n\n\

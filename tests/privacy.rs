@@ -260,7 +260,7 @@ fn a_10_mb_message_on_the_command_topic_wedges_neither_the_agent_nor_the_receive
     std::fs::write(&poison, vec![b'x'; 10 << 20]).unwrap();
     let connections = || agent.log().matches("connected to broker").count();
     let before = connections();
-    mosquitto_pub(&world, broker.port, &topic, &poison);
+    publish_file(&world, broker.port, &topic, &poison);
     agent.wait_log("over broker.max_packet_bytes");
     // Back within seconds. (What the broker held for the device with the poison, or got for
     // it while it reconnected, is dropped with the session.)
@@ -272,7 +272,7 @@ fn a_10_mb_message_on_the_command_topic_wedges_neither_the_agent_nor_the_receive
     let taken = (0..3).any(|_| {
         let grant = serde_json::json!({"type": "consent", "device": id, "issued_ms": now_ms(), "purpose": "user_experience", "choice": "given"});
         std::fs::write(&command, signer.sign(&grant)).unwrap();
-        mosquitto_pub(&world, broker.port, &topic, &command);
+        publish_file(&world, broker.port, &topic, &command);
         wait_for(Duration::from_secs(5), || (flow("usage_statistics") > 3).then_some(())).is_some()
     });
     assert!(

@@ -677,17 +677,24 @@ pub fn receiver_bin(agent: &str) -> String {
     receiver.display().to_string()
 }
 
-/// Publishes the bytes of `file` to `topic` at QoS 1 with `mosquitto_pub`, as the cloud: for
-/// messages larger than the harness's own client takes.
-pub fn mosquitto_pub(world: &World, port: u16, topic: &str, file: &Path) {
-    let status = Command::new("mosquitto_pub")
+/// `mosquitto_pub` to the broker on `port` at QoS 1 with the cloud's identity: for messages
+/// larger than the harness's own client takes, and as a reference sender.
+pub fn mosquitto_pub(world: &World, port: u16) -> Command {
+    let mut command = Command::new("mosquitto_pub");
+    command
         .args(["-h", "localhost", "-p", &port.to_string(), "-q", "1"])
         .arg("--cafile")
         .arg(world.pki.ca_file("main"))
         .arg("--cert")
         .arg(&world.cloud.cert)
         .arg("--key")
-        .arg(&world.cloud.key)
+        .arg(&world.cloud.key);
+    command
+}
+
+/// Publishes the bytes of `file` to `topic` with [`mosquitto_pub`].
+pub fn publish_file(world: &World, port: u16, topic: &str, file: &Path) {
+    let status = mosquitto_pub(world, port)
         .args(["-t", topic, "-f"])
         .arg(file)
         .status()
