@@ -17,19 +17,6 @@ use std::time::{Duration, SystemTime};
 use support::scenes::*;
 use support::*;
 
-/// VmRSS and RssAnon of `pid`, in KiB.
-fn memory(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("RssAnon:"))
-}
-
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -65,7 +52,10 @@ fn main() {
             (started(&capped) > n && started(&default) > n).then_some(())
         })
         .unwrap_or_else(|| panic!("not {n} restarts; agent log:\n{}", capped.log()));
-        (memory(capped.child.id()), memory(default.child.id()))
+        (
+            common::memory_kib(capped.child.id()),
+            common::memory_kib(default.child.id()),
+        )
     };
     let warm = at(50);
     let end = at(restarts);
