@@ -17,6 +17,7 @@ use tracing::warn;
 
 use crate::durable::{read_sealed_json, write_sealed};
 use crate::report::Chain;
+use crate::vocabulary::ContentType;
 use crate::wire::Manifest;
 
 /// One clip's upload: its manifest and the chunks the broker acknowledged.
@@ -158,9 +159,10 @@ impl Uploads {
     }
 
     /// Whether the upload is over: every chunk acknowledged by the broker and, when the cloud
-    /// confirms, the clip confirmed.
+    /// confirms, the clip confirmed. A snapshot's manifest travels in its alert, a record, and
+    /// records are not confirmed: it is over once its chunks are acknowledged.
     fn done(&self, p: &Progress) -> bool {
-        p.all_sent() && !self.cloud_confirms
+        p.all_sent() && (!self.cloud_confirms || p.manifest.content_type == ContentType::Jpeg)
     }
 
     /// Damaged upload manifests kept aside, never read again.

@@ -275,3 +275,19 @@ fn without_cloud_confirmation_an_upload_left_all_sent_is_done_at_start() {
     assert!(uploads.is_empty());
     assert!(!dir.path().join("a.mp4").exists());
 }
+
+#[test]
+fn a_chunked_snapshot_is_done_once_acknowledged_even_when_the_cloud_confirms_clips() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("e-snapshot.jpg"), [1u8; 100]).unwrap();
+    let mut uploads = Uploads::open(dir.path());
+    uploads.set_cloud_confirms(true);
+    let mut m = manifest("e-snapshot", 100, 40);
+    m.content_type = crate::vocabulary::ContentType::Jpeg;
+    uploads.add(m.clone()).unwrap();
+    assert_eq!(uploads.ack("e-snapshot", 0).unwrap(), None);
+    assert_eq!(uploads.ack("e-snapshot", 1).unwrap(), None);
+    // Its manifest goes in its alert, which waits for exactly this.
+    assert_eq!(uploads.ack("e-snapshot", 2).unwrap(), Some(m));
+    assert!(uploads.is_empty());
+}
