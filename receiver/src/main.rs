@@ -9,9 +9,10 @@
 //!
 //! A clip streamed while it is recorded is written in place as its chunks come, playable from
 //! its start as it grows. With `--command-key` it confirms each clip it verified to the device
-//! and asks for the chunks of a clip that stalled (signed commands, see `confirm`). Chunks without an offset that come before their manifest are held in
-//! memory, within a byte budget and for a limited time: chunks whose manifest never comes are
-//! dropped, oldest first, and reported.
+//! and asks for the chunks of a clip that stalled (signed commands, see `confirm`). Chunks
+//! without an offset that come before their manifest are held in memory, within a byte budget
+//! and for a limited time: chunks whose manifest never comes are dropped, oldest first, and
+//! reported.
 
 #![deny(unsafe_code)]
 

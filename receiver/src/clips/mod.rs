@@ -96,7 +96,9 @@ impl Receiver {
             assembly.done = true;
             assembly.verified = Some(manifest.sha256.clone());
             assembly.manifest = Some(manifest.clone());
-            self.confirm(&id, &manifest.sha256);
+            if manifest.content_type == ContentType::Mp4 {
+                self.confirm(&id, &manifest.sha256);
+            }
             return Ok(());
         }
         let assembly = self.clips.entry(id.clone()).or_insert_with(Assembly::new);
@@ -291,7 +293,10 @@ impl Receiver {
         }));
         if verified {
             assembly.verified = Some(sha256.clone());
-            self.confirm(id, &sha256);
+            // A snapshot is done on the device once its chunks are acknowledged.
+            if kind == "clip" {
+                self.confirm(id, &sha256);
+            }
         } else {
             // Every chunk again, from scratch: which one is wrong cannot be told.
             let all: Vec<u32> = (0..manifest.chunks).collect();
