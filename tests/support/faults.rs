@@ -101,16 +101,11 @@ pub fn kill_during_events(
     let _ = wait_for(PATIENCE * 3, settled);
     logs.push_str(&agent.log());
     let (clips, covered) = verified(cloud);
+    // Every record the agent's disclosure log shows as sent by now must reach the cloud; the
+    // newest may still be on their way (the agent runs on).
     let seqs = |lines: Vec<serde_json::Value>| -> BTreeSet<u64> {
         lines.iter().filter_map(|l| l["seq"].as_u64()).collect()
     };
-    let received = seqs(
-        cloud
-            .snapshot()
-            .iter()
-            .filter_map(|m| serde_json::from_slice(&m.payload).ok())
-            .collect(),
-    );
     let log = camagent::state_dir::StateDir::new(agent_dir.join("state")).disclosure_log();
     let disclosed = seqs(
         std::fs::read_to_string(log)
@@ -119,13 +114,24 @@ pub fn kill_during_events(
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect(),
     );
+    let missing = || {
+        let received = seqs(
+            cloud
+                .snapshot()
+                .iter()
+                .filter_map(|m| serde_json::from_slice(&m.payload).ok())
+                .collect(),
+        );
+        disclosed.difference(&received).count()
+    };
+    let _ = wait_for(PATIENCE, || (missing() == 0).then_some(()));
     KillRun {
         without_footage: started.difference(&covered).cloned().collect(),
         ended: events(cloud, "end"),
         started,
         clips,
         records_sent: disclosed.len(),
-        records_missing: disclosed.difference(&received).count(),
+        records_missing: missing(),
         logs,
     }
 }
