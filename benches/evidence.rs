@@ -94,10 +94,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let kills: usize = std::env::var("CAMAGENT_FAULT_KILLS")
-        .ok()
-        .and_then(|k| k.parse().ok())
-        .unwrap_or(20);
+    let kills: usize = env_or("CAMAGENT_FAULT_KILLS", 20);
     let seed = fastrand::u64(..);
     let tmp = tempfile::tempdir().unwrap();
     let clip = walks(tmp.path());

@@ -21,10 +21,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let restarts: usize = std::env::var("CAMAGENT_RESTARTS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(500);
+    let restarts: usize = env_or("CAMAGENT_RESTARTS", 500);
     let world = World::new();
     let broker = world.broker(false);
     let still = Scene {

@@ -16,7 +16,6 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use ring::signature::{Ed25519KeyPair, KeyPair};
 use support::scenes::*;
 use support::*;
 
@@ -24,16 +23,11 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let minutes: u64 = std::env::var("CAMAGENT_SOAK_MINUTES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(120);
+    let minutes: u64 = env_or("CAMAGENT_SOAK_MINUTES", 120);
     let world = World::new();
     let broker = world.broker(false);
-    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
-    let key_file = world.path().join("command.key");
-    std::fs::write(&key_file, pkcs8.as_ref()).unwrap();
-    let public = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+    let cloud = Cloud::new();
+    let key_file = cloud.key_file(world.path());
     let receiver = ReceiverProcess::start(
         env!("CARGO_BIN_EXE_camagent"),
         &world,
@@ -53,7 +47,7 @@ fn main() {
          [motion.events]\ngap = \"1s\"\n\
          [outbox]\ncloud_confirms = true\n[commands]\nverify_key = \"{}\"\n",
         clip.display(),
-        camagent::hex::encode(public.public_key().as_ref())
+        cloud.public_hex()
     );
     let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/policy.toml");
     let config = setup.write(&world, &world.path().join("agent"), &policy);

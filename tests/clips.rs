@@ -86,17 +86,7 @@ fn cloud_listening(world: &World, port: u16, persistent: bool) -> Subscriber {
 /// Config for the agent: the scene once, small chunks and an upload cap when given, so the
 /// upload takes long enough to be interrupted.
 fn setup(world: &World, port: u16, clip: &Path, outbox: &str) -> PathBuf {
-    let mut setup = AgentSetup::new(world, port);
-    setup.extra = format!(
-        "[outbox]\n{outbox}\n\
-         [capture]\nsource = \"file\"\npath = \"{}\"\nloop = false\npreroll = \"1s\"\npostroll = \"1s\"\n\
-         [capture.encode]\nwidth = {W}\nheight = {H}\nfps = 10\nbitrate_kbps = 600\nkeyframe_interval = \"1s\"\n\
-         [motion.events]\ngap = \"1s\"\n",
-        clip.display()
-    );
-    let dir = world.path().join("agent");
-    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/policy.toml");
-    setup.write(world, &dir, &policy)
+    camera_config(world, port, clip, false, &format!("[outbox]\n{outbox}\n"))
 }
 
 /// Config whose upload is slow enough to interrupt: the scene's clip in 4 KiB chunks at

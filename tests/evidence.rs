@@ -6,7 +6,7 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use camagent::capture::fmp4;
@@ -14,21 +14,6 @@ use support::scenes::*;
 use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_camagent");
-
-/// Agent config: `clip` as the camera, 1 s of pre-roll, post-roll, keyframe interval and
-/// event gap, and `extra` sections.
-fn setup(world: &World, port: u16, clip: &Path, looped: bool, extra: &str) -> PathBuf {
-    let mut setup = AgentSetup::new(world, port);
-    setup.extra = format!(
-        "[capture]\nsource = \"file\"\npath = \"{}\"\nloop = {looped}\npreroll = \"1s\"\npostroll = \"1s\"\n\
-         [capture.encode]\nwidth = {W}\nheight = {H}\nfps = 10\nbitrate_kbps = 600\nkeyframe_interval = \"1s\"\n\
-         [motion.events]\ngap = \"1s\"\n{extra}",
-        clip.display()
-    );
-    let dir = world.path().join("agent");
-    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/policy.toml");
-    setup.write(world, &dir, &policy)
-}
 
 /// A walk from 2 s to 6 s of every 12: looped, an event every 12 s.
 fn walks() -> Scene {
@@ -63,7 +48,7 @@ fn a_clip_streams_out_while_its_event_goes_on_and_plays_as_it_grows() {
     };
     let clip = encode(tmp.path(), "long-walk", &scene, Codec::H264);
     let receiver = ReceiverProcess::start(BIN, &world, broker.port, tmp.path(), &[]);
-    let agent = Agent::start(BIN, &setup(&world, broker.port, &clip, false, ""));
+    let agent = Agent::start(BIN, &camera_config(&world, broker.port, &clip, false, ""));
 
     // The first time the receiver holds a whole fragment, while the clip is still recorded.
     let fragment_held = || {
@@ -113,14 +98,8 @@ fn a_clip_streams_out_while_its_event_goes_on_and_plays_as_it_grows() {
 /// record is missing.
 #[test]
 fn random_kills_during_events_lose_no_record_and_no_written_fragment() {
-    let kills: usize = std::env::var("CAMAGENT_FAULT_KILLS")
-        .ok()
-        .and_then(|k| k.parse().ok())
-        .unwrap_or(5);
-    let seed = std::env::var("CAMAGENT_FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| fastrand::u64(..));
+    let kills: usize = env_or("CAMAGENT_FAULT_KILLS", 5);
+    let seed = env_or("CAMAGENT_FAULT_SEED", fastrand::u64(..));
     println!("seed {seed}, {kills} kills");
 
     let world = World::new();
@@ -129,7 +108,7 @@ fn random_kills_during_events_lose_no_record_and_no_written_fragment() {
     cloud.wait_subscribed(0);
     let tmp = tempfile::tempdir().unwrap();
     let clip = encode(tmp.path(), "walks", &walks(), Codec::H264);
-    let config = setup(&world, broker.port, &clip, true, "");
+    let config = camera_config(&world, broker.port, &clip, true, "");
     let agent_dir = world.path().join("agent");
     let run = faults::kill_during_events(BIN, &config, &agent_dir, &cloud, kills, seed);
 
@@ -159,17 +138,14 @@ fn random_kills_during_events_lose_no_record_and_no_written_fragment() {
 /// made ends verified at the receiver, and nothing is left in the agent's clip store.
 #[test]
 fn broker_crashes_during_uploads_cost_a_resend_not_a_clip() {
-    use ring::signature::{Ed25519KeyPair, KeyPair};
     let seed = fastrand::u64(..);
     println!("seed {seed}");
     let mut rng = fastrand::Rng::with_seed(seed);
     let world = World::new();
     let mut broker = world.broker(true);
     let tmp = tempfile::tempdir().unwrap();
-    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new()).unwrap();
-    let key_file = tmp.path().join("command.key");
-    std::fs::write(&key_file, pkcs8.as_ref()).unwrap();
-    let public = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+    let cloud = Cloud::new();
+    let key_file = cloud.key_file(tmp.path());
     let receiver = ReceiverProcess::start(
         BIN,
         &world,
@@ -187,9 +163,12 @@ fn broker_crashes_during_uploads_cost_a_resend_not_a_clip() {
     let extra = format!(
         "[outbox]\nchunk_bytes = 8192\nupload_kbps = 100\ncloud_confirms = true\n\
          [commands]\nverify_key = \"{}\"\n",
-        camagent::hex::encode(public.public_key().as_ref())
+        cloud.public_hex()
     );
-    let agent = Agent::start(BIN, &setup(&world, broker.port, &clip, false, &extra));
+    let agent = Agent::start(
+        BIN,
+        &camera_config(&world, broker.port, &clip, false, &extra),
+    );
     agent.wait_log("clip ready");
     for _ in 0..10 {
         std::thread::sleep(Duration::from_millis(rng.u64(1500..4000)));

@@ -8,8 +8,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use camagent::hex::encode as hex_encode;
-use ring::signature::{Ed25519KeyPair, KeyPair};
 use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_camagent");
@@ -17,31 +15,6 @@ const POLICY: &str = "schema = 1\nname = \"test\"\nversion = \"9\"\n\
     [[purpose]]\nid = \"device_activation\"\nflow = \"activation\"\nlegal_basis = \"contract\"\nfields = [\"model\"]\n\
     [[purpose]]\nid = \"device_status\"\nflow = \"status\"\nlegal_basis = \"contract\"\nfields = [\"online_status\"]\n\
     [[purpose]]\nid = \"user_experience\"\nflow = \"usage_statistics\"\nlegal_basis = \"consent\"\nfields = [\"usage_statistics\"]\n";
-
-struct Cloud {
-    key: Ed25519KeyPair,
-}
-
-impl Cloud {
-    fn new() -> Self {
-        let rng = ring::rand::SystemRandom::new();
-        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
-        Self {
-            key: Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap(),
-        }
-    }
-
-    fn public_hex(&self) -> String {
-        hex_encode(self.key.public_key().as_ref())
-    }
-
-    fn sign(&self, body: &serde_json::Value) -> Vec<u8> {
-        let body = body.to_string();
-        serde_json::json!({"body": body, "sig": hex_encode(self.key.sign(body.as_bytes()).as_ref())})
-            .to_string()
-            .into_bytes()
-    }
-}
 
 fn now_ms() -> u64 {
     camagent::record::now_ms()

@@ -110,16 +110,21 @@ fn without_serial_permission_topics_carry_a_pseudonym() {
     assert_eq!(mode, 0o600);
 }
 
-fn assert_tls_refused(setup: AgentSetup, world: &World, broker_port: u16, hint: &str) {
-    let cloud = Subscriber::connect(world, broker_port, "cloud", false);
+/// `setup` written under `a/`, with a policy that lets the serial number out at activation
+/// and, with the online status, in the status.
+fn serial_config(world: &World, setup: AgentSetup) -> std::path::PathBuf {
     let policy = world.path().join("policy.toml");
     write_policy(
         &policy,
         &["serial_number"],
         &["serial_number", "online_status"],
     );
-    let config = setup.write(world, &world.path().join("a"), &policy);
-    let agent = Agent::start(BIN, &config);
+    setup.write(world, &world.path().join("a"), &policy)
+}
+
+fn assert_tls_refused(setup: AgentSetup, world: &World, broker_port: u16, hint: &str) {
+    let cloud = Subscriber::connect(world, broker_port, "cloud", false);
+    let agent = Agent::start(BIN, &serial_config(world, setup));
     agent.wait_log(hint);
     // Two more failed attempts, then check nothing arrived.
     let attempts = |log: String| log.matches("cannot connect to broker").count();
@@ -290,14 +295,7 @@ fn records_queued_offline_survive_an_agent_kill() {
 fn sigkill_leaves_the_retained_offline_status() {
     let world = World::new();
     let broker = world.broker(false);
-    let policy = world.path().join("policy.toml");
-    write_policy(
-        &policy,
-        &["serial_number"],
-        &["serial_number", "online_status"],
-    );
-    let config =
-        AgentSetup::new(&world, broker.port).write(&world, &world.path().join("a"), &policy);
+    let config = serial_config(&world, AgentSetup::new(&world, broker.port));
     let mut agent = Agent::start(BIN, &config);
     {
         let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
@@ -620,14 +618,7 @@ fn a_refused_identity_gets_its_own_hint() {
         false,
         "use_identity_as_username false\nallow_anonymous false\n",
     );
-    let policy = world.path().join("policy.toml");
-    write_policy(
-        &policy,
-        &["serial_number"],
-        &["serial_number", "online_status"],
-    );
-    let config =
-        AgentSetup::new(&world, broker.port).write(&world, &world.path().join("a"), &policy);
+    let config = serial_config(&world, AgentSetup::new(&world, broker.port));
     let agent = Agent::start(BIN, &config);
     agent.wait_log("does not authorise this device's identity");
     assert!(

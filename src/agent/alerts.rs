@@ -83,9 +83,10 @@ pub(super) fn on_camera(
             event_ids,
             fragments,
         } => {
+            // The part recorded so far: its whole fragments, no hash yet.
             let bytes = fragments.last().copied().unwrap_or(0);
             let chunk_bytes = config.outbox.chunk_bytes;
-            session.stream_clip(growing_manifest(
+            session.stream_clip(Manifest::mp4(
                 clip_id,
                 event_ids,
                 fragments,
@@ -192,33 +193,8 @@ fn clip_manifest(clip: ClipFile, event_ids: Vec<String>, chunk_bytes: u32) -> Ma
         duration_ms: clip.duration.as_millis() as u64,
         sha256: clip.sha256,
         cut_short: clip.cut_short,
-        ..growing_manifest(clip.id, event_ids, clip.fragments, clip.bytes, chunk_bytes)
+        ..Manifest::mp4(clip.id, event_ids, clip.fragments, clip.bytes, chunk_bytes)
     }
-}
-
-/// The manifest of the part of a clip recorded so far: `bytes` of fragmented MP4 whose
-/// pieces end at `fragments`, no hash yet.
-fn growing_manifest(
-    clip_id: String,
-    event_ids: Vec<String>,
-    fragments: Vec<u64>,
-    bytes: u64,
-    chunk_bytes: u32,
-) -> Manifest {
-    let mut manifest = Manifest {
-        clip_id,
-        content_type: ContentType::Mp4,
-        bytes,
-        duration_ms: 0,
-        sha256: String::new(),
-        chunk_bytes,
-        chunks: 0,
-        event_ids,
-        fragments,
-        cut_short: false,
-    };
-    manifest.chunks = manifest.count_chunks();
-    manifest
 }
 
 /// Stores a snapshot too large for one message beside the clips and starts its upload.

@@ -677,6 +677,54 @@ pub fn receiver_bin(agent: &str) -> String {
     receiver.display().to_string()
 }
 
+/// The number in environment variable `name` (a run's size or seed), or `default`.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The cloud's command-signing key (Ed25519): devices verify with its public half
+/// (`commands.verify_key`), the reference receiver signs with it (`--command-key`).
+pub struct Cloud {
+    pkcs8: Vec<u8>,
+    key: ring::signature::Ed25519KeyPair,
+}
+
+impl Cloud {
+    pub fn new() -> Self {
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+        Self {
+            key: ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap(),
+            pkcs8: pkcs8.as_ref().to_vec(),
+        }
+    }
+
+    /// The public key as `commands.verify_key` takes it.
+    pub fn public_hex(&self) -> String {
+        use ring::signature::KeyPair;
+        camagent::hex::encode(self.key.public_key().as_ref())
+    }
+
+    /// A signed command carrying `body`.
+    pub fn sign(&self, body: &serde_json::Value) -> Vec<u8> {
+        let body = body.to_string();
+        let sig = camagent::hex::encode(self.key.sign(body.as_bytes()).as_ref());
+        serde_json::json!({"body": body, "sig": sig})
+            .to_string()
+            .into_bytes()
+    }
+
+    /// Writes the key (PKCS#8 DER, for the receiver's `--command-key`) in `dir`.
+    pub fn key_file(&self, dir: &Path) -> PathBuf {
+        let path = dir.join("command.key");
+        std::fs::write(&path, &self.pkcs8).unwrap();
+        path
+    }
+}
+
 /// `mosquitto_pub` to the broker on `port` at QoS 1 with the cloud's identity: for messages
 /// larger than the harness's own client takes, and as a reference sender.
 pub fn mosquitto_pub(world: &World, port: u16) -> Command {

@@ -1,5 +1,6 @@
 //! Synthetic scenes with known ground truth, rendered in Rust and encoded by the host's
-//! GStreamer as a camera recording would be.
+//! GStreamer as a camera recording would be, and the agent config that plays one as its
+//! camera.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -98,4 +99,25 @@ pub fn host_command(program: &str) -> Command {
         command.env_remove(var);
     }
     command
+}
+
+/// Agent config with `clip` played as the camera (`looped` or once), 1 s of pre-roll,
+/// post-roll, keyframe interval and event gap, the shipped policy, and `extra` sections.
+pub fn camera_config(
+    world: &super::World,
+    port: u16,
+    clip: &Path,
+    looped: bool,
+    extra: &str,
+) -> PathBuf {
+    let mut setup = super::AgentSetup::new(world, port);
+    setup.extra = format!(
+        "[capture]\nsource = \"file\"\npath = \"{}\"\nloop = {looped}\npreroll = \"1s\"\npostroll = \"1s\"\n\
+         [capture.encode]\nwidth = {W}\nheight = {H}\nfps = 10\nbitrate_kbps = 600\nkeyframe_interval = \"1s\"\n\
+         [motion.events]\ngap = \"1s\"\n{extra}",
+        clip.display()
+    );
+    let dir = world.path().join("agent");
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/policy.toml");
+    setup.write(world, &dir, &policy)
 }

@@ -35,6 +35,31 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// The manifest of `bytes` of fragmented MP4 whose pieces end at `fragments` (see
+    /// [`Manifest::fragments`]), in chunks of at most `chunk_bytes`: no hash or duration yet.
+    pub fn mp4(
+        clip_id: String,
+        event_ids: Vec<String>,
+        fragments: Vec<u64>,
+        bytes: u64,
+        chunk_bytes: u32,
+    ) -> Self {
+        let mut manifest = Self {
+            clip_id,
+            content_type: ContentType::Mp4,
+            bytes,
+            duration_ms: 0,
+            sha256: String::new(),
+            chunk_bytes,
+            chunks: 0,
+            event_ids,
+            fragments,
+            cut_short: false,
+        };
+        manifest.chunks = manifest.count_chunks();
+        manifest
+    }
+
     /// Chunks of a file of `bytes` in one piece.
     pub fn chunk_count(bytes: u64, chunk_bytes: u32) -> u32 {
         bytes.div_ceil(u64::from(chunk_bytes.max(1))) as u32
@@ -93,20 +118,7 @@ mod tests {
     use super::*;
 
     fn manifest(bytes: u64, chunk_bytes: u32, fragments: Vec<u64>) -> Manifest {
-        let mut m = Manifest {
-            clip_id: "c".into(),
-            content_type: ContentType::Mp4,
-            bytes,
-            duration_ms: 0,
-            sha256: String::new(),
-            chunk_bytes,
-            chunks: 0,
-            event_ids: Vec::new(),
-            fragments,
-            cut_short: false,
-        };
-        m.chunks = m.count_chunks();
-        m
+        Manifest::mp4("c".into(), Vec::new(), fragments, bytes, chunk_bytes)
     }
 
     fn ranges(m: &Manifest) -> Vec<(u64, u64)> {

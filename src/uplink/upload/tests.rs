@@ -141,10 +141,8 @@ fn a_damaged_manifest_is_set_aside_and_a_missing_clip_dropped() {
 
 /// A clip's pieces as they grow: `ends` are where its init segment and fragments end.
 fn growing(id: &str, ends: &[u64], chunk: u32) -> Manifest {
-    let mut m = manifest(id, ends.last().copied().unwrap_or(0), chunk);
-    m.fragments = ends.to_vec();
-    m.chunks = m.count_chunks();
-    m
+    let bytes = ends.last().copied().unwrap_or(0);
+    Manifest::mp4(id.into(), vec!["e".into()], ends.to_vec(), bytes, chunk)
 }
 
 #[test]
@@ -177,10 +175,9 @@ fn a_clip_streams_while_recorded_and_its_finished_manifest_keeps_what_was_acknow
     assert!(uploads.evict_to(0).is_empty());
     assert!(uploads.expire_before(u64::MAX).is_empty());
 
-    // Finished (the muxer's index after the last fragment): the upload goes on from there.
-    let mut finished = growing("a", &[20, 100, 250], 64);
-    finished.bytes = 300;
-    finished.chunks = finished.count_chunks();
+    // Finished, with the last fragment the muxer closed at the end: the upload goes on from
+    // there.
+    let finished = growing("a", &[20, 100, 250, 300], 64);
     assert_eq!(uploads.add(finished.clone()).unwrap(), None);
     assert!(
         !dir.path().join("a.rec").exists(),
