@@ -24,6 +24,22 @@ fn walks() -> Scene {
     }
 }
 
+/// The clips the agent has finished, from its log.
+fn clips_made(agent: &Agent) -> BTreeSet<String> {
+    agent
+        .log()
+        .lines()
+        .filter(|l| l.contains("clip ready"))
+        .filter_map(|l| {
+            l.split("clip=")
+                .nth(1)?
+                .split_whitespace()
+                .next()
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
 /// Frames the H.264 in `bytes` (an MP4, whole or cut at a fragment) decodes to.
 fn frames_in(bytes: &[u8], dir: &Path) -> u64 {
     let path = dir.join(format!("decode-{}.mp4", bytes.len()));
@@ -175,22 +191,10 @@ fn broker_crashes_during_uploads_cost_a_resend_not_a_clip() {
         broker.crash();
     }
 
-    let made = || {
-        let log = agent.log();
-        let ids: BTreeSet<String> = log
-            .lines()
-            .filter(|l| l.contains("clip ready"))
-            .filter_map(|l| {
-                l.split("clip=")
-                    .nth(1)?
-                    .split_whitespace()
-                    .next()
-                    .map(str::to_owned)
-            })
-            .collect();
+    let Some(made) = wait_for(PATIENCE, || {
+        let ids = clips_made(&agent);
         (ids.len() == 3).then_some(ids)
-    };
-    let Some(made) = wait_for(PATIENCE, made) else {
+    }) else {
         panic!("not three clips; agent log:\n{}", agent.log());
     };
     let clips = world.path().join("agent/state/clips");
@@ -218,5 +222,74 @@ fn broker_crashes_during_uploads_cost_a_resend_not_a_clip() {
         "stalled at the receiver {} times, announced again {} times",
         receiver.of("clip_stalled").len(),
         agent.log().matches("announcing it again").count()
+    );
+}
+
+/// Two minutes of motion that never stops, with the shipped capture and event settings
+/// (pre- and post-roll 5 s, gap 2 s, `max_clip` 60 s): every new event would start inside the
+/// last one's post-roll, so it is `max_clip` that closes the clips. Each is at most a minute
+/// long and arrives verified at the reference receiver.
+#[test]
+#[cfg_attr(
+    target_arch = "arm",
+    ignore = "two minutes of real time; the clip cutting it relies on is the same on every target"
+)]
+fn two_minutes_of_continuous_motion_give_clips_of_at_most_max_clip_each_verified() {
+    let world = World::new();
+    let broker = world.broker(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let scene = Scene {
+        seconds: 125,
+        brightness: |_| 1.0,
+        object: |f| (10..1210).contains(&f).then(|| ((f * 7) % 280, 70, 30, 70)),
+    };
+    let clip = encode(tmp.path(), "endless", &scene, Codec::H264);
+    let receiver = ReceiverProcess::start(BIN, &world, broker.port, tmp.path(), &[]);
+    let mut setup = AgentSetup::new(&world, broker.port);
+    setup.extra = format!(
+        "[capture]\nsource = \"file\"\npath = \"{}\"\nloop = false\n",
+        clip.display()
+    );
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/policy.toml");
+    let agent = Agent::start(BIN, &setup.write(&world, &world.path().join("agent"), &policy));
+
+    // 120 s of motion, plus the rolls: three clips at least.
+    let verified = || {
+        let made = clips_made(&agent);
+        let clips: Vec<serde_json::Value> = receiver
+            .of("clip")
+            .into_iter()
+            .filter(|l| l["verified"] == true)
+            .collect();
+        let ids: BTreeSet<String> = clips
+            .iter()
+            .filter_map(|l| l["clip_id"].as_str().map(str::to_owned))
+            .collect();
+        (made.len() >= 3 && ids.is_superset(&made)).then_some(clips)
+    };
+    let Some(clips) = wait_for(Duration::from_secs(125) + PATIENCE * 2, verified) else {
+        panic!(
+            "clips at the receiver {:?}; agent log:\n{}",
+            receiver.of("clip"),
+            agent.log()
+        );
+    };
+    let durations: Vec<Duration> = clips
+        .iter()
+        .map(|c| {
+            let bytes = std::fs::read(c["path"].as_str().unwrap()).unwrap();
+            fmp4::scan(&mut std::io::Cursor::new(&bytes), bytes.len() as u64)
+                .unwrap()
+                .duration
+        })
+        .collect();
+    println!("clips at the receiver: {durations:?}");
+    assert!(
+        durations.iter().all(|d| *d <= Duration::from_secs(60)),
+        "{durations:?}"
+    );
+    assert!(
+        durations.iter().sum::<Duration>() >= Duration::from_secs(120),
+        "{durations:?}"
     );
 }

@@ -188,6 +188,7 @@ impl Camera {
             let stopped = self.run_once();
             // Whatever stopped the run, the stream is gone: finish its clip and event.
             self.end_of_stream();
+            crate::os::release_free_memory();
             self.offset = self.last + Duration::from_secs(1);
             match stopped {
                 Stopped::Closed => return,
