@@ -251,7 +251,10 @@ fn two_minutes_of_continuous_motion_give_clips_of_at_most_max_clip_each_verified
         clip.display()
     );
     let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/policy.toml");
-    let agent = Agent::start(BIN, &setup.write(&world, &world.path().join("agent"), &policy));
+    let agent = Agent::start(
+        BIN,
+        &setup.write(&world, &world.path().join("agent"), &policy),
+    );
 
     // 120 s of motion, plus the rolls: three clips at least.
     let verified = || {
