@@ -91,3 +91,19 @@ pub fn memory_kib(pid: u32) -> (u64, u64) {
     };
     (field("VmRSS:"), field("RssAnon:"))
 }
+
+/// The least-squares slope of `points` (x, y); zero for fewer than two distinct x.
+pub fn slope(points: &[(f64, f64)]) -> f64 {
+    let n = points.len() as f64;
+    let (mx, my) = points
+        .iter()
+        .fold((0.0, 0.0), |(x, y), p| (x + p.0 / n, y + p.1 / n));
+    let (sxy, sxx) = points.iter().fold((0.0, 0.0), |(sxy, sxx), (x, y)| {
+        (sxy + (x - mx) * (y - my), sxx + (x - mx) * (x - mx))
+    });
+    if sxx > 0.0 {
+        sxy / sxx
+    } else {
+        0.0
+    }
+}

@@ -142,7 +142,7 @@ fn main() -> anyhow::Result<()> {
                 eprintln!("camagent-receiver: {e}; reconnecting");
                 // Over the size limit: the broker would redeliver it at every reconnect of
                 // the persistent session; a clean one drops it.
-                if camagent::uplink::driver::oversized(&e).is_some() {
+                if camagent::uplink::mqtt::oversized_v311(&e).is_some() {
                     clean_next(&mut connection, true);
                 }
                 std::thread::sleep(Duration::from_secs(1));

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use rumqttc::AsyncClient;
+use crate::uplink::mqtt::Client;
 use tracing::error;
 
 use crate::capture::camera::{CameraEvent, SourceState};
@@ -51,7 +51,7 @@ impl CameraView {
 
 /// Queues what `event` means for the cloud.
 pub(super) fn on_camera(
-    session: &mut Session<AsyncClient>,
+    session: &mut Session<Client>,
     event: CameraEvent,
     config: &Config,
     open_event: &OpenEvent,
@@ -121,7 +121,7 @@ pub(super) fn on_camera(
 
 /// The snapshot as the alert carries it: inline, or the manifest of its chunks.
 fn snapshot_value(
-    session: &mut Session<AsyncClient>,
+    session: &mut Session<Client>,
     config: &Config,
     event_id: &str,
     snapshot: Result<Vec<u8>, String>,
@@ -199,7 +199,7 @@ fn clip_manifest(clip: ClipFile, event_ids: Vec<String>, chunk_bytes: u32) -> Ma
 
 /// Stores a snapshot too large for one message beside the clips and starts its upload.
 fn chunked_snapshot(
-    session: &mut Session<AsyncClient>,
+    session: &mut Session<Client>,
     config: &Config,
     event_id: &str,
     jpeg: &[u8],

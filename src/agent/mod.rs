@@ -5,11 +5,11 @@ use std::fs::File;
 use std::future::Future;
 use std::sync::Arc;
 
-use rumqttc::{LastWill, MqttOptions, Transport};
+use crate::uplink::mqtt::Will;
 use tracing::{error, info, warn};
 
 use crate::command::ReplayGuard;
-use crate::config::{BrokerConfig, Config};
+use crate::config::Config;
 use crate::policy::consent::LedgerFile;
 use crate::policy::disclosure::DisclosureLog;
 use crate::policy::{Field, Gate, Policy, PolicyError, PseudonymKeyError, Secrets};
@@ -136,7 +136,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let mut gate = build_gate(&config)?;
     let (outbox, stores) = open_stores(&config, state_dir)?;
     let tls = tls::client_config(&config.broker)?;
-    let mqtt = Mqtt::new(&config.broker, tls, &mut gate, &stores);
+    let mqtt = Mqtt::new(tls, &mut gate, &stores);
     let mut agent = Running::start(config, gate, outbox, stores, mqtt)?;
     agent.serve(shutdown).await;
     agent.stop().await;
@@ -175,35 +175,18 @@ fn open_stores(config: &Config, state_dir: StateDir) -> Result<(Outbox, Stores),
     Ok((outbox, stores))
 }
 
-/// The MQTT client's options, with and without the last will the owner's choices allow.
+/// What the MQTT client is made from: its id, its TLS identity and the last will the owner's
+/// choices allow.
 struct Mqtt {
-    options: MqttOptions,
-    without_will: MqttOptions,
-    will: Option<LastWill>,
+    client_id: String,
+    tls: Arc<rustls::ClientConfig>,
+    will: Option<Will>,
 }
 
 impl Mqtt {
     /// Takes the consent ledger into `gate`: it decides the will too (an objected-to status
     /// registers none, and so does a ledger that cannot be read, as it may hold an objection).
-    fn new(
-        b: &BrokerConfig,
-        tls: Arc<rustls::ClientConfig>,
-        gate: &mut Gate,
-        stores: &Stores,
-    ) -> Self {
-        let mut options = MqttOptions::new(
-            format!("camagent-{}", gate.anchor_id()),
-            b.host.clone(),
-            b.port,
-        );
-        options
-            .set_keep_alive(driver::ping_every(b.keep_alive))
-            .set_clean_session(false)
-            .set_inflight(b.max_inflight + 2)
-            .set_max_packet_size(b.max_packet_bytes, b.max_packet_bytes)
-            .set_transport(Transport::tls_with_config(
-                rumqttc::TlsConfiguration::Rustls(tls),
-            ));
+    fn new(tls: Arc<rustls::ClientConfig>, gate: &mut Gate, stores: &Stores) -> Self {
         let will = match stores.ledger.load() {
             Ok(ledger) => {
                 gate.set_consent(ledger);
@@ -214,18 +197,14 @@ impl Mqtt {
                 None
             }
         };
-        let without_will = options.clone();
-        match &will {
-            Some(will) => {
-                options.set_last_will(will.clone());
-            }
-            None => warn!(
+        if will.is_none() {
+            warn!(
                 "no status may be sent (policy or consent): the broker cannot mark this device offline"
-            ),
+            );
         }
         Self {
-            options,
-            without_will,
+            client_id: format!("camagent-{}", gate.anchor_id()),
+            tls,
             will,
         }
     }

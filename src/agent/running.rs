@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::AsyncClient;
+use crate::uplink::mqtt::Client;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -25,6 +25,7 @@ use crate::status::{CameraState, Status, StatusFile};
 use crate::systemd::Notifier;
 use crate::uplink::backoff::Backoff;
 use crate::uplink::driver::{self, Net};
+use crate::uplink::mqtt;
 use crate::uplink::outbox::Outbox;
 use crate::uplink::session::{Session, Stores};
 
@@ -37,7 +38,7 @@ const CAMERA_GRACE: Duration = Duration::from_secs(15);
 
 pub(super) struct Running {
     config: Config,
-    session: Session<AsyncClient>,
+    session: Session<Client>,
     net: mpsc::Receiver<Net>,
     driver: oneshot::Receiver<()>,
     records: mpsc::Receiver<Record>,
@@ -60,13 +61,18 @@ impl Running {
         mqtt: Mqtt,
     ) -> Result<Self, AgentError> {
         let b = &config.broker;
+        let (client, connection) = mqtt::client(
+            b,
+            mqtt.client_id,
+            mqtt.tls,
+            mqtt.will.as_ref(),
+            usize::from(b.max_inflight) + 8,
+        );
         let (will_tx, will_rx) = tokio::sync::watch::channel(mqtt.will);
-        let (client, eventloop) = AsyncClient::new(mqtt.options, usize::from(b.max_inflight) + 8);
         let discard = Arc::new(AtomicBool::new(false));
         let (net_tx, net) = mpsc::channel(driver::NET_BACKLOG);
         let driver = driver::spawn(driver::drive(
-            eventloop,
-            mqtt.without_will,
+            connection,
             will_rx,
             net_tx,
             Backoff::new(b.reconnect_min, b.reconnect_max),

@@ -97,6 +97,10 @@ pub struct BrokerConfig {
     /// Publishes handed to the MQTT client and not yet acknowledged, at most.
     #[serde(default = "default_inflight")]
     pub max_inflight: u16,
+    /// The MQTT version the broker speaks: "5" (the broker drops a message over
+    /// `max_packet_bytes` before sending it) or "3.1.1" for brokers that speak only that.
+    #[serde(default)]
+    pub protocol: crate::uplink::mqtt::Protocol,
     /// Largest MQTT packet sent or received. 128 KiB is AWS IoT Core's message limit; the
     /// alert snapshot is sized to fit it.
     #[serde(default = "default_max_packet_bytes")]

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::{AgentConfig, BrokerConfig, CommandsConfig, Config, MotionConfig, OutboxConfig};
 use crate::device::FactSources;
+use crate::uplink::mqtt::Protocol;
 
 /// A key whose value the agent cannot work with.
 pub(super) struct Invalid {
@@ -55,11 +56,20 @@ fn broker(b: &BrokerConfig) -> Result<(), Invalid> {
             "use one or two levels of letters, digits, '-' or '_', e.g. \"acme/cams\"",
         )
     })?;
-    if b.keep_alive < Duration::from_secs(5) {
+    // The agent pings every half of keep_alive; rumqttc pings at most every 5 s over MQTT 5
+    // and every second over 3.1.1.
+    let (least, fix) = match b.protocol {
+        Protocol::V5 => (
+            10,
+            "use at least \"10s\" (or \"5s\" with broker.protocol = \"3.1.1\")",
+        ),
+        Protocol::V311 => (5, "use at least \"5s\""),
+    };
+    if b.keep_alive < Duration::from_secs(least) {
         return Err(invalid(
             "broker.keep_alive",
             format!("is {}", humantime::format_duration(b.keep_alive)),
-            "use at least \"5s\" (rumqttc's minimum)",
+            fix,
         ));
     }
     if b.reconnect_min.is_zero() || b.reconnect_min > b.reconnect_max {

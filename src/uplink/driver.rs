@@ -8,14 +8,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{
-    ConnectReturnCode, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet,
-    QoS, StateError,
-};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::error;
 
 use super::backoff::Backoff;
+use super::mqtt::{self, Connection, Polled, Will};
 use crate::policy::disclosure::{Disclosure, DisclosureLog};
 use crate::policy::{Admitted, Gate};
 use crate::record::Record;
@@ -53,82 +50,66 @@ pub fn ping_every(keep_alive: Duration) -> Duration {
 /// flood of incoming messages can take (each up to `broker.max_packet_bytes`).
 pub const NET_BACKLOG: usize = 64;
 
-/// Runs rumqttc's event loop: forwards what the session needs, reconnects with backoff. A
-/// poll that does not return within `keep_alive` (a write stuck on a broker that stopped
-/// reading; a healthy connection returns at least at every ping) counts as a lost connection.
+/// Runs the connection: forwards what the session needs, reconnects with backoff. A poll that
+/// does not return within `keep_alive` (a write stuck on a broker that stopped reading; a
+/// healthy connection returns at least at every ping) counts as a lost connection.
 ///
 /// `discard` set by the session means records handed over before the outage must not be
 /// replayed (consent was withdrawn or the owner's data erased meanwhile): the replay list is
 /// dropped at the next connect, which the session then treats as a lost session.
 pub async fn drive(
-    mut eventloop: EventLoop,
-    without_will: MqttOptions,
-    will: watch::Receiver<Option<LastWill>>,
+    mut connection: Connection,
+    will: watch::Receiver<Option<Will>>,
     net: mpsc::Sender<Net>,
     mut backoff: Backoff,
     discard: Arc<AtomicBool>,
     keep_alive: Duration,
 ) {
-    let host = eventloop.mqtt_options.broker_address().0;
     // The last connection ended on a message over the size limit: the next one starts a clean
     // session, and connecting does not count as recovered (a retained one comes back).
     let mut poisoned = false;
     loop {
-        let polled = match tokio::time::timeout(keep_alive, eventloop.poll()).await {
+        let polled = match tokio::time::timeout(keep_alive, connection.poll()).await {
             Ok(polled) => polled,
-            Err(_) => Err(ConnectionError::Io(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!(
-                    "the broker stopped answering for {} (broker.keep_alive)",
-                    humantime::format_duration(keep_alive)
-                ),
-            ))),
+            Err(_) => Err(mqtt::stopped_answering(keep_alive)),
         };
         let report = match polled {
-            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+            Ok(Polled::Connected { session_present }) => {
                 if !poisoned {
                     backoff.reset();
                 }
                 let discarded = discard.swap(false, Ordering::SeqCst);
                 if discarded {
-                    eventloop.pending.clear();
+                    connection.drop_replay();
                 }
                 Net::Up {
-                    session_present: ack.session_present && !discarded,
+                    session_present: session_present && !discarded,
                 }
             }
-            Ok(Event::Incoming(Packet::Publish(p))) => Net::Incoming {
-                topic: p.topic,
-                payload: p.payload.to_vec(),
-            },
-            Ok(Event::Incoming(Packet::PubAck(ack))) => Net::Acked(ack.pkid),
-            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => Net::Sent(pkid),
-            Ok(_) => continue,
-            Err(ConnectionError::RequestsDone) => return,
-            Err(e) => {
-                let error = describe(&e, &host);
-                poisoned = oversized(&e).is_some();
+            Ok(Polled::Message { topic, payload }) => Net::Incoming { topic, payload },
+            Ok(Polled::Acked(pkid)) => Net::Acked(pkid),
+            Ok(Polled::Sent(pkid)) => Net::Sent(pkid),
+            Ok(Polled::Other) => continue,
+            Err(failure) if failure.done => return,
+            Err(failure) => {
+                poisoned = failure.oversized;
                 let (resume, resumed) = oneshot::channel();
-                if net.send(Net::Down { error, resume }).await.is_err() {
+                let down = Net::Down {
+                    error: failure.message,
+                    resume,
+                };
+                if net.send(down).await.is_err() {
                     return;
                 }
                 // Once the session has stopped publishing, nothing more can enter the
-                // client's queue: move what is there into the replay list.
+                // client's queue: move what is there into the replay list. The broker
+                // redelivers an unacknowledged message at every reconnect of a persistent
+                // session: only a clean one drops it. The connection after goes back to a
+                // persistent session.
                 if resumed.await.is_err() {
                     return;
                 }
-                eventloop.clean();
-                // The will as consent stands now: rumqttc can set one but not remove one, so
-                // start from options without it.
-                let mut options = without_will.clone();
-                if let Some(will) = will.borrow().clone() {
-                    options.set_last_will(will);
-                }
-                // The broker redelivers an unacknowledged message at every reconnect of a
-                // persistent session: only a clean one drops it. The connection after goes
-                // back to a persistent session.
-                options.set_clean_session(poisoned);
-                eventloop.mqtt_options = options;
+                connection.prepare_reconnect(will.borrow().as_ref(), poisoned);
                 tokio::time::sleep(backoff.next_delay()).await;
                 continue;
             }
@@ -163,130 +144,21 @@ pub fn spawn(
     Ok(stopped)
 }
 
-/// The size of the incoming message that ended the connection for being over
-/// `broker.max_packet_bytes` (the client reads its header only, never the message).
-pub fn oversized(e: &ConnectionError) -> Option<usize> {
-    match e {
-        ConnectionError::MqttState(StateError::Deserialization(
-            rumqttc::mqttbytes::Error::PayloadSizeLimitExceeded(bytes),
-        )) => Some(*bytes),
-        _ => None,
-    }
-}
-
-/// A connection error in words, with the likely fix where one is known.
-pub fn describe(e: &ConnectionError, host: &str) -> String {
-    let text = e.to_string();
-    let lower = text.to_ascii_lowercase();
-    // The broker answered and said no: the connection itself works.
-    let refusal = match e {
-        ConnectionError::ConnectionRefused(code) => Some(*code),
-        _ => None,
-    };
-    let hint = if let Some(bytes) = oversized(e) {
-        Some(format!(
-            "a message of {bytes} bytes came for this device, over broker.max_packet_bytes; it \
-             was refused unread and the next connection starts a clean session so the broker \
-             drops it, with anything else it held for this device"
-        ))
-    } else if let Some(code) = refusal {
-        Some(match code {
-            ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized => {
-                "the broker does not authorise this device's identity: register the device \
-                 certificate (broker.cert_file) or its client id with the broker"
-                    .to_owned()
-            }
-            ConnectReturnCode::BadClientId => {
-                "the broker refused the client id (camagent-<device id>)".to_owned()
-            }
-            ConnectReturnCode::ServiceUnavailable => {
-                "the broker is up but not taking clients now; the agent keeps retrying".to_owned()
-            }
-            _ => "the broker does not speak MQTT 3.1.1".to_owned(),
-        })
-    } else if lower.contains("could not resolve") || lower.contains("failed to lookup") {
-        Some(format!(
-            "the name {host:?} does not resolve; check broker.host and DNS"
-        ))
-    } else if lower.contains("unknownissuer") {
-        Some("the broker's certificate is not signed by a CA in broker.ca_file".to_owned())
-    } else if lower.contains("notvalidforname") || lower.contains("not valid for name") {
-        Some(format!(
-            "the broker's certificate does not name {host:?}; set broker.host to a name in that certificate"
-        ))
-    } else if lower.contains("expired") || lower.contains("notvalidyet") {
-        Some("a certificate is outside its validity period; check the device clock".to_owned())
-    } else if ["certificaterequired", "badcertificate", "unknownca"]
-        .iter()
-        .any(|alert| lower.contains(alert))
-    {
-        Some(
-            "the broker refused the device certificate (broker.cert_file, broker.key_file)"
-                .to_owned(),
-        )
-    } else if lower.contains("connection refused") {
-        Some("nothing accepts connections at broker.host:broker.port".to_owned())
-    } else {
-        None
-    };
-    match hint {
-        Some(hint) => format!("{text} ({hint})"),
-        None => text,
-    }
-}
-
 /// The retained offline status the broker publishes if the agent vanishes. Registering it
 /// discloses it, so it is logged as sent; without that line there is no will.
-pub fn last_will(gate: &Gate, disclosures: &DisclosureLog) -> Option<LastWill> {
+pub fn last_will(gate: &Gate, disclosures: &DisclosureLog) -> Option<Will> {
     will_of(&gate.admit(&Record::status(false), None).ok()?, disclosures)
 }
 
 /// The last will that publishes `offline`, once its disclosure line is written.
-pub(crate) fn will_of(offline: &Admitted, disclosures: &DisclosureLog) -> Option<LastWill> {
+pub(crate) fn will_of(offline: &Admitted, disclosures: &DisclosureLog) -> Option<Will> {
     if let Err(e) = disclosures.append(&Disclosure::of(offline)) {
         error!("disclosure log: {}; no last will is registered", Chain(&e));
         return None;
     }
-    Some(LastWill::new(
-        offline.topic(),
-        offline.payload(),
-        QoS::AtLeastOnce,
-        offline.retain(),
-    ))
-}
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn describe_adds_hints_for_tls_failures() {
-        let e = ConnectionError::Io(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "invalid peer certificate: UnknownIssuer",
-        ));
-        assert!(describe(&e, "h").contains("broker.ca_file"));
-        let e = ConnectionError::Io(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "invalid peer certificate: certificate not valid for name \"10.0.0.1\"",
-        ));
-        assert!(describe(&e, "10.0.0.1").contains("\"10.0.0.1\""));
-    }
-
-    #[test]
-    fn describe_tells_a_refused_identity_from_a_closed_port() {
-        let refused = describe(
-            &ConnectionError::ConnectionRefused(ConnectReturnCode::NotAuthorized),
-            "h",
-        );
-        assert!(refused.contains("does not authorise"), "{refused}");
-        assert!(!refused.contains("nothing accepts"), "{refused}");
-        let closed = describe(
-            &ConnectionError::Io(std::io::Error::new(
-                std::io::ErrorKind::ConnectionRefused,
-                "Connection refused (os error 111)",
-            )),
-            "h",
-        );
-        assert!(closed.contains("nothing accepts"), "{closed}");
-    }
+    Some(Will {
+        topic: offline.topic().to_owned(),
+        payload: offline.payload().to_vec(),
+        retain: offline.retain(),
+    })
 }

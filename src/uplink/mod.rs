@@ -6,6 +6,7 @@ mod clips;
 pub mod driver;
 pub mod erase;
 pub mod link;
+pub mod mqtt;
 pub mod outbox;
 mod presence;
 mod privacy;

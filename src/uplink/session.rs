@@ -22,7 +22,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rumqttc::LastWill;
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
@@ -96,7 +95,7 @@ pub struct Session<L: Link> {
     /// Retained topics used, and those waiting to be cleared.
     pub(super) retained: RetainedTopics,
     /// The last will the driver registers at the next connect.
-    pub(super) will: watch::Sender<Option<LastWill>>,
+    pub(super) will: watch::Sender<Option<super::mqtt::Will>>,
     /// The disclosure log could not be written at the last try (logged once).
     disclosures_blocked: bool,
 }
@@ -113,7 +112,7 @@ impl<L: Link> Session<L> {
         stores: Stores,
         max_in_flight: u16,
         discard: Arc<AtomicBool>,
-        will: watch::Sender<Option<LastWill>>,
+        will: watch::Sender<Option<super::mqtt::Will>>,
     ) -> Self {
         let command_topic = command_topic(&gate);
         let (retained, damaged) = RetainedTopics::open(stores.state_dir.retained_topics());

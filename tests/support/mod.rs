@@ -627,7 +627,7 @@ impl AgentSetup {
             format!(
                 "[broker]\nhost = \"{host}\"\nport = {port}\n\
                  ca_file = \"{ca}\"\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\n\
-                 topic_prefix = \"test/cams\"\nkeep_alive = \"5s\"\n\
+                 topic_prefix = \"test/cams\"\nkeep_alive = \"10s\"\n\
                  reconnect_min = \"{rmin}\"\nreconnect_max = \"{rmax}\"\n{broker_extra}\n\
                  [agent]\nstate_dir = \"{state}\"\npolicy_file = \"{policy}\"\n\
                  facts_interval = \"{interval}\"\ntelemetry_interval = \"{telemetry}\"\n\n{extra}\n{device}",
