@@ -5,10 +5,10 @@ use std::fs::File;
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::uplink::mqtt::Will;
 use tracing::{error, info, warn};
 
 use crate::command::ReplayGuard;
+use crate::config::capture::Source;
 use crate::config::Config;
 use crate::policy::consent::LedgerFile;
 use crate::policy::disclosure::DisclosureLog;
@@ -17,6 +17,7 @@ use crate::record::Value;
 use crate::report::Chain;
 use crate::state_dir::StateDir;
 use crate::uplink::driver;
+use crate::uplink::mqtt::Will;
 use crate::uplink::outbox::{Outbox, OutboxError};
 use crate::uplink::session::Stores;
 use crate::uplink::tls::{self, TlsError};
@@ -118,6 +119,13 @@ pub fn build_gate(config: &Config) -> Result<Gate, AgentError> {
         _ => None,
     };
     let mut secrets = Secrets::from_facts(&facts, &policy.never_leave);
+    let rtsp = config.capture.as_ref().and_then(|c| match &c.source {
+        Source::Rtsp { url, .. } => url.password(),
+        _ => None,
+    });
+    if let Some(password) = rtsp {
+        secrets.add(password);
+    }
     for file in [&config.broker.key_file, &key_file] {
         if let Ok(bytes) = std::fs::read(file) {
             secrets.add_key_material(&bytes);

@@ -89,7 +89,12 @@ pub fn posted_end(pipeline: &gst::Pipeline) -> Option<Ended> {
         match msg.view() {
             gst::MessageView::Error(err) => {
                 let debug = err.debug().map(|d| format!(" ({d})")).unwrap_or_default();
-                let error = CaptureError::Input(format!("{}{debug}", err.error()));
+                let hint = if err.error().matches(gst::ResourceError::NotAuthorized) {
+                    "; the camera refused the user name or password in capture.url"
+                } else {
+                    ""
+                };
+                let error = CaptureError::Input(format!("{}{hint}{debug}", err.error()));
                 return Some(Ended::Error(error));
             }
             gst::MessageView::Eos(_) => return Some(Ended::Eos),

@@ -156,7 +156,13 @@ pub fn build(capture: &CaptureConfig, analysis_fps: u32) -> Result<Graph, Captur
         }
         Source::Rtsp { url, latency } => {
             let src = make("rtspsrc")?;
-            src.set_property("location", url.as_str());
+            src.set_property("location", url.location());
+            if let Some(user) = url.user() {
+                src.set_property("user-id", user);
+            }
+            if let Some(password) = url.password() {
+                src.set_property("user-pw", password);
+            }
             src.set_property("latency", latency.as_millis() as u32);
             pipeline.add(&src).map_err(pipeline_error)?;
             on_new_pad(&src, &parts, |parts, pad, name| {

@@ -20,7 +20,10 @@ pub enum Source {
     /// encodes.
     V4l2 { device: PathBuf, encoded: bool },
     /// An existing camera's H.264 RTSP stream.
-    Rtsp { url: String, latency: Duration },
+    Rtsp {
+        url: super::RtspUrl,
+        latency: Duration,
+    },
 }
 
 impl Source {
@@ -183,13 +186,8 @@ impl TryFrom<RawCapture> for CaptureConfig {
                 let url = raw.url.ok_or(
                     "source = \"rtsp\" needs `url`, e.g. url = \"rtsp://192.0.2.10:554/stream1\"",
                 )?;
-                if !url.starts_with("rtsp://") && !url.starts_with("rtsps://") {
-                    return Err(format!(
-                        "`url` = {url:?} is not an RTSP address; write it as rtsp://host:port/path"
-                    ));
-                }
                 Source::Rtsp {
-                    url,
+                    url: super::RtspUrl::parse(&url)?,
                     latency: raw.latency.unwrap_or(Duration::from_millis(200)),
                 }
             }

@@ -5,6 +5,8 @@
 //! found them on, and semantic errors say what a valid value looks like.
 
 pub mod capture;
+mod rtsp;
+pub use rtsp::RtspUrl;
 mod motion;
 mod validate;
 

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod faults;
+pub mod rtsp;
 pub mod scenes;
 
 use std::io::{Read, Write};

@@ -1,0 +1,128 @@
+//! Real camera sources: an IP camera over RTSP (gst-rtsp-server on loopback, with a
+//! password), taken as a deployment takes it.
+
+mod support;
+
+use std::path::Path;
+
+use support::rtsp::RtspCamera;
+use support::scenes::*;
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_camagent");
+
+/// The camera's password, as it is and as the URL carries it (percent-encoded).
+const PASSWORD: &str = "c0rrect:h0rse@battery";
+const PASSWORD_IN_URL: &str = "c0rrect%3Ah0rse%40battery";
+
+/// A walk from 2 s to 6 s of a 12 s clip: the camera serves it from the start to each client.
+fn walk() -> Scene {
+    Scene {
+        seconds: 12,
+        brightness: |_| 1.0,
+        object: |f| (20..60).contains(&f).then(|| ((f - 20) * 6, 70, 30, 70)),
+    }
+}
+
+fn rtsp_config(world: &World, broker_port: u16, url: &str) -> std::path::PathBuf {
+    let mut setup = AgentSetup::new(world, broker_port);
+    setup.extra = format!(
+        "[capture]\nsource = \"rtsp\"\nurl = \"{url}\"\npreroll = \"1s\"\npostroll = \"1s\"\n\
+         [motion.events]\ngap = \"1s\"\n"
+    );
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/policy.toml");
+    setup.write(world, &world.path().join("agent"), &policy)
+}
+
+fn starts(cloud: &Subscriber) -> usize {
+    cloud
+        .on("/alarm")
+        .iter()
+        .filter(|m| m.json()["fields"]["event_data"]["phase"] == "start")
+        .count()
+}
+
+/// Every file under `dir`, read whole.
+fn files_under(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.push((path, bytes));
+        }
+    }
+    out
+}
+
+fn holds(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+/// An IP camera over RTSP, its password in the URL: motion there raises an alert; the camera
+/// loses power and comes back, and the agent takes it up again and alerts again. The password
+/// reaches no log line, no file the agent keeps, and nothing the cloud receives.
+#[test]
+fn an_rtsp_camera_that_goes_away_and_comes_back_alerts_and_never_leaks_its_password() {
+    let world = World::new();
+    let broker = world.broker(false);
+    let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
+    cloud.wait_subscribed(0);
+    let tmp = tempfile::tempdir().unwrap();
+    let clip = encode(tmp.path(), "walk", &walk(), Codec::H264);
+    let port = free_port();
+    let mut camera = RtspCamera::start(port, "viewer", PASSWORD, &[("main", &clip)]);
+    let url = format!("rtsp://viewer:{PASSWORD_IN_URL}@127.0.0.1:{port}/main");
+    let agent = Agent::start(BIN, &rtsp_config(&world, broker.port, &url));
+
+    let Some(()) = wait_for(PATIENCE, || (starts(&cloud) >= 1).then_some(())) else {
+        panic!("no alert from the RTSP camera; agent log:\n{}", agent.log());
+    };
+    camera.kill();
+    agent.wait_log("capture source failed");
+    let _camera = RtspCamera::start(port, "viewer", PASSWORD, &[("main", &clip)]);
+    let Some(()) = wait_for(PATIENCE, || (starts(&cloud) >= 2).then_some(())) else {
+        panic!(
+            "no alert after the camera came back; agent log:\n{}",
+            agent.log()
+        );
+    };
+
+    let log = agent.log();
+    assert!(log.contains("127.0.0.1"), "the camera's address is logged");
+    for secret in [PASSWORD, PASSWORD_IN_URL] {
+        assert!(!log.contains(secret), "the password is in the log:\n{log}");
+        for m in cloud.snapshot() {
+            assert!(!holds(&m.payload, secret), "sent on {}", m.topic);
+        }
+        for (path, bytes) in files_under(&world.path().join("agent/state")) {
+            assert!(!holds(&bytes, secret), "in {}", path.display());
+        }
+    }
+}
+
+/// A wrong password: the agent says the camera refused it, retries, and still never logs it.
+#[test]
+fn a_wrong_rtsp_password_is_reported_without_the_password() {
+    let world = World::new();
+    let broker = world.broker(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let clip = encode(tmp.path(), "walk", &walk(), Codec::H264);
+    let port = free_port();
+    let _camera = RtspCamera::start(port, "viewer", PASSWORD, &[("main", &clip)]);
+    let url = format!("rtsp://viewer:wrong-{PASSWORD_IN_URL}@127.0.0.1:{port}/main");
+    let agent = Agent::start(BIN, &rtsp_config(&world, broker.port, &url));
+    agent.wait_log("capture source failed");
+    let log = agent.log();
+    assert!(
+        !log.contains(PASSWORD_IN_URL) && !log.contains(PASSWORD),
+        "{log}"
+    );
+    assert!(
+        log.contains("the camera refused the user name or password in capture.url"),
+        "{log}"
+    );
+}
