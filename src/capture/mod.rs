@@ -19,7 +19,6 @@ pub mod mask;
 #[cfg(feature = "capture")]
 mod pipeline;
 pub mod recorder;
-pub mod scale;
 #[cfg(feature = "capture")]
 mod snapshot;
 

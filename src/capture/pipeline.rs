@@ -5,11 +5,14 @@
 //!         │                                                        └▶ queue ▶ decodebin ─┐
 //!         └─ raw ▶ convert/scale/rate ▶ I420 [masks] ▶ tee ┬▶ queue ▶ encoder ▶ h264parse │
 //!                                                          └▶ queue ─────────────────────┤
-//!                    frames: videorate ▶ convert ▶ scale ▶ I420 snapshot size ▶ queue ▶ appsink
+//!           frames: videorate ▶ tee ┬▶ queue ▶ convert ▶ scale ▶ GRAY8 analysis size ▶ appsink
+//!                                   └▶ queue (newest picture only) ▶ appsink (snapshots)
 //! ```
 //!
-//! Encoded access units feed the pre-roll ring and clips; frames at the analysis rate and the
-//! snapshot size feed the detector and snapshots. A source that delivers H.264 passes it
+//! Encoded access units feed the pre-roll ring and clips. Pictures at the analysis rate are
+//! scaled once, straight to the analysis size, for the detector; the newest picture as
+//! decoded waits, unscaled, for a snapshot (most are never used, and cost nothing but a
+//! reference). A source that delivers H.264 passes it
 //! through untouched — unless privacy masks are set: then it is decoded, masked and
 //! re-encoded, so no unmasked picture reaches a clip or a snapshot. On a live source the
 //! frames branch drops what analysis cannot keep up with; recording never waits for it.
@@ -24,15 +27,19 @@ use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 use tracing::warn;
 
-use super::elements::{make, pipeline_error, raw_caps};
+use super::elements::{analysis_caps, make, pipeline_error, raw_caps};
 use super::mask::{self, Plane};
 use super::CaptureError;
 use crate::config::capture::{CaptureConfig, Encoder, Source};
+use crate::config::MotionConfig;
 
 pub struct Graph {
     pub pipeline: gst::Pipeline,
-    /// Raw I420 pictures at the snapshot size and the analysis rate.
+    /// GRAY8 frames at the analysis size and rate.
     pub frames: gst_app::AppSink,
+    /// The newest picture as decoded (and masked), at the analysis rate: pull it for a
+    /// snapshot.
+    pub newest: gst_app::AppSink,
     /// H.264 access units (avc, one per buffer).
     pub units: gst_app::AppSink,
 }
@@ -50,7 +57,7 @@ struct Parts {
     attached: AtomicBool,
 }
 
-pub fn build(capture: &CaptureConfig, analysis_fps: u32) -> Result<Graph, CaptureError> {
+pub fn build(capture: &CaptureConfig, motion: &MotionConfig) -> Result<Graph, CaptureError> {
     let pipeline = gst::Pipeline::new();
     let sync = !capture.source.is_live();
 
@@ -70,26 +77,38 @@ pub fn build(capture: &CaptureConfig, analysis_fps: u32) -> Result<Graph, Captur
 
     let frames_in = make("videorate")?;
     frames_in.set_property("drop-only", true);
+    let pictures = make("tee")?;
+    let frame_queue = small_queue(!sync)?;
     let convert = make("videoconvert")?;
     let scale = make("videoscale")?;
-    let snapshot_caps = capsfilter(raw_caps(
-        "I420",
-        capture.snapshot.width as usize,
-        capture.snapshot.height as usize,
-        analysis_fps,
-    ))?;
-    let frame_queue = small_queue(!sync)?;
+    let analysis = capsfilter(analysis_caps(motion))?;
     let frames = gst_app::AppSink::builder().sync(sync).build();
+    // Never holds the pipeline back: one picture, replaced by each newer one.
+    let newest_queue = small_queue(true)?;
+    newest_queue.set_property("max-size-buffers", 1u32);
+    let newest = gst_app::AppSink::builder()
+        .sync(false)
+        .max_buffers(1)
+        .drop(true)
+        // A picture nobody took must not hold the end of the stream back.
+        .wait_on_eos(false)
+        .build();
     let frames_chain = [
         &frames_in,
+        &pictures,
+        &frame_queue,
         &convert,
         &scale,
-        &snapshot_caps,
-        &frame_queue,
+        &analysis,
         frames.upcast_ref(),
     ];
     pipeline.add_many(frames_chain).map_err(pipeline_error)?;
+    pipeline
+        .add_many([&newest_queue, newest.upcast_ref()])
+        .map_err(pipeline_error)?;
     gst::Element::link_many(frames_chain).map_err(pipeline_error)?;
+    gst::Element::link_many([&pictures, &newest_queue, newest.upcast_ref()])
+        .map_err(pipeline_error)?;
 
     let parts = Arc::new(Parts {
         pipeline: pipeline.downgrade(),
@@ -183,6 +202,7 @@ pub fn build(capture: &CaptureConfig, analysis_fps: u32) -> Result<Graph, Captur
     Ok(Graph {
         pipeline,
         frames,
+        newest,
         units,
     })
 }

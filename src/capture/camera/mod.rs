@@ -10,8 +10,6 @@ use std::time::Duration;
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use gstreamer_video as gst_video;
-use gstreamer_video::prelude::*;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -23,7 +21,8 @@ use super::elements::Ended;
 use super::finisher::Finisher;
 use super::pipeline::{self, Graph};
 use super::recorder::{Recorder, RecorderConfig};
-use super::{scale, snapshot, CaptureError};
+use super::snapshot::JpegEncoder;
+use super::CaptureError;
 use crate::config::capture::CaptureConfig;
 use crate::config::MotionConfig;
 use crate::motion::{Boundary, Detector, EndReason, EventMachine, Rect};
@@ -142,6 +141,8 @@ struct Camera {
     offset: Duration,
     last: Duration,
     running: bool,
+    /// Built at the first snapshot and kept.
+    jpeg: Option<JpegEncoder>,
 }
 
 impl Camera {
@@ -178,6 +179,7 @@ impl Camera {
             offset: Duration::ZERO,
             last: Duration::ZERO,
             running: false,
+            jpeg: None,
         }
     }
 
@@ -234,7 +236,7 @@ impl Camera {
     }
 
     fn run_once(&mut self) -> Stopped {
-        let graph = match pipeline::build(&self.capture, self.motion.fps) {
+        let graph = match pipeline::build(&self.capture, &self.motion) {
             Ok(g) => g,
             Err(e) => return Stopped::Failed(e),
         };
@@ -308,35 +310,15 @@ impl Camera {
     }
 
     fn frame(&mut self, graph: &Graph, sample: &gst::Sample) -> Result<(), CaptureError> {
-        let buffer = sample
-            .buffer()
-            .ok_or_else(|| CaptureError::Pipeline("frame without a buffer".into()))?;
-        let caps = sample
-            .caps()
-            .ok_or_else(|| CaptureError::Pipeline("frame without caps".into()))?;
-        let info =
-            gst_video::VideoInfo::from_caps(caps).map_err(super::elements::pipeline_error)?;
-        let picture = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
-            .map_err(super::elements::pipeline_error)?;
-        let luma = picture
-            .plane_data(0)
-            .map_err(super::elements::pipeline_error)?;
-        let pixels = scale::downscale(
-            luma,
-            picture.plane_stride()[0] as usize,
-            info.width() as usize,
-            info.height() as usize,
-            self.motion.width,
-            self.motion.height,
-        );
+        let frame = super::elements::frame_of(sample, &self.motion)?;
         if !self.running {
             self.running = true;
             info!("capture source running");
             self.report(CameraEvent::Source(SourceState::Running));
         }
-        let now = self.offset + running_time(sample, buffer.pts());
+        let now = self.offset + running_time(sample, sample.buffer().and_then(|b| b.pts()));
         self.last = now;
-        let verdict = self.detector.analyse(&pixels)?;
+        let verdict = self.detector.analyse(&frame.pixels)?;
         match self.machine.step(now, &verdict) {
             Some(Boundary::Start {
                 pts: first,
@@ -347,8 +329,7 @@ impl Camera {
                 let id = crate::policy::consent::uuid();
                 info!(event = %id, score, media_s = first.as_secs_f32(), "motion started");
                 // Snapshot first: the alert goes out with its picture.
-                let snapshot = snapshot::jpeg(sample, self.capture.snapshot.quality)
-                    .map_err(|e| e.to_string());
+                let snapshot = self.snapshot(graph).map_err(|e| e.to_string());
                 if let Err(e) = &snapshot {
                     warn!(event = %id, "no snapshot: {e}");
                 }
@@ -377,6 +358,19 @@ impl Camera {
             None => {}
         }
         Ok(())
+    }
+
+    /// The newest picture, as a JPEG at the snapshot size.
+    fn snapshot(&mut self, graph: &Graph) -> Result<Vec<u8>, CaptureError> {
+        let picture = graph
+            .newest
+            .try_pull_sample(gst::ClockTime::ZERO)
+            .ok_or_else(|| CaptureError::Pipeline("no picture to take".into()))?;
+        let jpeg = match &mut self.jpeg {
+            Some(jpeg) => jpeg,
+            jpeg => jpeg.insert(JpegEncoder::new(&self.capture.snapshot)?),
+        };
+        jpeg.encode(&picture)
     }
 
     fn end_event(&mut self, at: Duration, captured_ms: u64, reason: EndReason, peak_score: f32) {
