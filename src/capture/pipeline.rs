@@ -260,7 +260,7 @@ fn attach_raw(parts: &Arc<Parts>, pad: &gst::Pad) -> Result<(), CaptureError> {
 /// decoded and handed to [`attach_raw`] to be masked and encoded again.
 fn attach_h264(parts: &Arc<Parts>, pad: &gst::Pad) -> Result<(), CaptureError> {
     if !parts.capture.privacy_masks.is_empty() {
-        let decode = make("decodebin")?;
+        let decode = camera_decoder()?;
         add_linked(parts, &[&decode], pad)?;
         on_new_pad(&decode, parts, |parts, pad, name| match name {
             "video/x-raw" => attach_raw(parts, pad),
@@ -272,7 +272,7 @@ fn attach_h264(parts: &Arc<Parts>, pad: &gst::Pad) -> Result<(), CaptureError> {
         return discard(parts, pad);
     }
     let queue = make("queue")?;
-    let decode = make("decodebin")?;
+    let decode = camera_decoder()?;
     let pipeline = parts.pipeline()?;
     pipeline
         .add_many([&queue, &decode])
@@ -290,6 +290,25 @@ fn attach_h264(parts: &Arc<Parts>, pad: &gst::Pad) -> Result<(), CaptureError> {
     pad.link(&static_pad(&parts.h264_in, "sink")?)
         .map_err(pipeline_error)?;
     Ok(())
+}
+
+/// decodebin, its software H.264 decoder on one thread. libav's default, frame threading with
+/// a thread per core plus one, holds a picture per thread and delays each picture by as many;
+/// on a camera the other cores have the agent's own work, and a stream too heavy for one core
+/// is what a detection sub-stream is for.
+fn camera_decoder() -> Result<gst::Element, CaptureError> {
+    let decode = make("decodebin")?;
+    if let Some(bin) = decode.downcast_ref::<gst::Bin>() {
+        bin.connect_deep_element_added(|_, _, element| {
+            let software = element
+                .factory()
+                .is_some_and(|f| f.name().starts_with("avdec_"));
+            if software && element.has_property("max-threads") {
+                element.set_property("max-threads", 1i32);
+            }
+        });
+    }
+    Ok(decode)
 }
 
 /// The H.264 encoder, tuned for a camera (the hardware encoder keeps its driver's settings).
