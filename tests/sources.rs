@@ -24,10 +24,11 @@ fn walk() -> Scene {
     }
 }
 
-fn rtsp_config(world: &World, broker_port: u16, url: &str) -> std::path::PathBuf {
+/// An agent on the RTSP camera at `url`; `more` adds `[capture]` lines.
+fn rtsp_config(world: &World, broker_port: u16, url: &str, more: &str) -> std::path::PathBuf {
     let mut setup = AgentSetup::new(world, broker_port);
     setup.extra = format!(
-        "[capture]\nsource = \"rtsp\"\nurl = \"{url}\"\npreroll = \"1s\"\npostroll = \"1s\"\n\
+        "[capture]\nsource = \"rtsp\"\nurl = \"{url}\"\npreroll = \"1s\"\npostroll = \"1s\"\n{more}\
          [motion.events]\ngap = \"1s\"\n"
     );
     let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/policy.toml");
@@ -76,7 +77,7 @@ fn an_rtsp_camera_that_goes_away_and_comes_back_alerts_and_never_leaks_its_passw
     let port = free_port();
     let mut camera = RtspCamera::start(port, "viewer", PASSWORD, &[("main", &clip)]);
     let url = format!("rtsp://viewer:{PASSWORD_IN_URL}@127.0.0.1:{port}/main");
-    let agent = Agent::start(BIN, &rtsp_config(&world, broker.port, &url));
+    let agent = Agent::start(BIN, &rtsp_config(&world, broker.port, &url, ""));
 
     let Some(()) = wait_for(PATIENCE, || (starts(&cloud) >= 1).then_some(())) else {
         panic!("no alert from the RTSP camera; agent log:\n{}", agent.log());
@@ -114,7 +115,7 @@ fn a_wrong_rtsp_password_is_reported_without_the_password() {
     let port = free_port();
     let _camera = RtspCamera::start(port, "viewer", PASSWORD, &[("main", &clip)]);
     let url = format!("rtsp://viewer:wrong-{PASSWORD_IN_URL}@127.0.0.1:{port}/main");
-    let agent = Agent::start(BIN, &rtsp_config(&world, broker.port, &url));
+    let agent = Agent::start(BIN, &rtsp_config(&world, broker.port, &url, ""));
     agent.wait_log("capture source failed");
     let log = agent.log();
     assert!(
@@ -125,4 +126,64 @@ fn a_wrong_rtsp_password_is_reported_without_the_password() {
         log.contains("the camera refused the user name or password in capture.url"),
         "{log}"
     );
+}
+
+/// The camera's second, smaller stream as the detection stream (`detect_url`): motion seen
+/// there raises the alert, and the clip is the main stream's, at its full size (the main
+/// stream is recorded, never decoded). Only the detection stream shows the walk here, so an
+/// alert can only come from it.
+#[test]
+fn with_a_detection_stream_motion_is_seen_there_and_the_main_stream_recorded() {
+    let world = World::new();
+    let broker = world.broker(false);
+    let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
+    cloud.wait_subscribed(0);
+    let tmp = tempfile::tempdir().unwrap();
+    let receiver = ReceiverProcess::start(BIN, &world, broker.port, tmp.path(), &[]);
+    let walk = encode(tmp.path(), "walk", &walk(), Codec::H264);
+    let still = Scene {
+        seconds: 12,
+        brightness: |_| 1.0,
+        object: |_| None,
+    };
+    let main = encode(tmp.path(), "still", &still, Codec::H264);
+    let sub = tmp.path().join("walk-sub.mp4");
+    host_gst_launch(&format!(
+        "filesrc location={} ! qtdemux ! h264parse ! avdec_h264 ! videoscale \
+         ! video/x-raw,width={},height={} ! x264enc key-int-max={FPS} speed-preset=superfast \
+         ! h264parse ! mp4mux ! filesink location={}",
+        walk.display(),
+        W / 2,
+        H / 2,
+        sub.display()
+    ));
+    let port = free_port();
+    let _camera = RtspCamera::start(port, "viewer", PASSWORD, &[("main", &main), ("sub", &sub)]);
+    let url = |path: &str| format!("rtsp://viewer:{PASSWORD_IN_URL}@127.0.0.1:{port}/{path}");
+    let detect = format!("detect_url = \"{}\"\n", url("sub"));
+    let agent = Agent::start(
+        BIN,
+        &rtsp_config(&world, broker.port, &url("main"), &detect),
+    );
+
+    let Some(()) = wait_for(PATIENCE, || (starts(&cloud) >= 1).then_some(())) else {
+        panic!(
+            "no alert from the detection stream; agent log:\n{}",
+            agent.log()
+        );
+    };
+    let Some(clip) = wait_for(PATIENCE, || receiver.of("clip").into_iter().next()) else {
+        panic!("no clip; agent log:\n{}", agent.log());
+    };
+    assert_eq!(clip["verified"], true, "{clip}");
+    let discovered = host_command("gst-discoverer-1.0")
+        .arg(clip["path"].as_str().unwrap())
+        .output()
+        .expect("gst-discoverer-1.0");
+    let report = String::from_utf8_lossy(&discovered.stdout);
+    assert!(
+        report.contains(&format!("Width: {W}")) && report.contains(&format!("Height: {H}")),
+        "the clip is the main stream's, {W}×{H}:\n{report}"
+    );
+    assert!(!agent.log().contains(PASSWORD_IN_URL));
 }

@@ -119,12 +119,14 @@ pub fn build_gate(config: &Config) -> Result<Gate, AgentError> {
         _ => None,
     };
     let mut secrets = Secrets::from_facts(&facts, &policy.never_leave);
-    let rtsp = config.capture.as_ref().and_then(|c| match &c.source {
-        Source::Rtsp { url, .. } => url.password(),
-        _ => None,
-    });
-    if let Some(password) = rtsp {
-        secrets.add(password);
+    if let Some(Source::Rtsp { url, detect, .. }) = config.capture.as_ref().map(|c| &c.source) {
+        for password in [Some(url), detect.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|u| u.password())
+        {
+            secrets.add(password);
+        }
     }
     for file in [&config.broker.key_file, &key_file] {
         if let Ok(bytes) = std::fs::read(file) {

@@ -19,9 +19,12 @@ pub enum Source {
     /// A camera device: H.264 from its hardware encoder (`encoded`), or raw frames the agent
     /// encodes.
     V4l2 { device: PathBuf, encoded: bool },
-    /// An existing camera's H.264 RTSP stream.
+    /// An existing camera's H.264 RTSP stream; with `detect`, motion is detected on that
+    /// second, smaller stream of the camera's and the main one is only recorded (never
+    /// decoded).
     Rtsp {
         url: super::RtspUrl,
+        detect: Option<super::RtspUrl>,
         latency: Duration,
     },
 }
@@ -123,6 +126,7 @@ struct RawCapture {
     device: Option<PathBuf>,
     encoded: Option<bool>,
     url: Option<String>,
+    detect_url: Option<String>,
     #[serde(default, with = "crate::human_duration::option")]
     latency: Option<Duration>,
     #[serde(default = "default_roll", with = "crate::human_duration")]
@@ -166,6 +170,7 @@ impl TryFrom<RawCapture> for CaptureConfig {
         }
         if preset != Preset::Rtsp {
             only("url", raw.url.is_some(), "\"rtsp\"")?;
+            only("detect_url", raw.detect_url.is_some(), "\"rtsp\"")?;
             only("latency", raw.latency.is_some(), "\"rtsp\"")?;
         }
         let source = match preset {
@@ -186,8 +191,17 @@ impl TryFrom<RawCapture> for CaptureConfig {
                 let url = raw.url.ok_or(
                     "source = \"rtsp\" needs `url`, e.g. url = \"rtsp://192.0.2.10:554/stream1\"",
                 )?;
+                if raw.detect_url.is_some() && !raw.privacy_masks.is_empty() {
+                    return Err("`detect_url` cannot be used with `privacy_masks` yet (the \
+                        detection stream would need masks of its own); remove one of them"
+                        .into());
+                }
                 Source::Rtsp {
-                    url: super::RtspUrl::parse(&url)?,
+                    url: super::RtspUrl::parse("url", &url)?,
+                    detect: raw
+                        .detect_url
+                        .map(|u| super::RtspUrl::parse("detect_url", &u))
+                        .transpose()?,
                     latency: raw.latency.unwrap_or(Duration::from_millis(200)),
                 }
             }
@@ -366,6 +380,19 @@ mod tests {
             (
                 "source = \"rtsp\"\nurl = \"http://x\"",
                 "write it as rtsp://",
+            ),
+            (
+                "source = \"rtsp\"\nurl = \"rtsp://cam/main\"\ndetect_url = \"rtsp:/cam\"",
+                "`detect_url` is not an RTSP address",
+            ),
+            (
+                "source = \"file\"\npath = \"/x\"\ndetect_url = \"rtsp://cam/sub\"",
+                "`detect_url` applies only to source = \"rtsp\"",
+            ),
+            (
+                "source = \"rtsp\"\nurl = \"rtsp://cam/main\"\ndetect_url = \"rtsp://cam/sub\"\n\
+                 privacy_masks = [{ x = 0.0, y = 0.0, w = 0.2, h = 0.1 }]",
+                "`detect_url` cannot be used with `privacy_masks`",
             ),
             (
                 "source = \"test\"\n[snapshot]\nquality = 0",

@@ -15,13 +15,16 @@ pub struct RtspUrl {
 }
 
 impl RtspUrl {
-    /// Parses `rtsp://[user[:password]@]host[:port][/path]` (or `rtsps://`); user and password
-    /// may be percent-encoded. The error never quotes the URL.
-    pub fn parse(url: &str) -> Result<Self, String> {
+    /// Parses `rtsp://[user[:password]@]host[:port][/path]` (or `rtsps://`), the value of
+    /// config key `key`; user and password may be percent-encoded. The error never quotes
+    /// the URL.
+    pub fn parse(key: &str, url: &str) -> Result<Self, String> {
         let (scheme, rest) = url
             .split_once("://")
             .filter(|(scheme, _)| matches!(*scheme, "rtsp" | "rtsps"))
-            .ok_or("`url` is not an RTSP address; write it as rtsp://host:port/path")?;
+            .ok_or_else(|| {
+                format!("`{key}` is not an RTSP address; write it as rtsp://host:port/path")
+            })?;
         let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, path) = rest.split_at(authority_end);
         let (userinfo, host) = match authority.rsplit_once('@') {
@@ -29,7 +32,9 @@ impl RtspUrl {
             None => (None, authority),
         };
         if host.is_empty() {
-            return Err("`url` names no host; write it as rtsp://host:port/path".into());
+            return Err(format!(
+                "`{key}` names no host; write it as rtsp://host:port/path"
+            ));
         }
         let (user, password) = match userinfo {
             None => (None, None),
@@ -39,7 +44,9 @@ impl RtspUrl {
                     None => (userinfo, None),
                 };
                 let decode = |s: &str| {
-                    percent_decode(s).ok_or("`url` has a user name or password that is not valid percent-encoding (write @ as %40, : as %3A)")
+                    percent_decode(s).ok_or_else(|| {
+                        format!("`{key}` has a user name or password that is not valid percent-encoding (write @ as %40, : as %3A)")
+                    })
                 };
                 (Some(decode(user)?), password.map(decode).transpose()?)
             }
@@ -104,7 +111,11 @@ mod tests {
 
     #[test]
     fn credentials_are_taken_out_of_the_address() {
-        let url = RtspUrl::parse("rtsp://admin:p%40ss:word@192.0.2.10:554/stream1?ch=2").unwrap();
+        let url = RtspUrl::parse(
+            "url",
+            "rtsp://admin:p%40ss:word@192.0.2.10:554/stream1?ch=2",
+        )
+        .unwrap();
         assert_eq!(url.location(), "rtsp://192.0.2.10:554/stream1?ch=2");
         assert_eq!(url.user(), Some("admin"));
         assert_eq!(url.password(), Some("p@ss:word"));
@@ -118,7 +129,7 @@ mod tests {
 
     #[test]
     fn an_address_without_credentials_is_kept_as_it_is() {
-        let url = RtspUrl::parse("rtsps://cam.local/live").unwrap();
+        let url = RtspUrl::parse("url", "rtsps://cam.local/live").unwrap();
         assert_eq!(url.location(), "rtsps://cam.local/live");
         assert_eq!((url.user(), url.password()), (None, None));
         assert_eq!(url.to_string(), "rtsps://cam.local/live");
@@ -131,7 +142,7 @@ mod tests {
             "rtsp://admin:hunter2@/x",
             "rtsp://admin:hunter2%zz@cam/x",
         ] {
-            let err = RtspUrl::parse(bad).unwrap_err();
+            let err = RtspUrl::parse("url", bad).unwrap_err();
             assert!(!err.contains("hunter2"), "{err}");
             assert!(err.contains("`url`"), "{err}");
         }

@@ -12,25 +12,28 @@
 //! Encoded access units feed the pre-roll ring and clips. Pictures at the analysis rate are
 //! scaled once, straight to the analysis size, for the detector; the newest picture as
 //! decoded waits, unscaled, for a snapshot (most are never used, and cost nothing but a
-//! reference). A source that delivers H.264 passes it
-//! through untouched — unless privacy masks are set: then it is decoded, masked and
-//! re-encoded, so no unmasked picture reaches a clip or a snapshot. On a live source the
-//! frames branch drops what analysis cannot keep up with; recording never waits for it.
+//! reference). An RTSP camera with a detection stream (`detect_url`) feeds the frames branch
+//! from that stream's decoder, and its main stream only the units branch: the main stream is
+//! never decoded. A source that delivers H.264 passes it through untouched — unless privacy
+//! masks are set: then it is decoded, masked and re-encoded, so no unmasked picture reaches a
+//! clip or a snapshot. On a live source the frames branch drops what analysis cannot keep up
+//! with; recording never waits for it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
-use gstreamer_video as gst_video;
-use gstreamer_video::prelude::*;
 use tracing::warn;
 
-use super::elements::{analysis_caps, make, pipeline_error, raw_caps};
-use super::mask::{self, Plane};
+mod attach;
+
+use attach::{attach_h264, attach_raw, attach_units, decode_for_frames, rtsp_h264};
+
+use super::elements::{analysis_caps, make, pipeline_error};
 use super::CaptureError;
-use crate::config::capture::{CaptureConfig, Encoder, Source};
+use crate::config::capture::{CaptureConfig, Source};
 use crate::config::MotionConfig;
 
 pub struct Graph {
@@ -173,30 +176,27 @@ pub fn build(capture: &CaptureConfig, motion: &MotionConfig) -> Result<Graph, Ca
                 attach_raw(&parts, &pad)?;
             }
         }
-        Source::Rtsp { url, latency } => {
-            let src = make("rtspsrc")?;
-            src.set_property("location", url.location());
-            if let Some(user) = url.user() {
-                src.set_property("user-id", user);
-            }
-            if let Some(password) = url.password() {
-                src.set_property("user-pw", password);
-            }
-            src.set_property("latency", latency.as_millis() as u32);
-            pipeline.add(&src).map_err(pipeline_error)?;
-            on_new_pad(&src, &parts, |parts, pad, name| {
-                let h264 = pad.current_caps().is_some_and(|caps| {
-                    caps.structure(0)
-                        .and_then(|s| s.get::<&str>("encoding-name").ok())
-                        == Some("H264")
-                });
-                if name != "application/x-rtp" || !h264 {
-                    return discard(parts, pad);
+        Source::Rtsp {
+            url,
+            detect,
+            latency,
+        } => {
+            // With a detection stream the main one is only recorded: never decoded.
+            let record_only = detect.is_some();
+            rtsp_h264(&parts, url, *latency, move |parts, pad| {
+                if record_only {
+                    attach_units(parts, pad)
+                } else {
+                    attach_h264(parts, pad)
                 }
-                let depay = make("rtph264depay")?;
-                add_linked(parts, &[&depay], pad)?;
-                attach_h264(parts, &static_pad(&depay, "src")?)
-            });
+            })?;
+            if let Some(detect) = detect {
+                rtsp_h264(&parts, detect, *latency, |parts, pad| {
+                    let parse = make("h264parse")?;
+                    add_linked(parts, &[&parse], pad)?;
+                    decode_for_frames(parts, &parse)
+                })?;
+            }
         }
     }
     Ok(Graph {
@@ -205,123 +205,6 @@ pub fn build(capture: &CaptureConfig, motion: &MotionConfig) -> Result<Graph, Ca
         newest,
         units,
     })
-}
-
-/// Raw pictures: scaled to the encoding size, masked, then encoded and sent to analysis.
-fn attach_raw(parts: &Arc<Parts>, pad: &gst::Pad) -> Result<(), CaptureError> {
-    if parts.attached.swap(true, Ordering::SeqCst) {
-        return discard(parts, pad);
-    }
-    let e = &parts.capture.encode;
-    let convert = make("videoconvert")?;
-    let scale = make("videoscale")?;
-    let rate = make("videorate")?;
-    let caps = capsfilter(raw_caps("I420", e.width as usize, e.height as usize, e.fps))?;
-    let masks = parts.capture.privacy_masks.clone();
-    if !masks.is_empty() {
-        static_pad(&caps, "src")?.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
-            if let Some(gst::PadProbeData::Buffer(buffer)) = &mut info.data {
-                if let Err(e) = paint_masks(pad, buffer.make_mut(), &masks) {
-                    // An unmasked picture must not go on: drop it.
-                    warn!("privacy mask not applied, picture dropped: {e}");
-                    return gst::PadProbeReturn::Drop;
-                }
-            }
-            gst::PadProbeReturn::Ok
-        });
-    }
-    let raw = make("tee")?;
-    let to_encoder = make("queue")?;
-    let encoder = encoder(e)?;
-    let to_frames = small_queue(parts.capture.source.is_live())?;
-    let pipeline = parts.pipeline()?;
-    let added = [
-        &convert,
-        &scale,
-        &rate,
-        &caps,
-        &raw,
-        &to_encoder,
-        &encoder,
-        &to_frames,
-    ];
-    pipeline.add_many(added).map_err(pipeline_error)?;
-    gst::Element::link_many([&convert, &scale, &rate, &caps, &raw]).map_err(pipeline_error)?;
-    gst::Element::link_many([&raw, &to_encoder, &encoder, &parts.h264_in])
-        .map_err(pipeline_error)?;
-    gst::Element::link_many([&raw, &to_frames, &parts.frames_in]).map_err(pipeline_error)?;
-    sync_states(&added)?;
-    pad.link(&static_pad(&convert, "sink")?)
-        .map_err(pipeline_error)?;
-    Ok(())
-}
-
-/// H.264 from the source: passed through and decoded for analysis — or, with privacy masks,
-/// decoded and handed to [`attach_raw`] to be masked and encoded again.
-fn attach_h264(parts: &Arc<Parts>, pad: &gst::Pad) -> Result<(), CaptureError> {
-    if !parts.capture.privacy_masks.is_empty() {
-        let decode = camera_decoder()?;
-        add_linked(parts, &[&decode], pad)?;
-        on_new_pad(&decode, parts, |parts, pad, name| match name {
-            "video/x-raw" => attach_raw(parts, pad),
-            _ => discard(parts, pad),
-        });
-        return Ok(());
-    }
-    if parts.attached.swap(true, Ordering::SeqCst) {
-        return discard(parts, pad);
-    }
-    let queue = make("queue")?;
-    let decode = camera_decoder()?;
-    let pipeline = parts.pipeline()?;
-    pipeline
-        .add_many([&queue, &decode])
-        .map_err(pipeline_error)?;
-    gst::Element::link_many([&parts.encoded, &queue, &decode]).map_err(pipeline_error)?;
-    let frames_in = parts.frames_in.clone();
-    on_new_pad(&decode, parts, move |parts, pad, name| match name {
-        "video/x-raw" => pad
-            .link(&static_pad(&frames_in, "sink")?)
-            .map(|_| ())
-            .map_err(pipeline_error),
-        _ => discard(parts, pad),
-    });
-    sync_states(&[&queue, &decode])?;
-    pad.link(&static_pad(&parts.h264_in, "sink")?)
-        .map_err(pipeline_error)?;
-    Ok(())
-}
-
-/// decodebin, its software H.264 decoder on one thread. libav's default, frame threading with
-/// a thread per core plus one, holds a picture per thread and delays each picture by as many;
-/// on a camera the other cores have the agent's own work, and a stream too heavy for one core
-/// is what a detection sub-stream is for.
-fn camera_decoder() -> Result<gst::Element, CaptureError> {
-    let decode = make("decodebin")?;
-    if let Some(bin) = decode.downcast_ref::<gst::Bin>() {
-        bin.connect_deep_element_added(|_, _, element| {
-            let software = element
-                .factory()
-                .is_some_and(|f| f.name().starts_with("avdec_"));
-            if software && element.has_property("max-threads") {
-                element.set_property("max-threads", 1i32);
-            }
-        });
-    }
-    Ok(decode)
-}
-
-/// The H.264 encoder, tuned for a camera (the hardware encoder keeps its driver's settings).
-fn encoder(e: &crate::config::capture::EncodeConfig) -> Result<gst::Element, CaptureError> {
-    let encoder = make(e.encoder.element())?;
-    if e.encoder == Encoder::X264 {
-        encoder.set_property_from_str("tune", "zerolatency");
-        encoder.set_property_from_str("speed-preset", "superfast");
-        encoder.set_property("bitrate", e.bitrate_kbps);
-        let interval = (e.keyframe_interval.as_secs_f64() * f64::from(e.fps)).round();
-        encoder.set_property("key-int-max", (interval as u32).max(1));
-    }
-    Ok(encoder)
 }
 
 /// Streams a source offers that camagent does not use (audio, a second video) end here.
@@ -376,38 +259,6 @@ impl Parts {
             .upgrade()
             .ok_or_else(|| CaptureError::Pipeline("the pipeline is gone".into()))
     }
-}
-
-fn paint_masks(
-    pad: &gst::Pad,
-    buffer: &mut gst::BufferRef,
-    masks: &[crate::motion::Rect],
-) -> Result<(), String> {
-    let caps = pad.current_caps().ok_or("no caps")?;
-    let info = gst_video::VideoInfo::from_caps(&caps).map_err(|e| e.to_string())?;
-    let mut frame = gst_video::VideoFrameRef::from_buffer_ref_writable(buffer, &info)
-        .map_err(|e| e.to_string())?;
-    for (plane, value) in mask::I420_BLACK.iter().enumerate() {
-        let (width, height) = (
-            frame.comp_width(plane as u32) as usize,
-            frame.comp_height(plane as u32) as usize,
-        );
-        let stride = frame.plane_stride()[plane] as usize;
-        let data = frame
-            .plane_data_mut(plane as u32)
-            .map_err(|e| e.to_string())?;
-        mask::paint(
-            Plane {
-                data,
-                stride,
-                width,
-                height,
-            },
-            masks,
-            *value,
-        );
-    }
-    Ok(())
 }
 
 fn capsfilter(caps: gst::Caps) -> Result<gst::Element, CaptureError> {

@@ -1,0 +1,226 @@
+//! How each kind of stream joins the graph: raw pictures (masked, encoded, analysed), H.264
+//! (passed through, and decoded for analysis unless a detection stream does that), RTSP
+//! cameras, and the decoder and encoder as a camera wants them.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_video as gst_video;
+use gstreamer_video::prelude::*;
+use tracing::warn;
+
+use super::{
+    add_linked, capsfilter, discard, on_new_pad, small_queue, static_pad, sync_states, Parts,
+};
+use crate::capture::elements::{make, pipeline_error, raw_caps};
+use crate::capture::mask::{self, Plane};
+use crate::capture::CaptureError;
+use crate::config::capture::Encoder;
+use crate::config::RtspUrl;
+
+/// Raw pictures: scaled to the encoding size, masked, then encoded and sent to analysis.
+pub(super) fn attach_raw(parts: &Arc<Parts>, pad: &gst::Pad) -> Result<(), CaptureError> {
+    if parts.attached.swap(true, Ordering::SeqCst) {
+        return discard(parts, pad);
+    }
+    let e = &parts.capture.encode;
+    let convert = make("videoconvert")?;
+    let scale = make("videoscale")?;
+    let rate = make("videorate")?;
+    let caps = capsfilter(raw_caps("I420", e.width as usize, e.height as usize, e.fps))?;
+    let masks = parts.capture.privacy_masks.clone();
+    if !masks.is_empty() {
+        static_pad(&caps, "src")?.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+            if let Some(gst::PadProbeData::Buffer(buffer)) = &mut info.data {
+                if let Err(e) = paint_masks(pad, buffer.make_mut(), &masks) {
+                    // An unmasked picture must not go on: drop it.
+                    warn!("privacy mask not applied, picture dropped: {e}");
+                    return gst::PadProbeReturn::Drop;
+                }
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+    let raw = make("tee")?;
+    let to_encoder = make("queue")?;
+    let encoder = encoder(e)?;
+    let to_frames = small_queue(parts.capture.source.is_live())?;
+    let pipeline = parts.pipeline()?;
+    let added = [
+        &convert,
+        &scale,
+        &rate,
+        &caps,
+        &raw,
+        &to_encoder,
+        &encoder,
+        &to_frames,
+    ];
+    pipeline.add_many(added).map_err(pipeline_error)?;
+    gst::Element::link_many([&convert, &scale, &rate, &caps, &raw]).map_err(pipeline_error)?;
+    gst::Element::link_many([&raw, &to_encoder, &encoder, &parts.h264_in])
+        .map_err(pipeline_error)?;
+    gst::Element::link_many([&raw, &to_frames, &parts.frames_in]).map_err(pipeline_error)?;
+    sync_states(&added)?;
+    pad.link(&static_pad(&convert, "sink")?)
+        .map_err(pipeline_error)?;
+    Ok(())
+}
+
+/// H.264 from the source: passed through and decoded for analysis — or, with privacy masks,
+/// decoded and handed to [`attach_raw`] to be masked and encoded again.
+pub(super) fn attach_h264(parts: &Arc<Parts>, pad: &gst::Pad) -> Result<(), CaptureError> {
+    if !parts.capture.privacy_masks.is_empty() {
+        let decode = camera_decoder()?;
+        add_linked(parts, &[&decode], pad)?;
+        on_new_pad(&decode, parts, |parts, pad, name| match name {
+            "video/x-raw" => attach_raw(parts, pad),
+            _ => discard(parts, pad),
+        });
+        return Ok(());
+    }
+    if parts.attached.swap(true, Ordering::SeqCst) {
+        return discard(parts, pad);
+    }
+    decode_for_frames(parts, &parts.encoded)?;
+    link_units(parts, pad)
+}
+
+/// H.264 from the source, only passed through to the pre-roll ring and clips: only the first
+/// video stream a source offers.
+pub(super) fn attach_units(parts: &Arc<Parts>, pad: &gst::Pad) -> Result<(), CaptureError> {
+    if parts.attached.swap(true, Ordering::SeqCst) {
+        return discard(parts, pad);
+    }
+    link_units(parts, pad)
+}
+
+fn link_units(parts: &Arc<Parts>, pad: &gst::Pad) -> Result<(), CaptureError> {
+    pad.link(&static_pad(&parts.h264_in, "sink")?)
+        .map_err(pipeline_error)?;
+    Ok(())
+}
+
+/// Decodes the H.264 `from` gives into the frames branch, behind a queue of its own.
+pub(super) fn decode_for_frames(
+    parts: &Arc<Parts>,
+    from: &gst::Element,
+) -> Result<(), CaptureError> {
+    let queue = make("queue")?;
+    let decode = camera_decoder()?;
+    let pipeline = parts.pipeline()?;
+    pipeline
+        .add_many([&queue, &decode])
+        .map_err(pipeline_error)?;
+    gst::Element::link_many([from, &queue, &decode]).map_err(pipeline_error)?;
+    let frames_in = parts.frames_in.clone();
+    on_new_pad(&decode, parts, move |parts, pad, name| match name {
+        "video/x-raw" => pad
+            .link(&static_pad(&frames_in, "sink")?)
+            .map(|_| ())
+            .map_err(pipeline_error),
+        _ => discard(parts, pad),
+    });
+    sync_states(&[&queue, &decode])
+}
+
+/// An RTSP camera stream: its H.264 video, depayloaded, goes to `attach`; anything else it
+/// offers (audio, metadata) is discarded. The credentials go to rtspsrc apart from the
+/// address, which is all its messages can quote.
+pub(super) fn rtsp_h264(
+    parts: &Arc<Parts>,
+    url: &RtspUrl,
+    latency: std::time::Duration,
+    attach: impl Fn(&Arc<Parts>, &gst::Pad) -> Result<(), CaptureError> + Send + Sync + 'static,
+) -> Result<(), CaptureError> {
+    let src = make("rtspsrc")?;
+    src.set_property("location", url.location());
+    if let Some(user) = url.user() {
+        src.set_property("user-id", user);
+    }
+    if let Some(password) = url.password() {
+        src.set_property("user-pw", password);
+    }
+    src.set_property("latency", latency.as_millis() as u32);
+    parts.pipeline()?.add(&src).map_err(pipeline_error)?;
+    on_new_pad(&src, parts, move |parts, pad, name| {
+        let h264 = pad.current_caps().is_some_and(|caps| {
+            caps.structure(0)
+                .and_then(|s| s.get::<&str>("encoding-name").ok())
+                == Some("H264")
+        });
+        if name != "application/x-rtp" || !h264 {
+            return discard(parts, pad);
+        }
+        let depay = make("rtph264depay")?;
+        add_linked(parts, &[&depay], pad)?;
+        attach(parts, &static_pad(&depay, "src")?)
+    });
+    Ok(())
+}
+
+/// decodebin, its software H.264 decoder on one thread. libav's default, frame threading with
+/// a thread per core plus one, holds a picture per thread and delays each picture by as many;
+/// on a camera the other cores have the agent's own work, and a stream too heavy for one core
+/// is what a detection sub-stream is for.
+fn camera_decoder() -> Result<gst::Element, CaptureError> {
+    let decode = make("decodebin")?;
+    if let Some(bin) = decode.downcast_ref::<gst::Bin>() {
+        bin.connect_deep_element_added(|_, _, element| {
+            let software = element
+                .factory()
+                .is_some_and(|f| f.name().starts_with("avdec_"));
+            if software && element.has_property("max-threads") {
+                element.set_property("max-threads", 1i32);
+            }
+        });
+    }
+    Ok(decode)
+}
+
+/// The H.264 encoder, tuned for a camera (the hardware encoder keeps its driver's settings).
+fn encoder(e: &crate::config::capture::EncodeConfig) -> Result<gst::Element, CaptureError> {
+    let encoder = make(e.encoder.element())?;
+    if e.encoder == Encoder::X264 {
+        encoder.set_property_from_str("tune", "zerolatency");
+        encoder.set_property_from_str("speed-preset", "superfast");
+        encoder.set_property("bitrate", e.bitrate_kbps);
+        let interval = (e.keyframe_interval.as_secs_f64() * f64::from(e.fps)).round();
+        encoder.set_property("key-int-max", (interval as u32).max(1));
+    }
+    Ok(encoder)
+}
+
+fn paint_masks(
+    pad: &gst::Pad,
+    buffer: &mut gst::BufferRef,
+    masks: &[crate::motion::Rect],
+) -> Result<(), String> {
+    let caps = pad.current_caps().ok_or("no caps")?;
+    let info = gst_video::VideoInfo::from_caps(&caps).map_err(|e| e.to_string())?;
+    let mut frame = gst_video::VideoFrameRef::from_buffer_ref_writable(buffer, &info)
+        .map_err(|e| e.to_string())?;
+    for (plane, value) in mask::I420_BLACK.iter().enumerate() {
+        let (width, height) = (
+            frame.comp_width(plane as u32) as usize,
+            frame.comp_height(plane as u32) as usize,
+        );
+        let stride = frame.plane_stride()[plane] as usize;
+        let data = frame
+            .plane_data_mut(plane as u32)
+            .map_err(|e| e.to_string())?;
+        mask::paint(
+            Plane {
+                data,
+                stride,
+                width,
+                height,
+            },
+            masks,
+            *value,
+        );
+    }
+    Ok(())
+}
