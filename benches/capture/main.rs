@@ -12,6 +12,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod corpus;
+mod substream;
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
@@ -56,7 +57,8 @@ fn synthetic(dir: &Path, name: &str, scene: &Scene) -> PathBuf {
     out
 }
 
-fn clips(dir: &Path) -> Vec<Clip> {
+/// The first 60 s of opencv-doc's street scene, people walking, at 720p.
+fn street(dir: &Path) -> PathBuf {
     let street = dir.join("street-720p.mp4");
     to_720p(
         &format!(
@@ -66,6 +68,11 @@ fn clips(dir: &Path) -> Vec<Clip> {
         ),
         &street,
     );
+    street
+}
+
+fn clips(dir: &Path) -> Vec<Clip> {
+    let street = street(dir);
     let lights = synthetic(
         dir,
         "lights",
@@ -148,18 +155,22 @@ fn measure_until_played(child: &mut Child, started: Instant) -> (f64, u64) {
 /// picture output off, with `extra` config lines; returns it and the file its
 /// `on_event_start` hook writes a line to per event.
 fn spawn_motion(work: &Path, clip: &Path, extra: &str) -> (Child, PathBuf) {
+    spawn_motion_on(work, &format!("file://{}", clip.display()), extra)
+}
+
+/// [`spawn_motion`] with `netcam_url` = `camera`; `extra` may turn movie output back on.
+fn spawn_motion_on(work: &Path, camera: &str, extra: &str) -> (Child, PathBuf) {
     std::fs::create_dir_all(work).unwrap();
     let events = work.join("events.txt");
     let config = work.join("motion.conf");
     std::fs::write(
         &config,
         format!(
-            "daemon off\nsetup_mode off\nlog_level 4\ntarget_dir {out}\nnetcam_url file://{clip}\n\
+            "daemon off\nsetup_mode off\nlog_level 4\ntarget_dir {out}\nnetcam_url {camera}\n\
              width {WIDTH}\nheight {HEIGHT}\nframerate {FPS}\n\
              movie_output off\npicture_output off\nwebcontrol_port 0\nstream_port 0\n\
              on_event_start echo start >> {events}\n{extra}",
             out = work.display(),
-            clip = clip.display(),
             events = events.display()
         ),
     )
@@ -263,6 +274,9 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
+    }
+    if std::env::args().any(|a| a == "substream") {
+        return substream::against_motion();
     }
     if !std::env::args().any(|a| a == "corpus") {
         camera_against_motion();
