@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use crate::uplink::mqtt::Client;
 use tracing::error;
 
 use crate::capture::camera::{CameraEvent, SourceState};
@@ -14,6 +13,7 @@ use crate::open_event::OpenEvent;
 use crate::policy::{Field, Flow};
 use crate::record::{rfc3339, Record, Value, WrongKind};
 use crate::status::{CameraState, LastEvent};
+use crate::uplink::mqtt::Client;
 use crate::uplink::session::Session;
 use crate::vocabulary::ContentType;
 use crate::wire::{AlertEvent, Manifest};

@@ -7,7 +7,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::uplink::mqtt::Client;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -25,7 +24,7 @@ use crate::status::{CameraState, Status, StatusFile};
 use crate::systemd::Notifier;
 use crate::uplink::backoff::Backoff;
 use crate::uplink::driver::{self, Net};
-use crate::uplink::mqtt;
+use crate::uplink::mqtt::{self, Client};
 use crate::uplink::outbox::Outbox;
 use crate::uplink::session::{Session, Stores};
 
