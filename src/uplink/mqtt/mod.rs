@@ -102,8 +102,7 @@ pub fn client(
     will: Option<&Will>,
     requests: usize,
 ) -> (Client, Connection) {
-    let transport =
-        rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(tls.clone()));
+    let transport = rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(tls));
     match broker.protocol {
         Protocol::V311 => {
             let (client, connection) =
