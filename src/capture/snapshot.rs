@@ -72,8 +72,9 @@ impl JpegEncoder {
             .ok_or_else(|| CaptureError::Pipeline("snapshot sample without a buffer".into()))?;
         // The encoder keeps no clock: a picture from a restarted source may be older.
         buffer.make_mut().set_pts(gst::ClockTime::NONE);
-        if self.src.caps().as_ref() != Some(&caps.to_owned()) {
-            self.src.set_caps(Some(&caps.to_owned()));
+        let caps = caps.to_owned();
+        if self.src.caps().as_ref() != Some(&caps) {
+            self.src.set_caps(Some(&caps));
         }
         self.src
             .push_buffer(buffer)
