@@ -27,11 +27,23 @@ fn setup(
     cloud: Option<&Cloud>,
     telemetry: &'static str,
 ) -> (PathBuf, PathBuf) {
+    setup_with_broker(world, port, cloud, telemetry, "")
+}
+
+/// [`setup`], with `broker_extra` lines in `[broker]`.
+fn setup_with_broker(
+    world: &World,
+    port: u16,
+    cloud: Option<&Cloud>,
+    telemetry: &'static str,
+    broker_extra: &str,
+) -> (PathBuf, PathBuf) {
     let policy = world.path().join("policy.toml");
     std::fs::write(&policy, POLICY).unwrap();
     let dir = world.path().join("agent");
     let mut s = AgentSetup::new(world, port);
     s.telemetry_interval = telemetry;
+    s.broker_extra = broker_extra.to_owned();
     if let Some(c) = cloud {
         s.extra = format!("[commands]\nverify_key = \"{}\"\n", c.public_hex());
     }
@@ -249,13 +261,9 @@ fn poison_the_command_topic(broker_extra: &str) -> Poisoned {
     let tmp = tempfile::tempdir().unwrap();
     let receiver = ReceiverProcess::start(BIN, &world, broker.port, tmp.path(), &[]);
     let signer = Cloud::new();
-    let policy = world.path().join("policy.toml");
-    std::fs::write(&policy, POLICY).unwrap();
-    let mut s = AgentSetup::new(&world, broker.port);
-    s.telemetry_interval = "100ms";
-    s.extra = format!("[commands]\nverify_key = \"{}\"\n", signer.public_hex());
-    s.broker_extra = broker_extra.to_owned();
-    let mut agent = Agent::start(BIN, &s.write(&world, &world.path().join("agent"), &policy));
+    let (config, _dir) =
+        setup_with_broker(&world, broker.port, Some(&signer), "100ms", broker_extra);
+    let mut agent = Agent::start(BIN, &config);
     let id = agent.anchor_id();
     let topic = format!("test/cams/{id}/cmd");
     let flow = |name: &str| {
