@@ -16,6 +16,7 @@ pub mod eval;
 mod finisher;
 pub mod fmp4;
 pub mod mask;
+pub mod on_demand;
 #[cfg(feature = "capture")]
 mod pipeline;
 pub mod recorder;

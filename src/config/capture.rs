@@ -103,6 +103,35 @@ pub struct CaptureConfig {
     pub max_clip: Duration,
     /// Painted black in every picture before it is encoded, snapshotted or analysed.
     pub privacy_masks: Vec<Rect>,
+    /// How much of a source's own H.264 the detector decodes.
+    pub decode: Decoding,
+}
+
+/// How much of a source's own H.264 the detector decodes (`decode`). Raw sources and sources
+/// with privacy masks decode everything whatever it says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Decoding {
+    /// Keyframes, and every unit from the first cue of motion until the scene is still
+    /// again (see `capture::on_demand`).
+    #[default]
+    OnDemand,
+    /// Every unit.
+    Always,
+}
+
+impl std::str::FromStr for Decoding {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "on-demand" => Ok(Self::OnDemand),
+            "always" => Ok(Self::Always),
+            _ => Err(format!(
+                "`{s}` is not a way to decode; use on-demand or always"
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -137,6 +166,8 @@ struct RawCapture {
     max_clip: Duration,
     #[serde(default)]
     privacy_masks: Vec<Rect>,
+    #[serde(default)]
+    decode: Decoding,
     #[serde(default = "default_encode")]
     encode: EncodeConfig,
     #[serde(default = "default_snapshot")]
@@ -268,6 +299,7 @@ impl TryFrom<RawCapture> for CaptureConfig {
             postroll: raw.postroll,
             max_clip: raw.max_clip,
             privacy_masks: raw.privacy_masks,
+            decode: raw.decode,
         })
     }
 }
