@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
+use camagent::config::capture::Decoding;
 use camagent::config::{self, Config, MotionConfig};
 use camagent::policy::Policy;
 
@@ -42,6 +43,10 @@ enum Command {
     Detect {
         #[arg(long)]
         input: PathBuf,
+        /// What the detector decodes: `on-demand` (keyframes, and motion when the encoding
+        /// shows it) or `always`, as `capture.decode`.
+        #[arg(long, default_value = "on-demand")]
+        decode: Decoding,
     },
     /// Run motion detection over every clip of a corpus (`NAME.truth.json` beside each clip,
     /// as `scripts/build-corpus` makes them) and score it: per clip truth against found,
@@ -50,6 +55,9 @@ enum Command {
         dir: PathBuf,
         #[arg(long)]
         json: bool,
+        /// What the detector decodes: `on-demand` or `always`, as `capture.decode`.
+        #[arg(long, default_value = "on-demand")]
+        decode: Decoding,
     },
     /// Check a policy file, or explain what this device sends.
     #[command(subcommand)]
@@ -146,8 +154,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             run(config)
         }
         Command::Facts => cli::show::facts(&config()?),
-        Command::Detect { input } => cli::motion::detect(input, &motion()?),
-        Command::Eval { dir, json } => cli::motion::eval(dir, &motion()?, *json),
+        Command::Detect { input, decode } => cli::motion::detect(input, &motion()?, *decode),
+        Command::Eval { dir, json, decode } => cli::motion::eval(dir, &motion()?, *decode, *json),
         Command::Policy(PolicyCommand::Check { file }) => cli::show::policy_check(file),
         Command::Policy(PolicyCommand::Explain {
             file: Some(file),

@@ -4,6 +4,9 @@
 //! not tuned on (`held-out`, `unseen`, `fresh`): no false event, no missed entry, onsets
 //! within 1 s, ends within 4 s of motion stopping.
 //!
+//! Decoding on demand (`camagent eval --decode on-demand`) must find every event that decoding
+//! everything finds, on the same sets.
+//!
 //! The corpus is built once and cached (`CAMAGENT_CORPUS`, else under cargo's target
 //! directory); the script rebuilds it only when it changes.
 
@@ -25,10 +28,13 @@ fn corpus() -> PathBuf {
     dir
 }
 
-fn eval(dir: &std::path::Path) -> serde_json::Value {
+/// The sets the detector was not tuned on.
+const UNTUNED: [&str; 3] = ["held-out", "unseen", "fresh"];
+
+fn eval(dir: &std::path::Path, decode: &str) -> serde_json::Value {
     let (ok, out, err) = support::cli(
         env!("CARGO_BIN_EXE_camagent"),
-        &["eval", "--json", dir.to_str().unwrap()],
+        &["eval", "--json", "--decode", decode, dir.to_str().unwrap()],
     );
     assert!(ok, "camagent eval failed: {err}");
     serde_json::from_str(&out).unwrap()
@@ -41,8 +47,8 @@ fn eval(dir: &std::path::Path) -> serde_json::Value {
 )]
 fn the_sets_the_detector_was_not_tuned_on_are_exactly_right() {
     let root = corpus();
-    for set in ["held-out", "unseen", "fresh"] {
-        let report = eval(&root.join(set));
+    for set in UNTUNED {
+        let report = eval(&root.join(set), "always");
         let clips = report["clips"].as_array().unwrap();
         assert!(clips.len() >= 25, "{set}: {}", report["totals"]);
         for c in clips {
@@ -67,6 +73,45 @@ fn the_sets_the_detector_was_not_tuned_on_are_exactly_right() {
                 "no false event, no miss, onsets within 1 s: {why}"
             );
         }
+    }
+}
+
+/// Every event found with every unit decoded is found on demand, with no false one, at most
+/// a group of pictures (2 s in the corpus) and an analysis frame later; and most units are
+/// never decoded.
+#[test]
+#[cfg_attr(
+    target_arch = "arm",
+    ignore = "decoding the corpus under qemu-arm takes too long; the planner's unit tests run there"
+)]
+fn decoding_on_demand_finds_every_event_that_decoding_everything_finds() {
+    let root = corpus();
+    for set in UNTUNED {
+        let always = eval(&root.join(set), "always");
+        let on_demand = eval(&root.join(set), "on-demand");
+        let clips = |r: &serde_json::Value| r["clips"].as_array().unwrap().clone();
+        for (a, d) in clips(&always).iter().zip(clips(&on_demand).iter()) {
+            let why = format!("{set}/{}: always {a}, on demand {d}", a["clip"]);
+            assert_eq!(a["clip"], d["clip"]);
+            assert_eq!(d["false_events"], 0, "{why}");
+            assert_eq!(d["missed"], a["missed"], "{why}");
+            let onsets = |c: &serde_json::Value| -> Vec<f64> {
+                c["hits"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|h| h["onset_error"].as_f64().unwrap())
+                    .collect()
+            };
+            let (a_onsets, d_onsets) = (onsets(a), onsets(d));
+            assert_eq!(a_onsets.len(), d_onsets.len(), "{why}");
+            for (a, d) in a_onsets.iter().zip(&d_onsets) {
+                assert!(*d - *a <= 2.2, "at most a group of pictures later: {why}");
+            }
+        }
+        let decoded = &on_demand["decoded"];
+        let share = decoded["decoded"].as_f64().unwrap() / decoded["units"].as_f64().unwrap();
+        assert!(share < 0.5, "{set}: decoded {decoded}");
     }
 }
 

@@ -40,12 +40,14 @@ fn clips_made(agent: &Agent) -> BTreeSet<String> {
         .collect()
 }
 
+use camagent::config::capture::Decoding;
+
 /// Frames the H.264 in `bytes` (an MP4, whole or cut at a fragment) decodes to.
 fn frames_in(bytes: &[u8], dir: &Path) -> u64 {
     let path = dir.join(format!("decode-{}.mp4", bytes.len()));
     std::fs::write(&path, bytes).unwrap();
     let motion = camagent::config::MotionConfig::default();
-    camagent::capture::detect_file(&path, &motion, |_| {})
+    camagent::capture::detect_file(&path, &motion, Decoding::Always, |_| {})
         .map(|summary| summary.frames)
         .unwrap_or(0)
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
+use super::on_demand::UnitCue;
 use super::{CaptureError, Frame};
 use crate::config::MotionConfig;
 
@@ -53,6 +54,22 @@ pub fn link_decoded_video(decode: &gst::Element, to: &gst::Element) {
             }
         }
     });
+}
+
+/// The on-demand cue of an H.264 access unit in AVC form, with the NAL length size its
+/// caps' `codec_data` gives (4 if they say nothing).
+pub fn unit_cue(buffer: &gst::BufferRef, caps: Option<&gst::CapsRef>) -> Option<UnitCue> {
+    let length_size = caps
+        .and_then(|c| c.structure(0))
+        .and_then(|s| s.get::<gst::Buffer>("codec_data").ok())
+        .and_then(|data| {
+            let map = data.map_readable().ok()?;
+            // avcC: version, profile, compatibility, level, then 6 bits set and the size − 1.
+            map.get(4).map(|b| usize::from(b & 0x03) + 1)
+        })
+        .unwrap_or(4);
+    let map = buffer.map_readable().ok()?;
+    UnitCue::from_avc(&map, length_size)
 }
 
 /// The analysis frame in `sample`, checked to be `width × height` bytes.

@@ -5,11 +5,24 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::{detect_file, CaptureError, DetectLine};
+use crate::config::capture::Decoding;
 use crate::config::MotionConfig;
 use crate::motion::eval::{score, ClipScore, Span, Truth};
 
-/// Scores every clip in `dir` that has a truth file, in name order.
-pub fn evaluate_dir(dir: &Path, motion: &MotionConfig) -> Result<Vec<ClipScore>, CaptureError> {
+/// H.264 units over a whole corpus, and how many the detector's decoder needed.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct Decoded {
+    pub units: u64,
+    pub decoded: u64,
+}
+
+/// Scores every clip in `dir` that has a truth file, in name order, with the detector seeing
+/// what `decoding` decodes.
+pub fn evaluate_dir(
+    dir: &Path,
+    motion: &MotionConfig,
+    decoding: Decoding,
+) -> Result<(Vec<ClipScore>, Decoded), CaptureError> {
     let unreadable = |e: std::io::Error| CaptureError::Input(format!("{}: {e}", dir.display()));
     let mut truths: Vec<_> = std::fs::read_dir(dir)
         .map_err(unreadable)?
@@ -24,7 +37,8 @@ pub fn evaluate_dir(dir: &Path, motion: &MotionConfig) -> Result<Vec<ClipScore>,
             dir.display()
         )));
     }
-    truths
+    let mut decoded = Decoded::default();
+    let scores = truths
         .iter()
         .map(|path| {
             let text = std::fs::read_to_string(path).map_err(unreadable)?;
@@ -38,17 +52,23 @@ pub fn evaluate_dir(dir: &Path, motion: &MotionConfig) -> Result<Vec<ClipScore>,
                         .to_owned()
                 })
                 .unwrap_or_default();
-            let found = events_in(&dir.join(&truth.clip), motion)?;
+            let found = events_in(&dir.join(&truth.clip), motion, decoding, &mut decoded)?;
             Ok(score(&name, &truth, &found))
         })
-        .collect()
+        .collect::<Result<_, CaptureError>>()?;
+    Ok((scores, decoded))
 }
 
 /// The events the detector finds in one clip, as start and end times.
-fn events_in(clip: &Path, motion: &MotionConfig) -> Result<Vec<Span>, CaptureError> {
+fn events_in(
+    clip: &Path,
+    motion: &MotionConfig,
+    decoding: Decoding,
+    decoded: &mut Decoded,
+) -> Result<Vec<Span>, CaptureError> {
     let mut open = HashMap::new();
     let mut spans = Vec::new();
-    detect_file(clip, motion, |line| match line {
+    let summary = detect_file(clip, motion, decoding, |line| match line {
         DetectLine::Start { event, pts, .. } => {
             open.insert(event, pts);
         }
@@ -58,5 +78,7 @@ fn events_in(clip: &Path, motion: &MotionConfig) -> Result<Vec<Span>, CaptureErr
             }
         }
     })?;
+    decoded.units += summary.units;
+    decoded.decoded += summary.decoded;
     Ok(spans)
 }

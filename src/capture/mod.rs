@@ -108,6 +108,10 @@ impl From<Boundary> for DetectLine {
 
 /// What an offline run saw, beside its events.
 pub struct DetectSummary {
+    /// Analysis frames the detector saw.
     pub frames: u64,
     pub media_seconds: f64,
+    /// H.264 units in the clip, and how many the detector's decoder needed.
+    pub units: u64,
+    pub decoded: u64,
 }
