@@ -47,13 +47,19 @@ struct Run {
 
 /// Plays the walk scene through the agent and collects the start alert and the clip record.
 fn run(masks: &str) -> Run {
+    run_scene(&walk_scene(), masks)
+}
+
+/// Plays `scene` through the agent, `extra` added to `[capture]`, and collects the one start
+/// alert and the clip record.
+fn run_scene(scene: &Scene, extra: &str) -> Run {
     let world = World::new();
     let broker = world.broker(false);
     let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
     let tmp = tempfile::tempdir().unwrap();
-    let scene = encode(tmp.path(), "walk", &walk_scene(), Codec::H264);
+    let scene = encode(tmp.path(), "walk", scene, Codec::H264);
     let mut setup = AgentSetup::new(&world, broker.port);
-    setup.extra = capture_config(&scene, masks);
+    setup.extra = capture_config(&scene, extra);
     let dir = world.path().join("agent");
     let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/policy.toml");
     let agent = Agent::start(BIN, &setup.write(&world, &dir, &policy));
@@ -255,6 +261,50 @@ fn h264_source_passes_through_into_a_clip_with_preroll_and_postroll() {
     // Nothing masked: the top-left corner keeps the scene's texture.
     assert!(mean(&frames[0], W, MASKED) > 50.0);
     assert!(r.agent.log().contains("clip ready"));
+}
+
+/// Still for 10 s, then the walk: a box walks in from the left edge at 10.0 s, gone at 14.0 s.
+fn still_then_walk() -> Scene {
+    Scene {
+        seconds: 18,
+        brightness: |_| 1.0,
+        object: |f| (100..140).contains(&f).then(|| ((f - 100) * 4, 70, 30, 70)),
+    }
+}
+
+const KEYFRAMES_ONLY: &str = "the scene is still: decoding keyframes only";
+
+/// A still scene costs its keyframes only; the walk-in shows in the encoding (or on the next
+/// keyframe), every unit is decoded again, and the alert and clip come as they do when
+/// everything is decoded.
+#[test]
+fn a_still_scene_is_decoded_at_keyframes_only_and_a_walk_in_still_alerts() {
+    let r = run_scene(&still_then_walk(), "");
+    let log = r.agent.log();
+    let still = log
+        .find(KEYFRAMES_ONLY)
+        .unwrap_or_else(|| panic!("never went to keyframes only:\n{log}"));
+    let started = log.find("motion started").unwrap();
+    assert!(still < started, "{log}");
+    assert!(
+        log[still..started].contains(": decoding every unit"),
+        "the walk-in brought decoding back before its alert:\n{log}"
+    );
+    assert!(
+        (media_s(&log, "motion started") - 10.0).abs() < 1.5,
+        "{log}"
+    );
+    assert_eq!(r.alert["fields"]["snapshot"]["content_type"], "image/jpeg");
+    assert!(r.agent.log().contains("clip ready"));
+
+    // The same scene decoded whole never goes to keyframes only.
+    let r = run_scene(&still_then_walk(), "decode = \"always\"\n");
+    let log = r.agent.log();
+    assert!(!log.contains(KEYFRAMES_ONLY), "{log}");
+    assert!(
+        (media_s(&log, "motion started") - 10.0).abs() < 1.5,
+        "{log}"
+    );
 }
 
 /// The media time (`media_s=`) of the first log line holding `what`.

@@ -13,6 +13,8 @@ use crate::capture::pipeline::Graph;
 /// What the pipeline's sinks hand the camera thread.
 pub(super) enum Input {
     Unit(gst::Sample),
+    /// The source's units ended (the stream did).
+    UnitsEnded,
     Frame(gst::Sample),
 }
 
@@ -24,8 +26,12 @@ pub(super) const INPUT_BACKLOG: usize = 64;
 /// dropped when analysis is behind by two, or when the channel is full.
 pub(super) fn connect(graph: &Graph, tx: std_mpsc::SyncSender<Input>, pending: Arc<AtomicUsize>) {
     let units = tx.clone();
+    let ended = tx.clone();
     graph.units.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
+            .eos(move |_| {
+                let _ = ended.send(Input::UnitsEnded);
+            })
             .new_sample(move |sink| {
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                 units

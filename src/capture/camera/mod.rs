@@ -14,11 +14,13 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 mod input;
+mod on_demand;
 mod recording;
 
 use super::clip::{ClipFile, ClipWriter};
 use super::elements::Ended;
 use super::finisher::Finisher;
+use super::on_demand::{DecodePlanner, HOLD};
 use super::pipeline::{self, Graph};
 use super::recorder::{Recorder, RecorderConfig};
 use super::snapshot::JpegEncoder;
@@ -143,6 +145,8 @@ struct Camera {
     running: bool,
     /// Built at the first snapshot and kept.
     jpeg: Option<JpegEncoder>,
+    /// What the detector's decoder gets, when it decodes on demand; new with each run.
+    planner: DecodePlanner<gst::Sample>,
 }
 
 impl Camera {
@@ -180,6 +184,7 @@ impl Camera {
             last: Duration::ZERO,
             running: false,
             jpeg: None,
+            planner: DecodePlanner::new(HOLD),
         }
     }
 
@@ -240,6 +245,7 @@ impl Camera {
             Ok(g) => g,
             Err(e) => return Stopped::Failed(e),
         };
+        self.planner = DecodePlanner::new(HOLD);
         let (tx, rx) = std_mpsc::sync_channel(INPUT_BACKLOG);
         let pending = Arc::new(AtomicUsize::new(0));
         connect(&graph, tx, pending.clone());
@@ -251,7 +257,11 @@ impl Camera {
         }
         let stopped = loop {
             match rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(Input::Unit(sample)) => self.unit(sample),
+                Ok(Input::Unit(sample)) => {
+                    self.feed_decoder(&graph, &sample);
+                    self.unit(sample)
+                }
+                Ok(Input::UnitsEnded) => self.end_decoder(&graph),
                 Ok(Input::Frame(sample)) => {
                     pending.fetch_sub(1, Ordering::SeqCst);
                     if let Err(e) = self.frame(&graph, &sample) {
@@ -319,7 +329,9 @@ impl Camera {
         let now = self.offset + running_time(sample, sample.buffer().and_then(|b| b.pts()));
         self.last = now;
         let verdict = self.detector.analyse(&frame.pixels)?;
-        match self.machine.step(now, &verdict) {
+        let boundary = self.machine.step(now, &verdict);
+        self.scene(graph, now, verdict.motion || self.machine.active());
+        match boundary {
             Some(Boundary::Start {
                 pts: first,
                 score,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 use tracing::warn;
@@ -17,7 +18,7 @@ use super::{
 use crate::capture::elements::{make, pipeline_error, raw_caps};
 use crate::capture::mask::{self, Plane};
 use crate::capture::CaptureError;
-use crate::config::capture::Encoder;
+use crate::config::capture::{Decoding, Encoder};
 use crate::config::RtspUrl;
 
 /// Raw pictures: scaled to the encoding size, masked, then encoded and sent to analysis.
@@ -84,7 +85,27 @@ pub(super) fn attach_h264(parts: &Arc<Parts>, pad: &gst::Pad) -> Result<(), Capt
     if parts.attached.swap(true, Ordering::SeqCst) {
         return discard(parts, pad);
     }
-    decode_for_frames(parts, &parts.encoded)?;
+    match parts.capture.decode {
+        Decoding::Always => decode_for_frames(parts, &parts.encoded)?,
+        Decoding::OnDemand => {
+            let feed = gst_app::AppSrc::builder()
+                .format(gst::Format::Time)
+                .is_live(parts.capture.source.is_live())
+                .build();
+            // The segment comes with the units, so frames keep the units' running time.
+            feed.set_property("handle-segment-change", true);
+            // Not decodebin: it would hold the pipeline's preroll until it had decoded a
+            // picture, and the camera feeds it only once the pipeline plays.
+            let decode = h264_decoder()?;
+            let added = [feed.upcast_ref(), &decode];
+            parts.pipeline()?.add_many(added).map_err(pipeline_error)?;
+            gst::Element::link_many([feed.upcast_ref(), &decode, &parts.frames_in])
+                .map_err(pipeline_error)?;
+            sync_states(&added)?;
+            // Only the first video stream gets here: the cell is empty.
+            let _ = parts.decoder.set(feed);
+        }
+    }
     link_units(parts, pad)
 }
 
@@ -168,16 +189,42 @@ pub(super) fn rtsp_h264(
 fn camera_decoder() -> Result<gst::Element, CaptureError> {
     let decode = make("decodebin")?;
     if let Some(bin) = decode.downcast_ref::<gst::Bin>() {
-        bin.connect_deep_element_added(|_, _, element| {
-            let software = element
-                .factory()
-                .is_some_and(|f| f.name().starts_with("avdec_"));
-            if software && element.has_property("max-threads") {
-                element.set_property("max-threads", 1i32);
-            }
-        });
+        bin.connect_deep_element_added(|_, _, element| one_thread(element));
     }
     Ok(decode)
+}
+
+/// The best-ranked decoder for parsed H.264 (a board's hardware decoder where it has one),
+/// made like [`camera_decoder`]'s.
+fn h264_decoder() -> Result<gst::Element, CaptureError> {
+    let avc = gst::Caps::builder("video/x-h264")
+        .field("stream-format", "avc")
+        .field("alignment", "au")
+        .build();
+    let factory = gst::ElementFactory::factories_with_type(
+        gst::ElementFactoryType::DECODER | gst::ElementFactoryType::MEDIA_VIDEO,
+        gst::Rank::MARGINAL,
+    )
+    .into_iter()
+    .filter(|f| f.can_sink_any_caps(&avc))
+    .max_by_key(|f| f.rank())
+    .ok_or_else(|| CaptureError::MissingElement("avdec_h264 (an H.264 decoder)".into()))?;
+    let decoder = factory
+        .create()
+        .build()
+        .map_err(|_| CaptureError::MissingElement(factory.name().to_string()))?;
+    one_thread(&decoder);
+    Ok(decoder)
+}
+
+/// libav's software decoders on one thread (see [`camera_decoder`]).
+fn one_thread(element: &gst::Element) {
+    let software = element
+        .factory()
+        .is_some_and(|f| f.name().starts_with("avdec_"));
+    if software && element.has_property("max-threads") {
+        element.set_property("max-threads", 1i32);
+    }
 }
 
 /// The H.264 encoder, tuned for a camera (the hardware encoder keeps its driver's settings).

@@ -9,6 +9,10 @@
 //!                                   └▶ queue (newest picture only) ▶ appsink (snapshots)
 //! ```
 //!
+//! Decoding on demand (`decode = "on-demand"`, a source's own H.264 without masks), the
+//! decoder is fed not by the tee but by the camera, through an appsrc (`Graph::decoder`):
+//! the camera hands it the units [`crate::capture::on_demand`] picks.
+//!
 //! Encoded access units feed the pre-roll ring and clips. Pictures at the analysis rate are
 //! scaled once, straight to the analysis size, for the detector; the newest picture as
 //! decoded waits, unscaled, for a snapshot (most are never used, and cost nothing but a
@@ -20,7 +24,7 @@
 //! with; recording never waits for it.
 
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -45,6 +49,9 @@ pub struct Graph {
     pub newest: gst_app::AppSink,
     /// H.264 access units (avc, one per buffer).
     pub units: gst_app::AppSink,
+    /// Where the camera feeds the detector's decoder, once a source's own H.264 is being
+    /// decoded on demand.
+    pub decoder: Arc<OnceLock<gst_app::AppSrc>>,
 }
 
 /// What the dynamic parts of the graph link to.
@@ -58,6 +65,7 @@ struct Parts {
     frames_in: gst::Element,
     /// Only the first video stream of a source is used.
     attached: AtomicBool,
+    decoder: Arc<OnceLock<gst_app::AppSrc>>,
 }
 
 pub fn build(capture: &CaptureConfig, motion: &MotionConfig) -> Result<Graph, CaptureError> {
@@ -86,6 +94,10 @@ pub fn build(capture: &CaptureConfig, motion: &MotionConfig) -> Result<Graph, Ca
     let scale = make("videoscale")?;
     let analysis = capsfilter(analysis_caps(motion))?;
     let frames = gst_app::AppSink::builder().sync(sync).build();
+    // The frames may come from the camera itself (decoding on demand), which only feeds the
+    // decoder once the units flow: the sinks of pictures must not hold the pipeline's
+    // preroll back waiting for them.
+    frames.set_async(false);
     // Never holds the pipeline back: one picture, replaced by each newer one.
     let newest_queue = small_queue(true)?;
     newest_queue.set_property("max-size-buffers", 1u32);
@@ -96,6 +108,7 @@ pub fn build(capture: &CaptureConfig, motion: &MotionConfig) -> Result<Graph, Ca
         // A picture nobody took must not hold the end of the stream back.
         .wait_on_eos(false)
         .build();
+    newest.set_async(false);
     let frames_chain = [
         &frames_in,
         &pictures,
@@ -120,6 +133,7 @@ pub fn build(capture: &CaptureConfig, motion: &MotionConfig) -> Result<Graph, Ca
         encoded,
         frames_in,
         attached: AtomicBool::new(false),
+        decoder: Arc::default(),
     });
     match &capture.source {
         Source::Test { pattern } => {
@@ -204,6 +218,7 @@ pub fn build(capture: &CaptureConfig, motion: &MotionConfig) -> Result<Graph, Ca
         frames,
         newest,
         units,
+        decoder: parts.decoder.clone(),
     })
 }
 
