@@ -26,7 +26,7 @@ struct Row {
     motion_events: u64,
 }
 
-fn corpus_dir() -> PathBuf {
+pub(crate) fn corpus_dir() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = std::env::var_os("CAMAGENT_CORPUS")
         .map(PathBuf::from)

@@ -1,11 +1,13 @@
 //! The whole camera, against the Motion daemon (Debian's `motion`), on the same 720p H.264
 //! clips at the same analysis size and rate: CPU seconds per minute of input, peak resident
-//! memory, events on each clip — and camagent's motion-to-alert latency at a real mutual-TLS
-//! mosquitto (from the capture time of the first moving frame to the alert at a subscriber).
+//! and private memory, events on each clip — and camagent's motion-to-alert latency at a
+//! real mutual-TLS mosquitto (from the capture time of the first moving frame to the alert at
+//! a subscriber). camagent runs twice per clip: decoding on demand (its default) and
+//! decoding every unit (`decode = "always"`).
 //!
-//! Both programs read each clip in real time; each runs alone. Run with
-//! `cargo bench --bench capture` (needs `motion`, `gst-launch-1.0`, x264enc and opencv-doc:
-//! `scripts/install-deps` and `apt-get install motion`). Takes about seven minutes, and then
+//! Each program reads each clip in real time, alone. Run with `cargo bench --bench capture`
+//! (needs `motion`, `gst-launch-1.0`, x264enc, opencv-doc, and the motion corpus's tools:
+//! `scripts/install-deps` and `apt-get install motion`). Takes about fifteen minutes, and then
 //! both detectors on the motion corpus (`corpus.rs`; alone: `cargo bench --bench capture --
 //! corpus`), a few minutes more.
 
@@ -33,11 +35,13 @@ struct Clip {
     name: &'static str,
     what: &'static str,
     path: PathBuf,
+    seconds: u64,
     /// Events a person watching would count.
     truth: &'static str,
 }
 
-/// Encodes raw frames, or any clip GStreamer reads, to 60 s of 1280×720 H.264 at 15 fps.
+/// Encodes raw frames, or any clip GStreamer reads, to 1280×720 H.264 at 15 fps, a keyframe
+/// every 2 s.
 fn to_720p(source: &str, out: &Path) {
     host_gst_launch(&format!(
         "{source} ! videoconvert ! videoscale ! video/x-raw,width=1280,height=720,pixel-aspect-ratio=1/1 \
@@ -71,7 +75,44 @@ fn street(dir: &Path) -> PathBuf {
     street
 }
 
+/// Two minutes of a real street with nobody in it, then people walking in for 7 s: the
+/// motion corpus's `held-out/entries` (its clean plate of opencv-doc's street, with sensor
+/// noise), its still first 4.8 s played 20 times, its first walk-in, and 4.8 s still 3 times
+/// more.
+fn mostly_still(dir: &Path) -> PathBuf {
+    let entries = corpus::corpus_dir().join("held-out/entries.mp4");
+    let list = dir.join("mostly-still.txt");
+    let part = |from: f64, to: f64| {
+        format!(
+            "file '{}'
+inpoint {from}
+outpoint {to}
+",
+            entries.display()
+        )
+    };
+    let still = part(0.0, 4.8);
+    let text = still.repeat(20) + &part(4.8, 12.0) + &still.repeat(3);
+    std::fs::write(&list, text).unwrap();
+    let joined = dir.join("mostly-still-joined.mp4");
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "concat", "-safe", "0", "-i"])
+        .arg(&list)
+        .args(["-c:v", "libx264", "-crf", "12", "-preset", "veryfast"])
+        .arg(&joined)
+        .status()
+        .expect("ffmpeg (scripts/install-deps)");
+    assert!(status.success());
+    let out = dir.join("mostly-still-720p.mp4");
+    to_720p(
+        &format!("filesrc location={} ! decodebin", joined.display()),
+        &out,
+    );
+    out
+}
+
 fn clips(dir: &Path) -> Vec<Clip> {
+    let mostly_still = mostly_still(dir);
     let street = street(dir);
     let lights = synthetic(
         dir,
@@ -102,21 +143,31 @@ fn clips(dir: &Path) -> Vec<Clip> {
     );
     vec![
         Clip {
+            name: "mostly-still",
+            what: "a real street, still for 96 s with sensor noise, then people walk in",
+            path: mostly_still,
+            seconds: 118,
+            truth: "1",
+        },
+        Clip {
             name: "street",
             what: "opencv-doc vtest.avi, people walking (first 60 s)",
             path: street,
+            seconds: SECONDS,
             truth: "people in view most of the time",
         },
         Clip {
             name: "lights",
             what: "still scene, lights ×1.6 on/off every 10 s, then a slow dusk",
             path: lights,
+            seconds: SECONDS,
             truth: "0",
         },
         Clip {
             name: "visits",
             what: "still scene, a person-sized box crosses for 3 s every 10 s",
             path: visits,
+            seconds: SECONDS,
             truth: "6",
         },
     ]
@@ -125,6 +176,8 @@ fn clips(dir: &Path) -> Vec<Clip> {
 struct Measured {
     cpu_s: f64,
     peak_rss_kib: u64,
+    /// RssAnon at the end of the clip.
+    private_kib: u64,
     events: usize,
 }
 
@@ -137,15 +190,26 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// Lets `child` play the whole clip, then measures it and stops it.
-fn measure_until_played(child: &mut Child, started: Instant) -> (f64, u64) {
-    let until = started + Duration::from_secs(SECONDS + 3);
+/// What a process cost over a clip.
+struct Cost {
+    cpu_s: f64,
+    peak_rss_kib: u64,
+    private_kib: u64,
+}
+
+/// Lets `child` play `seconds` of a clip, then measures it and stops it.
+fn measure_until_played(child: &mut Child, started: Instant, seconds: u64) -> Cost {
+    let until = started + Duration::from_secs(seconds + 3);
     while Instant::now() < until {
         assert!(child.try_wait().unwrap().is_none(), "exited early");
         std::thread::sleep(Duration::from_millis(200));
     }
     let pid = child.id();
-    let measured = (common::cpu_seconds(pid), peak_rss_kib(pid));
+    let measured = Cost {
+        cpu_s: common::cpu_seconds(pid),
+        peak_rss_kib: peak_rss_kib(pid),
+        private_kib: common::memory_kib(pid).1,
+    };
     signal(pid, "TERM");
     let _ = child.wait();
     measured
@@ -197,30 +261,38 @@ fn run_motion(dir: &Path, clip: &Clip) -> Measured {
     let started = Instant::now();
     let (mut child, events) =
         spawn_motion(&dir.join(format!("motion-{}", clip.name)), &clip.path, "");
-    let (cpu_s, peak_rss_kib) = measure_until_played(&mut child, started);
+    let cost = measure_until_played(&mut child, started, clip.seconds);
     Measured {
-        cpu_s,
-        peak_rss_kib,
+        cpu_s: cost.cpu_s,
+        peak_rss_kib: cost.peak_rss_kib,
+        private_kib: cost.private_kib,
         events: motion_events(&events),
     }
 }
 
-/// Runs the agent on `clip` against a real broker; returns its figures and, per alert, the
-/// latency from the first moving frame's capture to the subscriber.
-fn run_camagent(world: &World, broker: &Broker, clip: &Clip) -> (Measured, Vec<Duration>) {
-    let cloud = Subscriber::connect(world, broker.port, &format!("cloud-{}", clip.name), false);
+/// Runs the agent on `clip` against a real broker, decoding as `decode` says; returns its
+/// figures and, per alert, the latency from the first moving frame's capture to the
+/// subscriber.
+fn run_camagent(
+    world: &World,
+    broker: &Broker,
+    clip: &Clip,
+    decode: &str,
+) -> (Measured, Vec<Duration>) {
+    let name = format!("{}-{decode}", clip.name);
+    let cloud = Subscriber::connect(world, broker.port, &format!("cloud-{name}"), false);
     let mut setup = AgentSetup::new(world, broker.port);
     setup.extra = format!(
-        "[capture]\nsource = \"file\"\npath = \"{}\"\nloop = false\n\n\
+        "[capture]\nsource = \"file\"\npath = \"{}\"\nloop = false\ndecode = \"{decode}\"\n\n\
          [motion]\nwidth = {WIDTH}\nheight = {HEIGHT}\nfps = {FPS}\n",
         clip.path.display()
     );
-    let dir = world.path().join(format!("agent-{}", clip.name));
+    let dir = world.path().join(format!("agent-{name}"));
     let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/policy.toml");
     let config = setup.write(world, &dir, &policy);
     let started = Instant::now();
     let mut agent = Agent::start(env!("CARGO_BIN_EXE_camagent"), &config);
-    let (cpu_s, peak_rss_kib) = measure_until_played(&mut agent.child, started);
+    let cost = measure_until_played(&mut agent.child, started, clip.seconds);
     let latencies: Vec<Duration> = cloud
         .on("/alarm")
         .iter()
@@ -236,8 +308,9 @@ fn run_camagent(world: &World, broker: &Broker, clip: &Clip) -> (Measured, Vec<D
     let events = agent.log().matches("motion started").count();
     (
         Measured {
-            cpu_s,
-            peak_rss_kib,
+            cpu_s: cost.cpu_s,
+            peak_rss_kib: cost.peak_rss_kib,
+            private_kib: cost.private_kib,
             events,
         },
         latencies,
@@ -291,28 +364,35 @@ fn camera_against_motion() {
     let broker = world.broker(false);
     let mut rows = String::new();
     let mut latencies = Vec::new();
-    let (mut ours, mut theirs) = (0.0, 0.0);
+    let mib = |kib: u64| kib as f64 / 1024.0;
     for clip in &clips {
-        let (a, mut l) = run_camagent(&world, &broker, clip);
+        let (d, mut l) = run_camagent(&world, &broker, clip, "on-demand");
+        let (a, _) = run_camagent(&world, &broker, clip, "always");
         let m = run_motion(tmp.path(), clip);
         let floor = decode_floor(clip);
+        let per_minute = |cpu_s: f64| cpu_s * 60.0 / clip.seconds as f64;
         eprintln!(
-            "{}: camagent {:.2} s CPU, {} KiB, {} events; motion {:.2} s CPU, {} KiB, {} events",
-            clip.name, a.cpu_s, a.peak_rss_kib, a.events, m.cpu_s, m.peak_rss_kib, m.events
+            "{}: camagent {:.2} s CPU ({:.2} decoding always), {} KiB private, {} events; \
+             motion {:.2} s CPU, {} KiB private, {} events",
+            clip.name, d.cpu_s, a.cpu_s, d.private_kib, d.events, m.cpu_s, m.private_kib, m.events
         );
-        ours += a.cpu_s;
-        theirs += m.cpu_s;
         rows.push_str(&format!(
-            "| {} ({}) | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {:.1} | {} | {} | {} |\n",
+            "| {} ({}, {} s) | {:.2} | {:.2} | {:.2} | {:.2} | **{:.2}×** | {:.2}× | {:.1} / {:.1} | {:.1} / {:.1} | {} | {} / {} | {} |\n",
             clip.name,
             clip.what,
-            floor * 60.0 / SECONDS as f64,
-            a.cpu_s * 60.0 / SECONDS as f64,
-            m.cpu_s * 60.0 / SECONDS as f64,
+            clip.seconds,
+            per_minute(floor),
+            per_minute(d.cpu_s),
+            per_minute(a.cpu_s),
+            per_minute(m.cpu_s),
+            d.cpu_s / m.cpu_s,
             a.cpu_s / m.cpu_s,
-            a.peak_rss_kib as f64 / 1024.0,
-            m.peak_rss_kib as f64 / 1024.0,
+            mib(d.peak_rss_kib),
+            mib(d.private_kib),
+            mib(m.peak_rss_kib),
+            mib(m.private_kib),
             clip.truth,
+            d.events,
             a.events,
             m.events,
         ));
@@ -339,25 +419,27 @@ fn camera_against_motion() {
     let when = humantime::format_rfc3339_seconds(SystemTime::now());
     let section = format!(
         "## Camera: camagent against the Motion daemon\n\n\
-         `cargo bench --bench capture` — {when}, {cpu}, 2 cores. Each program plays each 60 s \
-         1280×720 H.264 (15 fps) clip in real time, alone, analysing {WIDTH}×{HEIGHT} at {FPS} fps \
-         (Motion {motion}: `netcam_url file://…`, movie and picture output off; camagent: the \
-         agent daemon with the default policy, H.264 passed through to its pre-roll ring and \
-         clips, snapshots with alerts, a real mutual-TLS mosquitto). CPU is user + system \
-         seconds of the whole process (all threads) over the clip, scaled to a minute of input; \
-         peak RSS is VmHWM.\n\n\
-         | clip | H.264 decode alone, CPU s/min | camagent CPU s/min | Motion CPU s/min | ratio | camagent peak RSS MiB | Motion peak RSS MiB | events (truth) | camagent events | Motion events |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n{rows}\n\
-         Over all clips camagent used {ratio:.2}× Motion's CPU. Both sit close to the cost of \
-         decoding the H.264 at all (same libavcodec), which neither can skip: a P-frame stream \
-         must be decoded whole to see any of its pictures. Motion counts one event on `visits` \
-         because its default `event_gap` (60 s) merges events closer than a minute.\n\n\
-         Motion-to-alert latency (first moving frame's capture → alert with snapshot at the \
-         subscriber, over TLS), all clips: {latency}. An event needs two moving analysis frames \
-         (`min_frames = 2`), so one frame interval of it is the detector waiting for the second.\n",
+         `cargo bench --bench capture` — {when}, {cpu}, 2 cores. Each program plays each \
+         1280×720 H.264 clip (15 fps, a keyframe every 2 s) in real time, alone, analysing \
+         {WIDTH}×{HEIGHT} at {FPS} fps (Motion {motion}: `netcam_url file://…`, movie and picture \
+         output off; camagent: the agent daemon with the default policy, H.264 passed through \
+         to its pre-roll ring and clips, snapshots with alerts, a real mutual-TLS mosquitto), \
+         camagent once decoding on demand (the default) and once decoding every unit \
+         (`decode = \"always\"`). CPU is user + system seconds of the whole process (all \
+         threads) over the clip, scaled to a minute of input; peak RSS is VmHWM, private is \
+         RssAnon at the end of the clip.\n\n\
+         | clip | H.264 decode alone, CPU s/min | camagent CPU s/min | camagent decoding always | Motion CPU s/min | camagent ÷ Motion | always ÷ Motion | camagent MiB peak / private | Motion MiB peak / private | events (truth) | camagent events (on demand / always) | Motion events |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|\n{rows}\n\
+         Decoding on demand, a still scene costs its keyframes; decoding everything, both \
+         programs sit close to the cost of the decode itself (the same libavcodec). Motion \
+         counts one event on `visits` because its default `event_gap` (60 s) merges events \
+         closer than a minute.\n\n\
+         Motion-to-alert latency, decoding on demand (first moving frame's capture → alert with \
+         snapshot at the subscriber, over TLS), all clips: {latency}. An event needs two moving \
+         analysis frames (`min_frames = 2`), so one frame interval of it is the detector \
+         waiting for the second.\n",
         cpu = common::cpu(),
         motion = motion_version(),
-        ratio = ours / theirs,
     );
     print!("{section}");
     common::update_benchmarks(

@@ -1,7 +1,8 @@
 //! An IP camera with two streams, as RTSP cameras give them: the 720p street clip as the main
 //! stream and the same scene at 320×180 as the sub-stream, served by a real RTSP server
 //! (gst-rtsp-server, Basic auth). Side by side, one after the other, each for the clip's
-//! 60 s: camagent decoding the main stream; camagent detecting on the sub-stream
+//! 60 s: camagent decoding the main stream, every unit and on demand; camagent detecting on
+//! the sub-stream
 //! (`capture.detect_url`) and recording the main one without decoding it; and Motion as its
 //! users set it up there (`netcam_url` the sub-stream, `netcam_high_url` the main one, movies
 //! by `movie_passthrough`).
@@ -26,6 +27,7 @@ struct Row {
     what: &'static str,
     cpu_s: f64,
     peak_rss_kib: u64,
+    private_kib: u64,
     events: usize,
 }
 
@@ -46,13 +48,10 @@ pub fn against_motion() {
     let world = World::new();
     let broker = world.broker(false);
 
-    let camagent = |what: &'static str, name: &str, detect: Option<String>| {
+    let camagent = |what: &'static str, name: &str, extra: String| {
         let mut setup = AgentSetup::new(&world, broker.port);
-        let detect = detect
-            .map(|u| format!("detect_url = \"{u}\"\n"))
-            .unwrap_or_default();
         setup.extra = format!(
-            "[capture]\nsource = \"rtsp\"\nurl = \"{}\"\n{detect}\n\
+            "[capture]\nsource = \"rtsp\"\nurl = \"{}\"\n{extra}\n\
              [motion]\nwidth = {WIDTH}\nheight = {HEIGHT}\nfps = {FPS}\n",
             url("main")
         );
@@ -60,19 +59,29 @@ pub fn against_motion() {
         let config = setup.write(&world, &world.path().join(name), &policy);
         let started = Instant::now();
         let mut agent = Agent::start(env!("CARGO_BIN_EXE_camagent"), &config);
-        let (cpu_s, peak_rss_kib) = measure_until_played(&mut agent.child, started);
+        let cost = measure_until_played(&mut agent.child, started, SECONDS);
         Row {
             what,
-            cpu_s,
-            peak_rss_kib,
+            cpu_s: cost.cpu_s,
+            peak_rss_kib: cost.peak_rss_kib,
+            private_kib: cost.private_kib,
             events: agent.log().matches("motion started").count(),
         }
     };
-    let decoding_main = camagent("camagent, the main stream decoded", "main", None);
+    let decoding_main = camagent(
+        "camagent, the main stream decoded, every unit (`decode = \"always\"`)",
+        "main",
+        "decode = \"always\"\n".into(),
+    );
+    let on_demand = camagent(
+        "camagent, the main stream decoded on demand (the default)",
+        "on-demand",
+        String::new(),
+    );
     let on_sub = camagent(
         "camagent, detecting on the sub-stream (`detect_url`)",
         "sub",
-        Some(url("sub")),
+        format!("detect_url = \"{}\"\n", url("sub")),
     );
     let motion = {
         let started = Instant::now();
@@ -85,25 +94,27 @@ pub fn against_motion() {
                 url("main")
             ),
         );
-        let (cpu_s, peak_rss_kib) = measure_until_played(&mut child, started);
+        let cost = measure_until_played(&mut child, started, SECONDS);
         Row {
             what: "Motion, `netcam_url` the sub-stream, `netcam_high_url` the main one, `movie_passthrough on`",
-            cpu_s,
-            peak_rss_kib,
+            cpu_s: cost.cpu_s,
+            peak_rss_kib: cost.peak_rss_kib,
+            private_kib: cost.private_kib,
             events: motion_events(&events),
         }
     };
 
     let per_minute = |r: &Row| r.cpu_s * 60.0 / SECONDS as f64;
-    let rows: String = [&decoding_main, &on_sub, &motion]
+    let rows: String = [&decoding_main, &on_demand, &on_sub, &motion]
         .iter()
         .map(|r| {
             format!(
-                "| {} | {:.2} | {:.2}× | {:.1} | {} |\n",
+                "| {} | {:.2} | {:.2}× | {:.1} | {:.1} | {} |\n",
                 r.what,
                 per_minute(r),
                 r.cpu_s / motion.cpu_s,
                 r.peak_rss_kib as f64 / 1024.0,
+                r.private_kib as f64 / 1024.0,
                 r.events
             )
         })
@@ -115,9 +126,10 @@ pub fn against_motion() {
          vtest.avi, people walking) as its main stream, 1280×720 at 15 fps, and the same scene \
          at 320×180 as its sub-stream; each program runs alone for the clip's minute, \
          analysing {WIDTH}×{HEIGHT} at {FPS} fps (Motion {version}). CPU is user + system \
-         seconds of the whole process, scaled to a minute; peak RSS is VmHWM.\n\n\
-         | configuration | CPU s/min | × Motion's CPU | peak RSS MiB | events |\n\
-         |---|---:|---:|---:|---:|\n{rows}\n\
+         seconds of the whole process, scaled to a minute; peak RSS is VmHWM, private memory \
+         RssAnon at the end.\n\n\
+         | configuration | CPU s/min | × Motion's CPU | peak RSS MiB | private MiB | events |\n\
+         |---|---:|---:|---:|---:|---:|\n{rows}\n\
          With the sub-stream camagent used {ratio:.2}× Motion's CPU, and {own:.2}× its own \
          with the main stream decoded.\n",
         when = humantime::format_rfc3339_seconds(SystemTime::now()),
