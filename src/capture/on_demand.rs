@@ -129,6 +129,9 @@ const FIRE: f64 = std::f64::consts::LN_2;
 /// Added to both sides of the ratio: a unit of a few bytes (skipped macroblocks only)
 /// doubling is nothing.
 const MARGIN: f64 = 48.0;
+/// How far a still scene's units of a kind stray from their median (the median of the
+/// log ratios) before the excess is scaled down by it.
+const SPREAD: f64 = 0.3;
 /// Units of a kind the baseline holds, and how many it needs before it counts.
 const BASELINE_UNITS: usize = 15;
 const BASELINE_MIN: usize = 4;
@@ -150,16 +153,28 @@ impl Baseline {
         self.next = (self.next + 1) % BASELINE_UNITS;
     }
 
-    /// How far `bytes` is over what this kind weighs in a still scene, as a log ratio;
-    /// nothing before the baseline has seen enough.
+    /// How far `bytes` is over what this kind weighs in a still scene, as a log ratio, in
+    /// units of the scene's own spread where that is wider than [`SPREAD`]: an encoder
+    /// spending a constant bit rate on a still scene's noise makes units of one kind vary
+    /// tenfold, and only a unit far out of that is a cue. Nothing before the baseline has
+    /// seen enough.
     fn excess(&self, bytes: usize) -> f64 {
         if self.sizes.len() < BASELINE_MIN {
             return 0.0;
         }
-        let mut sorted = self.sizes.clone();
-        sorted.sort_unstable();
-        let median = sorted[sorted.len() / 2] as f64;
-        ((bytes as f64 + MARGIN) / (median + MARGIN)).ln()
+        let log = |b: usize| (b as f64 + MARGIN).ln();
+        let median = |mut v: Vec<f64>| {
+            v.sort_unstable_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let middle = median(self.sizes.iter().map(|&b| log(b)).collect());
+        let spread = median(
+            self.sizes
+                .iter()
+                .map(|&b| (log(b) - middle).abs())
+                .collect(),
+        );
+        (log(bytes) - middle) / (spread / SPREAD).max(1.0)
     }
 }
 
@@ -353,6 +368,26 @@ mod tests {
         assert!(planner.push(delta(heavier), 60).is_empty());
         assert!(planner.push(delta(heavier), 61).is_empty());
         assert_eq!(planner.push(delta(heavier), 62).len(), 22);
+    }
+
+    #[test]
+    fn a_scene_whose_units_vary_tenfold_needs_a_unit_far_out_of_that_to_cue() {
+        let mut planner = DecodePlanner::new(HOLD);
+        // A constant bit rate spent on a still scene's noise: P-units of 150 to 9000 bytes.
+        let noisy = |n: u32| delta([150, 9000, 600, 3000, 1200][n as usize % 5]);
+        for n in 0..=40u32 {
+            let cue = if n % 10 == 0 { key(50_000) } else { noisy(n) };
+            for decoded in planner.push(cue, n) {
+                planner.scene(at(u64::from(decoded) * 100), false);
+            }
+        }
+        assert_eq!(planner.mode(), Mode::Idle);
+        // Three units at 2.5× the median would fire in a steady scene; not here.
+        for n in 41..44 {
+            assert!(planner.push(delta(3000), n).is_empty(), "unit {n}");
+        }
+        // Thirty times the median is out of any noise.
+        assert_eq!(planner.push(delta(36_000), 44).len(), 4);
     }
 
     #[test]
