@@ -95,11 +95,13 @@ pub(super) fn attach_h264(parts: &Arc<Parts>, pad: &gst::Pad) -> Result<(), Capt
             // The segment comes with the units, so frames keep the units' running time.
             feed.set_property("handle-segment-change", true);
             // Not decodebin: it would hold the pipeline's preroll until it had decoded a
-            // picture, and the camera feeds it only once the pipeline plays.
+            // picture, and the camera feeds it only once the pipeline plays. The parser
+            // hands the decoder the stream format it takes (some take only byte-stream).
+            let parse = make("h264parse")?;
             let decode = h264_decoder()?;
-            let added = [feed.upcast_ref(), &decode];
+            let added = [feed.upcast_ref(), &parse, &decode];
             parts.pipeline()?.add_many(added).map_err(pipeline_error)?;
-            gst::Element::link_many([feed.upcast_ref(), &decode, &parts.frames_in])
+            gst::Element::link_many([feed.upcast_ref(), &parse, &decode, &parts.frames_in])
                 .map_err(pipeline_error)?;
             sync_states(&added)?;
             // Only the first video stream gets here: the cell is empty.
@@ -194,19 +196,16 @@ fn camera_decoder() -> Result<gst::Element, CaptureError> {
     Ok(decode)
 }
 
-/// The best-ranked decoder for parsed H.264 (a board's hardware decoder where it has one),
-/// made like [`camera_decoder`]'s.
+/// The best-ranked H.264 decoder (a board's hardware decoder where it has one), made like
+/// [`camera_decoder`]'s.
 fn h264_decoder() -> Result<gst::Element, CaptureError> {
-    let avc = gst::Caps::builder("video/x-h264")
-        .field("stream-format", "avc")
-        .field("alignment", "au")
-        .build();
+    let h264 = gst::Caps::new_empty_simple("video/x-h264");
     let factory = gst::ElementFactory::factories_with_type(
         gst::ElementFactoryType::DECODER | gst::ElementFactoryType::MEDIA_VIDEO,
         gst::Rank::MARGINAL,
     )
     .into_iter()
-    .filter(|f| f.can_sink_any_caps(&avc))
+    .filter(|f| f.can_sink_any_caps(&h264))
     .max_by_key(|f| f.rank())
     .ok_or_else(|| CaptureError::MissingElement("avdec_h264 (an H.264 decoder)".into()))?;
     let decoder = factory
