@@ -40,6 +40,16 @@ fn eval(dir: &std::path::Path, decode: &str) -> serde_json::Value {
     serde_json::from_str(&out).unwrap()
 }
 
+/// A clip's hits' onset errors (found − true start, seconds), as `camagent eval` scores them.
+fn onset_errors(clip: &serde_json::Value) -> Vec<f64> {
+    clip["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["onset_error"].as_f64().unwrap())
+        .collect()
+}
+
 #[test]
 #[cfg_attr(
     target_arch = "arm",
@@ -54,12 +64,7 @@ fn the_sets_the_detector_was_not_tuned_on_are_exactly_right() {
         for c in clips {
             let name = c["clip"].as_str().unwrap();
             let (false_events, missed) = (c["false_events"].as_u64(), c["missed"].as_u64());
-            let onsets: Vec<f64> = c["hits"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|h| h["onset_error"].as_f64().unwrap().abs())
-                .collect();
+            let onsets: Vec<f64> = onset_errors(c).iter().map(|o| o.abs()).collect();
             let ends_ok = c["hits"]
                 .as_array()
                 .unwrap()
@@ -95,15 +100,7 @@ fn decoding_on_demand_finds_every_event_that_decoding_everything_finds() {
             assert_eq!(a["clip"], d["clip"]);
             assert_eq!(d["false_events"], 0, "{why}");
             assert_eq!(d["missed"], a["missed"], "{why}");
-            let onsets = |c: &serde_json::Value| -> Vec<f64> {
-                c["hits"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|h| h["onset_error"].as_f64().unwrap())
-                    .collect()
-            };
-            let (a_onsets, d_onsets) = (onsets(a), onsets(d));
+            let (a_onsets, d_onsets) = (onset_errors(a), onset_errors(d));
             assert_eq!(a_onsets.len(), d_onsets.len(), "{why}");
             for (a, d) in a_onsets.iter().zip(&d_onsets) {
                 assert!(*d - *a <= 2.2, "at most a group of pictures later: {why}");

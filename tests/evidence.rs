@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use camagent::capture::fmp4;
+use camagent::config::capture::Decoding;
 use support::scenes::*;
 use support::*;
 
@@ -39,8 +40,6 @@ fn clips_made(agent: &Agent) -> BTreeSet<String> {
         })
         .collect()
 }
-
-use camagent::config::capture::Decoding;
 
 /// Frames the H.264 in `bytes` (an MP4, whole or cut at a fragment) decodes to.
 fn frames_in(bytes: &[u8], dir: &Path) -> u64 {

@@ -76,10 +76,8 @@ fn street(dir: &Path) -> PathBuf {
     street
 }
 
-/// Two minutes of a real street with nobody in it, then people walking in for 7 s: the
-/// motion corpus's `held-out/entries` (its clean plate of opencv-doc's street, with sensor
-/// noise), its still first 4.8 s played 20 times, its first walk-in, and 4.8 s still 3 times
-/// more.
+/// Two minutes of a real street with nobody in it, then people walking in: the motion
+/// corpus's `held-out/entries` (its clean plate of opencv-doc's street, with sensor noise).
 fn mostly_still(dir: &Path) -> PathBuf {
     let entries = corpus::corpus_dir().join("held-out/entries.mp4");
     // The still opening (0–4.8 s) forward and back, twelve times over (no seam where the
@@ -169,10 +167,7 @@ fn clips(dir: &Path) -> Vec<Clip> {
 }
 
 struct Measured {
-    cpu_s: f64,
-    peak_rss_kib: u64,
-    /// RssAnon at the end of the clip.
-    private_kib: u64,
+    cost: Cost,
     events: usize,
 }
 
@@ -189,6 +184,7 @@ fn peak_rss_kib(pid: u32) -> u64 {
 struct Cost {
     cpu_s: f64,
     peak_rss_kib: u64,
+    /// RssAnon at the end of the clip.
     private_kib: u64,
 }
 
@@ -258,9 +254,7 @@ fn run_motion(dir: &Path, clip: &Clip) -> Measured {
         spawn_motion(&dir.join(format!("motion-{}", clip.name)), &clip.path, "");
     let cost = measure_until_played(&mut child, started, clip.seconds);
     Measured {
-        cpu_s: cost.cpu_s,
-        peak_rss_kib: cost.peak_rss_kib,
-        private_kib: cost.private_kib,
+        cost,
         events: motion_events(&events),
     }
 }
@@ -301,15 +295,7 @@ fn run_camagent(
         })
         .collect();
     let events = agent.log().matches("motion started").count();
-    (
-        Measured {
-            cpu_s: cost.cpu_s,
-            peak_rss_kib: cost.peak_rss_kib,
-            private_kib: cost.private_kib,
-            events,
-        },
-        latencies,
-    )
+    (Measured { cost, events }, latencies)
 }
 
 /// CPU seconds the clip's H.264 decode alone costs (`avdec_h264` into `fakesink`, as fast as
@@ -400,7 +386,14 @@ fn camera_against_motion() {
         eprintln!(
             "{}: camagent {:.2} s CPU ({:.2} decoding always), {} KiB private, {} events; \
              motion {:.2} s CPU, {} KiB private, {} events",
-            clip.name, d.cpu_s, a.cpu_s, d.private_kib, d.events, m.cpu_s, m.private_kib, m.events
+            clip.name,
+            d.cost.cpu_s,
+            a.cost.cpu_s,
+            d.cost.private_kib,
+            d.events,
+            m.cost.cpu_s,
+            m.cost.private_kib,
+            m.events
         );
         rows.push_str(&format!(
             "| {} ({}, {} s) | {:.2} | {:.0} % | {:.2} | {:.2} | {:.2} | **{:.2}×** | {:.2}× | {:.1} / {:.1} | {:.1} / {:.1} | {} | {} / {} | {} |\n",
@@ -409,23 +402,23 @@ fn camera_against_motion() {
             clip.seconds,
             per_minute(floor),
             decoded * 100.0,
-            per_minute(d.cpu_s),
-            per_minute(a.cpu_s),
-            per_minute(m.cpu_s),
-            d.cpu_s / m.cpu_s,
-            a.cpu_s / m.cpu_s,
-            mib(d.peak_rss_kib),
-            mib(d.private_kib),
-            mib(m.peak_rss_kib),
-            mib(m.private_kib),
+            per_minute(d.cost.cpu_s),
+            per_minute(a.cost.cpu_s),
+            per_minute(m.cost.cpu_s),
+            d.cost.cpu_s / m.cost.cpu_s,
+            a.cost.cpu_s / m.cost.cpu_s,
+            mib(d.cost.peak_rss_kib),
+            mib(d.cost.private_kib),
+            mib(m.cost.peak_rss_kib),
+            mib(m.cost.private_kib),
             clip.truth,
             d.events,
             a.events,
             m.events,
         ));
         latencies.append(&mut l);
-        on_demand_cpu += d.cpu_s;
-        always_cpu += a.cpu_s;
+        on_demand_cpu += d.cost.cpu_s;
+        always_cpu += a.cost.cpu_s;
     }
     latencies.sort();
     let frame = Duration::from_secs(1) / FPS;

@@ -16,8 +16,8 @@ use super::support::rtsp::RtspCamera;
 use super::support::scenes::host_gst_launch;
 use super::support::*;
 use super::{
-    common, measure_until_played, motion_events, motion_version, spawn_motion_on, street, FPS,
-    HEIGHT, SECONDS, WIDTH,
+    common, measure_until_played, motion_events, motion_version, spawn_motion_on, street, Cost,
+    FPS, HEIGHT, SECONDS, WIDTH,
 };
 
 const USER: &str = "viewer";
@@ -25,9 +25,7 @@ const PASSWORD: &str = "bench-password";
 
 struct Row {
     what: &'static str,
-    cpu_s: f64,
-    peak_rss_kib: u64,
-    private_kib: u64,
+    cost: Cost,
     events: usize,
 }
 
@@ -62,9 +60,7 @@ pub fn against_motion() {
         let cost = measure_until_played(&mut agent.child, started, SECONDS);
         Row {
             what,
-            cpu_s: cost.cpu_s,
-            peak_rss_kib: cost.peak_rss_kib,
-            private_kib: cost.private_kib,
+            cost,
             events: agent.log().matches("motion started").count(),
         }
     };
@@ -97,14 +93,12 @@ pub fn against_motion() {
         let cost = measure_until_played(&mut child, started, SECONDS);
         Row {
             what: "Motion, `netcam_url` the sub-stream, `netcam_high_url` the main one, `movie_passthrough on`",
-            cpu_s: cost.cpu_s,
-            peak_rss_kib: cost.peak_rss_kib,
-            private_kib: cost.private_kib,
+            cost,
             events: motion_events(&events),
         }
     };
 
-    let per_minute = |r: &Row| r.cpu_s * 60.0 / SECONDS as f64;
+    let per_minute = |r: &Row| r.cost.cpu_s * 60.0 / SECONDS as f64;
     let rows: String = [&decoding_main, &on_demand, &on_sub, &motion]
         .iter()
         .map(|r| {
@@ -112,9 +106,9 @@ pub fn against_motion() {
                 "| {} | {:.2} | {:.2}× | {:.1} | {:.1} | {} |\n",
                 r.what,
                 per_minute(r),
-                r.cpu_s / motion.cpu_s,
-                r.peak_rss_kib as f64 / 1024.0,
-                r.private_kib as f64 / 1024.0,
+                r.cost.cpu_s / motion.cost.cpu_s,
+                r.cost.peak_rss_kib as f64 / 1024.0,
+                r.cost.private_kib as f64 / 1024.0,
                 r.events
             )
         })
@@ -135,8 +129,8 @@ pub fn against_motion() {
         when = humantime::format_rfc3339_seconds(SystemTime::now()),
         cpu = common::cpu(),
         version = motion_version(),
-        ratio = on_sub.cpu_s / motion.cpu_s,
-        own = on_sub.cpu_s / decoding_main.cpu_s,
+        ratio = on_sub.cost.cpu_s / motion.cost.cpu_s,
+        own = on_sub.cost.cpu_s / decoding_main.cost.cpu_s,
     );
     print!("{section}");
     common::update_benchmarks(

@@ -16,7 +16,8 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use super::elements::{
-    analysis_caps, frame_of, link_decoded_video, make, pipeline_error, posted_error, unit_cue,
+    analysis_caps, decodes_h264, frame_of, link_decoded_video, make, pipeline_error, posted_error,
+    unit_cue,
 };
 use super::on_demand::{DecodePlanner, UnitCue};
 use super::{CaptureError, DetectLine, DetectSummary, Frame};
@@ -118,13 +119,7 @@ fn record_cues(decode: &gst::Element, cues: Arc<Mutex<Vec<(Duration, UnitCue)>>>
         return;
     };
     bin.connect_deep_element_added(move |_, _, element| {
-        let h264_decoder = element.factory().is_some_and(|f| {
-            f.has_type(gst::ElementFactoryType::DECODER)
-                && f.static_pad_templates().iter().any(|t| {
-                    t.direction() == gst::PadDirection::Sink
-                        && t.caps().to_string().contains("video/x-h264")
-                })
-        });
+        let h264_decoder = element.factory().is_some_and(|f| decodes_h264(&f));
         let Some(sink) = element.static_pad("sink").filter(|_| h264_decoder) else {
             return;
         };

@@ -56,6 +56,12 @@ pub fn link_decoded_video(decode: &gst::Element, to: &gst::Element) {
     });
 }
 
+/// Whether `factory` makes a decoder that takes H.264.
+pub fn decodes_h264(factory: &gst::ElementFactory) -> bool {
+    factory.has_type(gst::ElementFactoryType::DECODER)
+        && factory.can_sink_any_caps(&gst::Caps::new_empty_simple("video/x-h264"))
+}
+
 /// The on-demand cue of an H.264 access unit in AVC form, with the NAL length size its
 /// caps' `codec_data` gives (4 if they say nothing).
 pub fn unit_cue(buffer: &gst::BufferRef, caps: Option<&gst::CapsRef>) -> Option<UnitCue> {

@@ -15,7 +15,7 @@ use tracing::warn;
 use super::{
     add_linked, capsfilter, discard, on_new_pad, small_queue, static_pad, sync_states, Parts,
 };
-use crate::capture::elements::{make, pipeline_error, raw_caps};
+use crate::capture::elements::{decodes_h264, make, pipeline_error, raw_caps};
 use crate::capture::mask::{self, Plane};
 use crate::capture::CaptureError;
 use crate::config::capture::{Decoding, Encoder};
@@ -199,13 +199,12 @@ fn camera_decoder() -> Result<gst::Element, CaptureError> {
 /// The best-ranked H.264 decoder (a board's hardware decoder where it has one), made like
 /// [`camera_decoder`]'s.
 fn h264_decoder() -> Result<gst::Element, CaptureError> {
-    let h264 = gst::Caps::new_empty_simple("video/x-h264");
     let factory = gst::ElementFactory::factories_with_type(
         gst::ElementFactoryType::DECODER | gst::ElementFactoryType::MEDIA_VIDEO,
         gst::Rank::MARGINAL,
     )
     .into_iter()
-    .filter(|f| f.can_sink_any_caps(&h264))
+    .filter(decodes_h264)
     .max_by_key(|f| f.rank())
     .ok_or_else(|| CaptureError::MissingElement("avdec_h264 (an H.264 decoder)".into()))?;
     let decoder = factory
