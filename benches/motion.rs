@@ -5,6 +5,7 @@
 
 use std::hint::black_box;
 use std::path::Path;
+use std::time::Duration;
 
 use camagent::motion::{Detector, DetectorConfig};
 use criterion::Criterion;
@@ -52,11 +53,18 @@ fn main() {
     for (w, h) in [(320, 180), (640, 360)] {
         let clip = frames(w, h, 64);
         let mut detector = Detector::new(DetectorConfig::default(), w, h);
-        let mut i = 0;
+        let mut i = 0u64;
         group.bench_function(format!("{w}x{h}"), |b| {
             b.iter(|| {
                 i += 1;
-                black_box(detector.analyse(black_box(&clip[i % clip.len()])).ok())
+                black_box(
+                    detector
+                        .analyse(
+                            Duration::from_millis(i * 200),
+                            black_box(&clip[i as usize % clip.len()]),
+                        )
+                        .ok(),
+                )
             })
         });
     }

@@ -153,7 +153,7 @@ pub fn detect_file(
     let mut analyse = |frame: &Frame| -> Result<bool, CaptureError> {
         count += 1;
         last = frame.pts;
-        let verdict = detector.analyse(&frame.pixels)?;
+        let verdict = detector.analyse(frame.pts, &frame.pixels)?;
         if let Some(b) = events.step(frame.pts, &verdict) {
             on_boundary(b.into());
         }

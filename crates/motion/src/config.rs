@@ -29,6 +29,10 @@ impl Rect {
     }
 }
 
+/// The longest gap between frames the detector learns over: after a longer one (a stall, a
+/// camera coming back) it has not seen the scene for that long, and learns as if this long.
+const MAX_GAP: Duration = Duration::from_secs(10);
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct DetectorConfig {
     /// 1 (only large, strong changes) to 100 (the faintest): the contrast a change needs.
@@ -72,5 +76,10 @@ impl DetectorConfig {
 
     pub(super) fn frames(&self, seconds: f32) -> u32 {
         (seconds * self.fps.max(1) as f32).round().max(1.0) as u32
+    }
+
+    /// Analysis-frame periods in `gap`: at least one, at most `MAX_GAP`'s.
+    pub(super) fn periods(&self, gap: Duration) -> u32 {
+        self.frames(gap.min(MAX_GAP).as_secs_f32())
     }
 }

@@ -36,6 +36,13 @@
 //!   `absorb`;
 //! - the first two seconds only learn.
 //!
+//! Frames may come with gaps: decoding on demand sends only keyframes while the scene is
+//! still. What each cell usually shows, and the warm-up, follow media time, so a swaying
+//! tree seen every two seconds raises its bar as fast as one seen at every frame. The
+//! background and stillness follow the frames seen: one picture is a poor sample of the
+//! seconds before it, and two pictures apart do not show that something stayed still
+//! between them.
+//!
 //! Motion is the area of counted cells inside the zones, against the minimum area; regions
 //! are the bounding boxes of connected cells.
 //!
@@ -43,6 +50,8 @@
 //! their tuned thresholds sit together at the top, each with why it has its value.
 
 mod background;
+
+use std::time::Duration;
 
 use super::cells::{self, CellStats, Sums, Trusted, CLIPPED_ABOVE, CLIPPED_BELOW};
 use super::config::{DetectorConfig, Rect, CELL};
@@ -153,7 +162,9 @@ pub struct Detector {
     /// Per cell: the last frame's shift, and whether it darkened suddenly.
     last_shift: Vec<f32>,
     darkened: Vec<bool>,
-    frames: u64,
+    /// Analysis-frame periods since the first frame, and the last frame's media time.
+    periods: u64,
+    last_pts: Option<Duration>,
     /// The last frame's noise, to see a jump, and threshold.
     noise: f32,
     threshold: f32,
@@ -201,7 +212,8 @@ impl Detector {
             left: vec![false; cells],
             last_shift: vec![0.0; cells],
             darkened: vec![false; cells],
-            frames: 0,
+            periods: 0,
+            last_pts: None,
             noise: f32::MAX,
             threshold: 0.0,
             fit: TransferFit::default(),
@@ -220,8 +232,9 @@ impl Detector {
         (self.grid.width, self.grid.height)
     }
 
-    /// Analyses one frame (`width × height` GRAY8 bytes, row-major, no padding).
-    pub fn analyse(&mut self, frame: &[u8]) -> Result<Analysis, FrameSizeError> {
+    /// Analyses one frame (`width × height` GRAY8 bytes, row-major, no padding) at media
+    /// time `pts`.
+    pub fn analyse(&mut self, pts: Duration, frame: &[u8]) -> Result<Analysis, FrameSizeError> {
         if frame.len() != self.grid.width * self.grid.height {
             return Err(FrameSizeError {
                 got: frame.len(),
@@ -229,11 +242,12 @@ impl Detector {
                 height: self.grid.height,
             });
         }
-        self.frames += 1;
-        if self.frames == 1 {
+        let Some(last) = self.last_pts.replace(pts) else {
             self.rebase(frame);
             return Ok(Analysis::quiet(1.0));
-        }
+        };
+        let steps = self.config.periods(pts.saturating_sub(last));
+        self.periods += u64::from(steps);
         self.fit_light(frame);
         let lighting = f32::from(self.relight[128]) / 256.0 / 128.0;
         // A pixel is clearly different beyond the last frame's threshold (as a deviation).
@@ -289,7 +303,7 @@ impl Detector {
             return Ok(Analysis::quiet(lighting));
         }
 
-        self.follow_activity(frame, threshold, noise, still_threshold);
+        self.follow_activity(frame, steps, threshold, noise, still_threshold);
         let warming_up = self.warming_up();
         self.drop_lone_cells();
         let moving = self.grow();
@@ -316,7 +330,7 @@ impl Detector {
     /// The first `WARM_UP` seconds learn the scene (what always moves there) and report
     /// nothing.
     fn warming_up(&self) -> bool {
-        self.frames <= u64::from(self.config.frames(WARM_UP))
+        self.periods < u64::from(self.config.frames(WARM_UP))
     }
 
     /// The median of a statistic over the valid cells in the zones.
@@ -337,14 +351,26 @@ impl Detector {
         *m
     }
 
-    /// Updates each cell's usual residual and stillness. A cell counts when its change beats
-    /// the threshold plus what the cell usually shows (foliage, water, flags and rain raise
-    /// that) and is not a still thing being absorbed.
-    fn follow_activity(&mut self, frame: &[u8], threshold: f32, noise: f32, still_threshold: f32) {
+    /// Updates each cell's usual residual (over `steps` frame periods) and stillness. A cell
+    /// counts when its change beats the threshold plus what the cell usually shows (foliage,
+    /// water, flags and rain raise that) and is not a still thing being absorbed.
+    fn follow_activity(
+        &mut self,
+        frame: &[u8],
+        steps: u32,
+        threshold: f32,
+        noise: f32,
+        still_threshold: f32,
+    ) {
         let warming_up = self.warming_up();
-        let (up, down) = (
+        let (one_up, one_down) = (
             (USUAL_STEP * USUAL_QUANTILE).exp(),
             (-USUAL_STEP * (1.0 - USUAL_QUANTILE)).exp(),
+        );
+        let (up, down, fade) = (
+            one_up.powi(steps as i32),
+            one_down.powi(steps as i32),
+            0.85f32.powi(steps as i32),
         );
         let absorb_after = self.config.frames(self.config.absorb.as_secs_f32());
         let dark = SHIFT_FACTOR * self.config.base_threshold();
@@ -357,9 +383,16 @@ impl Detector {
             } = self.stats[i];
             let usual = &mut self.usual[i];
             *usual = if warming_up {
-                (*usual * 0.85).max(residual)
+                (*usual * fade).max(residual)
             } else {
-                (*usual * if residual > *usual { up } else { down }).max(1.0)
+                // Over many periods it moves towards this residual, not past it (one
+                // period's step aside): one sample is all it saw of them.
+                let moved = if residual > *usual {
+                    (*usual * up).min(residual.max(*usual * one_up))
+                } else {
+                    (*usual * down).max(residual.min(*usual * one_down))
+                };
+                moved.max(1.0)
             };
             let nuisance = if self.config.suppress_nuisance {
                 USUAL_FACTOR * (*usual - noise).max(0.0)

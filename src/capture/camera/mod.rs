@@ -328,7 +328,7 @@ impl Camera {
         }
         let now = self.offset + running_time(sample, sample.buffer().and_then(|b| b.pts()));
         self.last = now;
-        let verdict = self.detector.analyse(&frame.pixels)?;
+        let verdict = self.detector.analyse(now, &frame.pixels)?;
         let boundary = self.machine.step(now, &verdict);
         self.scene(graph, now, verdict.motion || self.machine.active());
         match boundary {
