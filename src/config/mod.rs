@@ -282,19 +282,28 @@ key_file = "device.key"
     fn board_profiles_are_valid_configs() {
         let boards = Path::new(env!("CARGO_MANIFEST_DIR")).join("board");
         let mut seen = 0;
-        for entry in std::fs::read_dir(&boards).unwrap() {
-            let profile = entry.unwrap().path().join("camagent.toml");
-            if profile.exists() {
-                let c = Config::load(&profile).unwrap_or_else(|e| panic!("{e}"));
-                assert!(
-                    c.capture.is_some(),
-                    "{}: a board has a camera",
-                    profile.display()
-                );
-                seen += 1;
+        for board in std::fs::read_dir(&boards).unwrap() {
+            let board = board.unwrap().path();
+            if !board.is_dir() {
+                continue;
+            }
+            for file in std::fs::read_dir(&board).unwrap() {
+                let profile = file.unwrap().path();
+                if profile.extension().is_some_and(|e| e == "toml") {
+                    let c = Config::load(&profile).unwrap_or_else(|e| panic!("{e}"));
+                    assert!(
+                        c.capture.is_some(),
+                        "{}: a board has a camera",
+                        profile.display()
+                    );
+                    seen += 1;
+                }
             }
         }
-        assert_eq!(seen, 3, "qemu-virt, raspberry-pi, generic-soc");
+        assert_eq!(
+            seen, 4,
+            "qemu-virt (file and vivid cameras), raspberry-pi, generic-soc"
+        );
     }
 
     #[test]
