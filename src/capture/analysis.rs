@@ -60,9 +60,11 @@ impl ClipFrames {
             .add_many([&src, &decode, &convert, &scale, &rate, sink.upcast_ref()])
             .map_err(pipeline_error)?;
         src.link(&decode).map_err(pipeline_error)?;
-        gst::Element::link_many([&convert, &scale, &rate, sink.upcast_ref()])
+        // Frames the analysis rate drops are neither scaled nor converted; scaled before
+        // converted, as the camera's frames are (capture::pipeline).
+        gst::Element::link_many([&rate, &scale, &convert, sink.upcast_ref()])
             .map_err(pipeline_error)?;
-        link_decoded_video(&decode, &convert);
+        link_decoded_video(&decode, &rate);
         let cues = Arc::new(Mutex::new(Vec::new()));
         record_cues(&decode, cues.clone());
         pipeline.set_state(gst::State::Playing).map_err(|_| {
