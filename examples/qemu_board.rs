@@ -174,16 +174,18 @@ fn boot(image: &Path, camera: Camera) -> Boot {
         let text = console.lock().unwrap().clone();
         let rss = field_kib(&text, "camagent-memory: VmRSS:")?;
         let hwm = field_kib(&text, "camagent-memory: VmHWM:")?;
-        Some((rss, hwm))
+        let private = field_kib(&text, "camagent-memory: RssAnon:")?;
+        Some((rss, hwm, private))
     });
     let _ = qemu.kill();
     let _ = qemu.wait();
 
     let memory = match memory {
-        Some((rss, hwm)) => format!(
-            "resident {:.1} MiB (peak {:.1} MiB) 45 s after it started",
+        Some((rss, hwm, private)) => format!(
+            "resident {:.1} MiB (peak {:.1} MiB; private {:.1} MiB) 45 s after it started",
             rss as f64 / 1024.0,
-            hwm as f64 / 1024.0
+            hwm as f64 / 1024.0,
+            private as f64 / 1024.0
         ),
         None => "memory not reported by the guest".into(),
     };
