@@ -4,8 +4,9 @@
 //!
 //! On demand ([`Decoding::OnDemand`]), the clip is decoded whole and the units a decoder on
 //! demand would not have decoded are left out: a unit decodes to the same picture whichever
-//! of the units after it are decoded, so what the detector sees is exactly what the camera's
-//! decoder would give it, with the detector's verdicts reaching the planner at once.
+//! of the units after it are decoded, so what the detector sees is what the camera's decoder
+//! would give it (to within half an analysis period, where a plain B-frame was thinned),
+//! with the detector's verdicts reaching the planner at once.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -174,7 +175,7 @@ pub fn detect_file(
             while let Some(frame) = clip.next_frame()? {
                 frames.push(frame);
             }
-            replay_on_demand(&clip.take_cues()?, &frames, analyse)?
+            replay_on_demand(&clip.take_cues()?, &frames, motion.period(), analyse)?
         }
     };
     if let Some(b) = events.finish(last) {
@@ -194,16 +195,24 @@ enum Fate {
     /// Not decoded yet; a cue may still bring it in.
     Waiting,
     Decoded,
+    /// Not decoded: a picture within half an analysis period was, which the camera's
+    /// analysis rate takes instead.
+    Thinned,
     /// Its group ended without it.
-    Skipped,
+    Dropped,
 }
 
-/// Feeds `analyse` the frames whose units a [`DecodePlanner`] decodes, in order, and the
+/// Feeds `analyse` the frames a [`DecodePlanner`] gives pictures for, in order, and the
 /// planner the verdicts; `cues` in decode order. Returns units seen and decoded. Without
 /// cues (not H.264) every frame is analysed.
+///
+/// An analysis frame is the picture of the unit nearest it in time. Where that unit was
+/// thinned, the frame stands for the decoded picture near it, at most half an analysis
+/// period away, that the camera's analysis rate would take instead.
 fn replay_on_demand(
     cues: &[(Duration, UnitCue)],
     frames: &[Frame],
+    period: Duration,
     mut analyse: impl FnMut(&Frame) -> Result<bool, CaptureError>,
 ) -> Result<(u64, u64), CaptureError> {
     if cues.is_empty() {
@@ -212,7 +221,6 @@ fn replay_on_demand(
         }
         return Ok((0, 0));
     }
-    // Each analysis frame is the picture of the unit nearest it in time.
     let mut by_pts: Vec<usize> = (0..cues.len()).collect();
     by_pts.sort_by_key(|&i| cues[i].0);
     let unit_of = |pts: Duration| {
@@ -226,26 +234,28 @@ fn replay_on_demand(
     };
     let frame_units: Vec<Option<usize>> = frames.iter().map(|f| unit_of(f.pts)).collect();
     let mut fate = vec![Fate::Waiting; cues.len()];
-    let mut planner = DecodePlanner::new(super::on_demand::HOLD);
+    let mut planner = DecodePlanner::new(super::on_demand::HOLD, period);
     let mut next = 0;
-    for (i, (_, cue)) in cues.iter().enumerate() {
-        if cue.keyframe {
-            for f in fate[..i].iter_mut().filter(|f| **f == Fate::Waiting) {
-                *f = Fate::Skipped;
+    for (i, (pts, cue)) in cues.iter().enumerate() {
+        let picked = planner.push(*cue, Some(*pts), i);
+        for (units, to) in [
+            (picked.decode, Fate::Decoded),
+            (picked.thinned, Fate::Thinned),
+            (picked.dropped, Fate::Dropped),
+        ] {
+            for unit in units {
+                fate[unit] = to;
             }
-        }
-        for unit in planner.push(*cue, i) {
-            fate[unit] = Fate::Decoded;
         }
         let last_unit = i + 1 == cues.len();
         while let Some(frame) = frames.get(next) {
             match frame_units[next].map_or(Fate::Decoded, |u| fate[u]) {
-                Fate::Decoded => {
+                Fate::Decoded | Fate::Thinned => {
                     let busy = analyse(frame)?;
                     planner.scene(frame.pts, busy);
                 }
                 Fate::Waiting if !last_unit => break,
-                Fate::Waiting | Fate::Skipped => {}
+                Fate::Waiting | Fate::Dropped => {}
             }
             next += 1;
         }

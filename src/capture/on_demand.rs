@@ -11,6 +11,12 @@
 //! reference — are decoded at once (the catch-up), and every unit after them
 //! ([`Mode::Active`]), until the detector has reported a still scene for `hold`.
 //!
+//! Even then the detector looks at a few pictures a second, fewer than most streams carry:
+//! a unit no other picture refers to (a plain B-frame) is passed over when a picture already
+//! decoded lies within half an analysis period of it. Nothing else depends on it, and the
+//! analysis rate still finds a picture near each of its instants. On an x264 stream at three
+//! times the analysis rate that is nearly half the units, and a quarter of the decoding.
+//!
 //! Nothing depends on the cue being right: a cue that fires on noise costs a few seconds of
 //! decoding; one that misses leaves motion to the next keyframe, which the detector sees.
 //! An event starts at most a group of pictures later than with every unit decoded.
@@ -178,13 +184,41 @@ impl Baseline {
     }
 }
 
+/// What the planner made of a unit: units to decode now, in decode order, and units it
+/// passed over for good.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Picked<T> {
+    pub decode: Vec<T>,
+    /// Plain units with a decoded picture within half an analysis period, which the
+    /// analysis takes instead.
+    pub thinned: Vec<T>,
+    /// Units whose group ended without them: no picture stands for them.
+    pub dropped: Vec<T>,
+}
+
+/// A unit held back, with what thinning needs to know of it.
+#[derive(Debug)]
+struct Held<T> {
+    time: Option<Duration>,
+    reference: bool,
+    unit: T,
+}
+
+/// How many of the latest decoded pictures' times thinning compares with: more than a
+/// group of B-frames and the references around it.
+const RECENT: usize = 8;
+
 /// Decides, unit by unit, what the decoder gets. `T` is the unit itself.
 #[derive(Debug)]
 pub struct DecodePlanner<T> {
     hold: Duration,
+    /// The detector's analysis period: the spacing of the pictures it looks at.
+    period: Duration,
     mode: Mode,
     /// Units held back since the last one decoded, in this group of pictures.
-    held: Vec<T>,
+    held: Vec<Held<T>>,
+    /// The presentation times of the latest pictures decoded, newest last.
+    recent: Vec<Duration>,
     /// Whether the group in progress started with a keyframe the decoder got: without it,
     /// held units cannot be decoded.
     group_decodable: bool,
@@ -202,11 +236,14 @@ pub struct DecodePlanner<T> {
 impl<T> DecodePlanner<T> {
     /// Starts active: the detector learns its background from the first frames, and the
     /// baselines from a scene it has called still. It goes idle after `hold` of stillness.
-    pub fn new(hold: Duration) -> Self {
+    /// `period` is the detector's analysis period.
+    pub fn new(hold: Duration, period: Duration) -> Self {
         Self {
             hold,
+            period,
             mode: Mode::Active,
             held: Vec::new(),
+            recent: Vec::with_capacity(RECENT),
             group_decodable: false,
             busy: true,
             last_busy: None,
@@ -226,13 +263,19 @@ impl<T> DecodePlanner<T> {
         (self.units, self.decoded)
     }
 
-    /// The next unit in decode order; returns what to decode now, in order.
-    pub fn push(&mut self, cue: UnitCue, unit: T) -> Vec<T> {
+    /// The next unit in decode order, presented at `time` (if the stream says).
+    pub fn push(&mut self, cue: UnitCue, time: Option<Duration>, unit: T) -> Picked<T> {
         self.units += 1;
+        let unit = Held {
+            time,
+            reference: cue.reference,
+            unit,
+        };
         if cue.keyframe {
-            self.held.clear();
+            // The group before it is over: what it still held will never be decoded.
+            let dropped = std::mem::take(&mut self.held);
             self.group_decodable = true;
-            return self.decode(vec![unit]);
+            return self.decode(vec![unit], dropped);
         }
         let baseline = &mut self.baselines[cue.kind as usize][usize::from(cue.reference)];
         let excess = baseline.excess(cue.bytes) - DRIFT;
@@ -240,12 +283,16 @@ impl<T> DecodePlanner<T> {
         let fires = self.evidence > FIRE;
         match self.mode {
             // Units before the first keyframe cannot be decoded.
-            _ if !self.group_decodable => Vec::new(),
+            _ if !self.group_decodable => self.decode(Vec::new(), vec![unit]),
             Mode::Active => {
                 if !self.busy {
                     baseline.learn(cue.bytes);
                 }
-                self.decode(vec![unit])
+                // Units held since a keyframe whose picture then showed motion come first:
+                // they are references of this one.
+                let mut units = std::mem::take(&mut self.held);
+                units.push(unit);
+                self.decode(units, Vec::new())
             }
             Mode::Idle if fires => {
                 self.evidence = 0.0;
@@ -254,7 +301,7 @@ impl<T> DecodePlanner<T> {
                 self.last_busy = None;
                 let mut catch_up = std::mem::take(&mut self.held);
                 catch_up.push(unit);
-                self.decode(catch_up)
+                self.decode(catch_up, Vec::new())
             }
             Mode::Idle => {
                 // A unit well over its baseline (over 1.56×: more than noise) does not
@@ -263,7 +310,7 @@ impl<T> DecodePlanner<T> {
                     baseline.learn(cue.bytes);
                 }
                 self.held.push(unit);
-                Vec::new()
+                self.decode(Vec::new(), Vec::new())
             }
         }
     }
@@ -279,15 +326,42 @@ impl<T> DecodePlanner<T> {
         }
         let since = *self.last_busy.get_or_insert(time);
         if self.mode == Mode::Active && time.saturating_sub(since) >= self.hold {
+            // Nothing is held while active: the units decoded so far are the decoder's
+            // references, and the group goes on from them.
             self.mode = Mode::Idle;
-            // The units decoded so far are the decoder's references: the group goes on.
-            self.held.clear();
         }
     }
 
-    fn decode(&mut self, units: Vec<T>) -> Vec<T> {
-        self.decoded += units.len() as u64;
-        units
+    /// Decodes `units` in order but for those the analysis rate does without, and drops
+    /// `dropped`.
+    fn decode(&mut self, units: Vec<Held<T>>, dropped: Vec<Held<T>>) -> Picked<T> {
+        let mut picked = Picked {
+            decode: Vec::with_capacity(units.len()),
+            thinned: Vec::new(),
+            dropped: dropped.into_iter().map(|h| h.unit).collect(),
+        };
+        for held in units {
+            if !held.reference && held.time.is_some_and(|t| self.near_a_decoded_picture(t)) {
+                picked.thinned.push(held.unit);
+                continue;
+            }
+            if let Some(time) = held.time {
+                if self.recent.len() == RECENT {
+                    self.recent.remove(0);
+                }
+                self.recent.push(time);
+            }
+            picked.decode.push(held.unit);
+        }
+        self.decoded += picked.decode.len() as u64;
+        picked
+    }
+
+    /// Whether a picture decoded lately lies within half an analysis period of `time`.
+    fn near_a_decoded_picture(&self, time: Duration) -> bool {
+        self.recent
+            .iter()
+            .any(|&t| t.abs_diff(time) <= self.period / 2)
     }
 }
 
@@ -297,6 +371,13 @@ mod tests {
     use proptest::prelude::*;
 
     const HOLD: Duration = Duration::from_secs(3);
+    /// Units come every 100 ms, and the detector looks at each.
+    const PERIOD: Duration = Duration::from_millis(100);
+
+    /// Pushes unit `n`, presented at `n` × 100 ms; returns what to decode.
+    fn push(planner: &mut DecodePlanner<u32>, cue: UnitCue, n: u32) -> Vec<u32> {
+        planner.push(cue, Some(at(u64::from(n) * 100)), n).decode
+    }
 
     fn key(bytes: usize) -> UnitCue {
         UnitCue {
@@ -322,10 +403,10 @@ mod tests {
 
     /// A planner gone idle after a still start: units 0..=40 at 100 ms, a keyframe every 10.
     fn idle_planner() -> (DecodePlanner<u32>, u32) {
-        let mut planner = DecodePlanner::new(HOLD);
+        let mut planner = DecodePlanner::new(HOLD, PERIOD);
         for n in 0..=40u32 {
             let cue = if n % 10 == 0 { key(5000) } else { delta(20) };
-            for decoded in planner.push(cue, n) {
+            for decoded in push(&mut planner, cue, n) {
                 planner.scene(at(u64::from(decoded) * 100), false);
             }
         }
@@ -339,7 +420,7 @@ mod tests {
         let mut decoded = Vec::new();
         for n in next..next + 50 {
             let cue = if n % 10 == 0 { key(5000) } else { delta(22) };
-            decoded.extend(planner.push(cue, n));
+            decoded.extend(push(&mut planner, cue, n));
         }
         assert_eq!(decoded, vec![50, 60, 70, 80, 90]);
     }
@@ -347,12 +428,12 @@ mod tests {
     #[test]
     fn a_heavy_unit_catches_up_from_the_groups_keyframe() {
         let (mut planner, _) = idle_planner();
-        assert!(planner.push(delta(21), 41).is_empty());
-        assert!(planner.push(delta(19), 42).is_empty());
+        assert!(push(&mut planner, delta(21), 41).is_empty());
+        assert!(push(&mut planner, delta(19), 42).is_empty());
         // The keyframe 40 was decoded; 41 and 42 were held: all come now, in order.
-        assert_eq!(planner.push(delta(400), 43), vec![41, 42, 43]);
+        assert_eq!(push(&mut planner, delta(400), 43), vec![41, 42, 43]);
         assert_eq!(planner.mode(), Mode::Active);
-        assert_eq!(planner.push(delta(20), 44), vec![44]);
+        assert_eq!(push(&mut planner, delta(20), 44), vec![44]);
     }
 
     #[test]
@@ -361,70 +442,70 @@ mod tests {
         // ±10 % around the baseline (20 bytes, 68 with the margin) for a long while: nothing.
         for n in 41..60 {
             let bytes = if n % 2 == 0 { 27 } else { 14 };
-            assert!(planner.push(delta(bytes), n).is_empty(), "unit {n}");
+            assert!(push(&mut planner, delta(bytes), n).is_empty(), "unit {n}");
         }
         // 1.6× the baseline (with the margin): no single unit is enough; the third fires.
         let heavier = (68.0 * 1.6) as usize - 48;
-        assert!(planner.push(delta(heavier), 60).is_empty());
-        assert!(planner.push(delta(heavier), 61).is_empty());
-        assert_eq!(planner.push(delta(heavier), 62).len(), 22);
+        assert!(push(&mut planner, delta(heavier), 60).is_empty());
+        assert!(push(&mut planner, delta(heavier), 61).is_empty());
+        assert_eq!(push(&mut planner, delta(heavier), 62).len(), 22);
     }
 
     #[test]
     fn a_scene_whose_units_vary_tenfold_needs_units_far_out_of_that_to_cue() {
-        let mut planner = DecodePlanner::new(HOLD);
+        let mut planner = DecodePlanner::new(HOLD, PERIOD);
         // A constant bit rate spent on a still scene's noise: P-units of 150 to 9000 bytes.
         let noisy = |n: u32| delta([150, 9000, 600, 3000, 1200][n as usize % 5]);
         for n in 0..=40u32 {
             let cue = if n % 10 == 0 { key(50_000) } else { noisy(n) };
-            for decoded in planner.push(cue, n) {
+            for decoded in push(&mut planner, cue, n) {
                 planner.scene(at(u64::from(decoded) * 100), false);
             }
         }
         assert_eq!(planner.mode(), Mode::Idle);
         // Three units at 2.5× the median would fire in a steady scene; not here.
         for n in 41..44 {
-            assert!(planner.push(delta(3000), n).is_empty(), "unit {n}");
+            assert!(push(&mut planner, delta(3000), n).is_empty(), "unit {n}");
         }
         // Thirty times the median is out of any noise: four such units in a row cue.
         for n in 44..47 {
-            assert!(planner.push(delta(36_000), n).is_empty(), "unit {n}");
+            assert!(push(&mut planner, delta(36_000), n).is_empty(), "unit {n}");
         }
-        assert_eq!(planner.push(delta(36_000), 47).len(), 7);
+        assert_eq!(push(&mut planner, delta(36_000), 47).len(), 7);
     }
 
     #[test]
     fn stillness_for_hold_returns_to_keyframes_and_keeps_the_group() {
         let (mut planner, _) = idle_planner();
-        planner.push(delta(400), 41);
+        push(&mut planner, delta(400), 41);
         planner.scene(at(4100), true);
         for n in 42..=49 {
-            assert_eq!(planner.push(delta(20), n), vec![n]);
+            assert_eq!(push(&mut planner, delta(20), n), vec![n]);
             planner.scene(at(u64::from(n) * 100), false);
         }
         // Still from 4.2 s; 3 s later, idle again.
         for n in 50..=72 {
             let cue = if n % 10 == 0 { key(5000) } else { delta(20) };
-            for d in planner.push(cue, n) {
+            for d in push(&mut planner, cue, n) {
                 planner.scene(at(u64::from(d) * 100), false);
             }
         }
         assert_eq!(planner.mode(), Mode::Idle);
         // Idle from unit 71's verdict: 72 and 73 are held when a cue comes, not the units
         // the decoder already had.
-        assert_eq!(planner.push(delta(20), 73), Vec::<u32>::new());
-        assert_eq!(planner.push(delta(900), 74), vec![72, 73, 74]);
+        assert_eq!(push(&mut planner, delta(20), 73), Vec::<u32>::new());
+        assert_eq!(push(&mut planner, delta(900), 74), vec![72, 73, 74]);
     }
 
     #[test]
     fn without_a_keyframe_nothing_is_decodable_so_nothing_catches_up() {
-        let mut planner = DecodePlanner::new(Duration::ZERO);
+        let mut planner = DecodePlanner::new(Duration::ZERO, PERIOD);
         planner.scene(at(0), false);
         planner.scene(at(1), false);
         for n in 0..10 {
-            planner.push(delta(20), n);
+            push(&mut planner, delta(20), n);
         }
-        assert!(planner.push(delta(5000), 10).is_empty());
+        assert!(push(&mut planner, delta(5000), 10).is_empty());
     }
 
     #[test]
@@ -437,12 +518,12 @@ mod tests {
             bytes,
         };
         for n in 41..46 {
-            assert!(planner.push(b(0), n).is_empty());
+            assert!(push(&mut planner, b(0), n).is_empty());
         }
         // 60 bytes is nothing for a P-frame (baseline 20: fires over 88) but a lot for a
         // B-frame that weighs nothing.
-        assert!(planner.push(delta(60), 46).is_empty());
-        assert_eq!(planner.push(b(60), 47), (41..=47).collect::<Vec<_>>());
+        assert!(push(&mut planner, delta(60), 46).is_empty());
+        assert_eq!(push(&mut planner, b(60), 47), (41..=47).collect::<Vec<_>>());
     }
 
     #[test]
@@ -480,41 +561,134 @@ mod tests {
         assert_eq!(UnitCue::from_avc(&[0, 0, 0, 9, 0x41], 4), None);
     }
 
+    /// A unit of an x264 stream with B-frames: `kind` is the slice type, `reference` its
+    /// `nal_ref_idc` ≠ 0.
+    fn coded(kind: SliceKind, reference: bool) -> UnitCue {
+        UnitCue {
+            keyframe: false,
+            kind,
+            reference,
+            bytes: 500,
+        }
+    }
+
+    #[test]
+    fn plain_b_frames_near_a_decoded_picture_are_passed_over() {
+        // 15 fps, a 5 fps analysis: I b B b P b B b P in display order, where the middle B is
+        // a reference (a B-pyramid); decode order I P B b b P B b b.
+        let mut planner = DecodePlanner::new(HOLD, Duration::from_millis(200));
+        let frame = Duration::from_secs(1) / 15;
+        let order = [0u32, 4, 2, 1, 3, 8, 6, 5, 7];
+        let mut picked = Vec::new();
+        for &n in &order {
+            let cue = match n {
+                0 => key(5000),
+                n if n % 4 == 0 => coded(SliceKind::P, true),
+                n if n % 2 == 0 => coded(SliceKind::B, true),
+                _ => coded(SliceKind::B, false),
+            };
+            let p = planner.push(cue, Some(frame * n), n);
+            assert!(p.dropped.is_empty());
+            picked.push((p.decode, p.thinned));
+        }
+        let decoded: Vec<u32> = picked.iter().flat_map(|p| p.0.clone()).collect();
+        let thinned: Vec<u32> = picked.iter().flat_map(|p| p.1.clone()).collect();
+        // Every reference, one every 133 ms: the analysis has a picture within 67 ms of
+        // each of its instants without the plain B-frames.
+        assert_eq!(decoded, vec![0, 4, 2, 8, 6]);
+        assert_eq!(thinned, vec![1, 3, 5, 7]);
+    }
+
+    #[test]
+    fn without_references_near_enough_plain_units_keep_the_analysis_rate() {
+        // 30 fps where only the keyframe is a reference (temporal layers at their extreme),
+        // a 5 fps analysis: the first picture over 100 ms from the last decoded one is
+        // decoded, every fourth (133 ms apart), so each analysis instant has one within 67 ms.
+        let mut planner = DecodePlanner::new(HOLD, Duration::from_millis(200));
+        let frame = Duration::from_secs(1) / 30;
+        let mut times = Vec::new();
+        for n in 0..60u32 {
+            let cue = if n == 0 {
+                key(5000)
+            } else {
+                coded(SliceKind::P, false)
+            };
+            for d in planner.push(cue, Some(frame * n), n).decode {
+                times.push(frame * d);
+            }
+        }
+        assert_eq!(times.len(), 15);
+        assert!(times.windows(2).all(|w| w[1] - w[0] == frame * 4));
+        // Without presentation times, nothing can be judged near: every unit is decoded.
+        let mut planner = DecodePlanner::new(HOLD, Duration::from_millis(200));
+        let untimed = (0..10u32)
+            .map(|n| {
+                let cue = if n == 0 {
+                    key(5000)
+                } else {
+                    coded(SliceKind::P, false)
+                };
+                planner.push(cue, None, n).decode.len()
+            })
+            .sum::<usize>();
+        assert_eq!(untimed, 10);
+    }
+
+    #[test]
+    fn units_held_after_a_keyframe_that_showed_motion_are_decoded_before_the_next() {
+        let (mut planner, _) = idle_planner();
+        // Units 41 and 42 wait while keyframe 40's picture is being analysed; it shows
+        // motion, and the next unit needs them as references.
+        assert!(push(&mut planner, delta(20), 41).is_empty());
+        assert!(push(&mut planner, delta(20), 42).is_empty());
+        planner.scene(at(4000), true);
+        assert_eq!(push(&mut planner, delta(20), 43), vec![41, 42, 43]);
+    }
+
     proptest! {
         /// Whatever the stream and the verdicts: units are decoded in order, never twice,
-        /// each group from its keyframe without a hole, and every keyframe is decoded.
+        /// every keyframe is decoded, and so is every reference from a decoded unit's
+        /// keyframe up to it; a unit is decoded or passed over, never both.
         #[test]
         fn decoding_order_is_the_streams_and_never_skips_a_reference(
             units in proptest::collection::vec((0u8..12, 0usize..2000, any::<bool>(), any::<bool>()), 1..300),
+            period in 0u64..300,
         ) {
-            let mut planner = DecodePlanner::new(Duration::from_millis(500));
+            let mut planner = DecodePlanner::new(Duration::from_millis(500), Duration::from_millis(period));
             let mut decoded: Vec<u32> = Vec::new();
+            let mut passed: Vec<u32> = Vec::new();
             let mut keyframes = Vec::new();
+            let mut references = Vec::new();
             for (n, (kind, bytes, reference, busy)) in units.into_iter().enumerate() {
                 let n = n as u32;
                 let keyframe = kind == 0;
                 if keyframe {
                     keyframes.push(n);
                 }
+                if reference || keyframe {
+                    references.push(n);
+                }
                 let kind = if keyframe { SliceKind::Other } else if reference { SliceKind::P } else { SliceKind::B };
                 let cue = UnitCue { keyframe, kind, reference: reference || keyframe, bytes };
-                for d in planner.push(cue, n) {
-                    planner.scene(Duration::from_millis(u64::from(d) * 100), busy);
+                let picked = planner.push(cue, Some(Duration::from_millis(u64::from(n) * 67)), n);
+                passed.extend(picked.thinned);
+                passed.extend(picked.dropped);
+                for d in picked.decode {
+                    planner.scene(Duration::from_millis(u64::from(d) * 67), busy);
                     decoded.push(d);
                 }
             }
             prop_assert!(decoded.windows(2).all(|w| w[0] < w[1]));
+            prop_assert!(decoded.iter().all(|d| !passed.contains(d)));
             for k in &keyframes {
                 prop_assert!(decoded.contains(k));
             }
-            // Within a group, what is decoded runs from its keyframe with no gap (a unit
-            // after a gap would miss its references).
-            for (i, d) in decoded.iter().enumerate() {
+            for d in &decoded {
                 let group = keyframes.iter().rev().find(|k| *k <= d);
                 prop_assert!(group.is_some(), "unit {d} decoded before any keyframe");
                 if let Some(k) = group {
-                    if d > k {
-                        prop_assert!(i > 0 && decoded[i - 1] == d - 1, "gap before {d}");
+                    for r in references.iter().filter(|r| (*k..*d).contains(*r)) {
+                        prop_assert!(decoded.contains(r), "{d} decoded without its reference {r}");
                     }
                 }
             }

@@ -54,6 +54,11 @@ impl Default for MotionConfig {
 }
 
 impl MotionConfig {
+    /// The spacing of the frames the detector looks at.
+    pub fn period(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(1) / self.fps.max(1)
+    }
+
     pub fn detector(&self) -> crate::motion::DetectorConfig {
         crate::motion::DetectorConfig {
             sensitivity: self.sensitivity,

@@ -162,11 +162,12 @@ impl Camera {
             preroll: capture.preroll,
             postroll: capture.postroll,
             // The end is declared one gap after the last motion, plus one analysis frame.
-            hold: motion.events.gap + Duration::from_secs(1) / motion.fps.max(1),
+            hold: motion.events.gap + motion.period(),
             max_clip: capture.max_clip,
         });
         Self {
             detector: Detector::new(motion.detector(), motion.width, motion.height),
+            planner: DecodePlanner::new(HOLD, motion.period()),
             machine: EventMachine::new(motion.events.clone()),
             recorder,
             capture,
@@ -184,7 +185,6 @@ impl Camera {
             last: Duration::ZERO,
             running: false,
             jpeg: None,
-            planner: DecodePlanner::new(HOLD),
         }
     }
 
@@ -245,7 +245,7 @@ impl Camera {
             Ok(g) => g,
             Err(e) => return Stopped::Failed(e),
         };
-        self.planner = DecodePlanner::new(HOLD);
+        self.planner = DecodePlanner::new(HOLD, self.motion.period());
         let (tx, rx) = std_mpsc::sync_channel(INPUT_BACKLOG);
         let pending = Arc::new(AtomicUsize::new(0));
         connect(&graph, tx, pending.clone());

@@ -1,6 +1,8 @@
 //! The camera's side of decoding on demand: each unit goes through the planner, and what it
 //! picks goes to the detector's decoder.
 
+use std::time::Duration;
+
 use gstreamer as gst;
 
 use super::Camera;
@@ -30,7 +32,8 @@ impl Camera {
             },
         };
         let mode = self.planner.mode();
-        let picked = self.planner.push(cue, sample.clone());
+        let time = buffer.pts().map(Duration::from);
+        let picked = self.planner.push(cue, time, sample.clone()).decode;
         if self.planner.mode() != mode {
             self.log_decoding(&format!(
                 "a cue of motion, {} units to catch up",
@@ -48,7 +51,7 @@ impl Camera {
 
     /// Tells the planner what the detector made of the frame at `time`, when it decodes on
     /// demand.
-    pub(super) fn scene(&mut self, graph: &Graph, time: std::time::Duration, busy: bool) {
+    pub(super) fn scene(&mut self, graph: &Graph, time: Duration, busy: bool) {
         if graph.decoder.get().is_none() {
             return;
         }
