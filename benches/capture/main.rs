@@ -9,8 +9,9 @@
 //! (needs `motion`, `gst-launch-1.0`, x264enc, opencv-doc, and the motion corpus's tools:
 //! `scripts/install-deps` and `apt-get install motion`). Takes about fifteen minutes, and then
 //! both detectors on the motion corpus (`corpus.rs`; alone: `cargo bench --bench capture --
-//! corpus`; the camera alone: `-- camera`), a few minutes more. The share of units decoded
-//! on demand comes from `camagent detect` on the same clip.
+//! corpus`; the camera alone: `-- camera`; one clip, printed only: `-- camera street`), a few
+//! minutes more. The share of units decoded on demand comes from `camagent detect` on the
+//! same clip.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -184,22 +185,28 @@ fn peak_rss_kib(pid: u32) -> u64 {
 struct Cost {
     cpu_s: f64,
     peak_rss_kib: u64,
-    /// RssAnon at the end of the clip.
+    /// The most RssAnon sampled while the clip played. Not at its end: once a clip ends the
+    /// agent tears its pipeline down and gives the decoder's memory back.
     private_kib: u64,
 }
 
 /// Lets `child` play `seconds` of a clip, then measures it and stops it.
 fn measure_until_played(child: &mut Child, started: Instant, seconds: u64) -> Cost {
-    let until = started + Duration::from_secs(seconds + 3);
+    let pid = child.id();
+    let playing = started + Duration::from_secs(seconds);
+    let until = playing + Duration::from_secs(3);
+    let mut private_kib = 0;
     while Instant::now() < until {
         assert!(child.try_wait().unwrap().is_none(), "exited early");
+        if Instant::now() < playing {
+            private_kib = private_kib.max(common::memory_kib(pid).1);
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
-    let pid = child.id();
     let measured = Cost {
         cpu_s: common::cpu_seconds(pid),
         peak_rss_kib: peak_rss_kib(pid),
-        private_kib: common::memory_kib(pid).1,
+        private_kib,
     };
     signal(pid, "TERM");
     let _ = child.wait();
@@ -369,7 +376,14 @@ fn main() {
 
 fn camera_against_motion() {
     let tmp = tempfile::tempdir().unwrap();
-    let clips = clips(tmp.path());
+    let mut clips = clips(tmp.path());
+    // `-- camera street` runs that clip alone, and only prints: BENCHMARKS holds whole runs.
+    let named: Vec<String> = std::env::args()
+        .filter(|a| clips.iter().any(|c| c.name == a))
+        .collect();
+    if !named.is_empty() {
+        clips.retain(|c| named.iter().any(|n| n == c.name));
+    }
     let world = World::new();
     let broker = world.broker(false);
     let mut rows = String::new();
@@ -448,8 +462,8 @@ fn camera_against_motion() {
          to its pre-roll ring and clips, snapshots with alerts, a real mutual-TLS mosquitto), \
          camagent once decoding on demand (the default) and once decoding every unit \
          (`decode = \"always\"`). CPU is user + system seconds of the whole process (all \
-         threads) over the clip, scaled to a minute of input; peak RSS is VmHWM, private is \
-         RssAnon at the end of the clip.\n\n\
+         threads) over the clip, scaled to a minute of input; peak RSS is VmHWM, private is the \
+         most RssAnon sampled (every 200 ms) while the clip played.\n\n\
          | clip | H.264 decode alone, CPU s/min | units decoded on demand | camagent CPU s/min | camagent decoding always | Motion CPU s/min | camagent ÷ Motion | always ÷ Motion | camagent MiB peak / private | Motion MiB peak / private | events (truth) | camagent events (on demand / always) | Motion events |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|\n{rows}\n\
          Over all clips, decoding on demand cost {ratio:.2}× the CPU of decoding every unit. \
@@ -466,6 +480,9 @@ fn camera_against_motion() {
         ratio = on_demand_cpu / always_cpu,
     );
     print!("{section}");
+    if !named.is_empty() {
+        return;
+    }
     common::update_benchmarks(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md"),
         "## Camera: camagent against the Motion daemon",

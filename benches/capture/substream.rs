@@ -121,7 +121,7 @@ pub fn against_motion() {
          at 320×180 as its sub-stream; each program runs alone for the clip's minute, \
          analysing {WIDTH}×{HEIGHT} at {FPS} fps (Motion {version}). CPU is user + system \
          seconds of the whole process, scaled to a minute; peak RSS is VmHWM, private memory \
-         RssAnon at the end.\n\n\
+         the most RssAnon sampled (every 200 ms) while the clip played.\n\n\
          | configuration | CPU s/min | × Motion's CPU | peak RSS MiB | private MiB | events |\n\
          |---|---:|---:|---:|---:|---:|\n{rows}\n\
          With the sub-stream camagent used {ratio:.2}× Motion's CPU, and {own:.2}× its own \
