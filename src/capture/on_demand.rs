@@ -12,10 +12,11 @@
 //! ([`Mode::Active`]), until the detector has reported a still scene for `hold`.
 //!
 //! Even then the detector looks at a few pictures a second, fewer than most streams carry:
-//! a unit no other picture refers to (a plain B-frame) is passed over when a picture already
-//! decoded lies within half an analysis period of it. Nothing else depends on it, and the
-//! analysis rate still finds a picture near each of its instants. On an x264 stream at three
-//! times the analysis rate that is nearly half the units, and a quarter of the decoding.
+//! a unit no other picture refers to (a plain B-frame) is thinned out, not decoded, when a
+//! picture already decoded lies within half an analysis period of it. Nothing else depends
+//! on it, and the analysis rate still finds a picture near each of its instants. On an x264
+//! stream at three times the analysis rate that is nearly half the units, and a quarter of
+//! the decoding.
 //!
 //! Nothing depends on the cue being right: a cue that fires on noise costs a few seconds of
 //! decoding; one that misses leaves motion to the next keyframe, which the detector sees.
