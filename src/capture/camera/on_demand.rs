@@ -78,6 +78,8 @@ impl Camera {
     /// The source's units ended: so does what the decoder gets.
     pub(super) fn end_decoder(&self, graph: &Graph) {
         if let Some(feed) = graph.decoder.get() {
+            let (units, decoded) = self.planner.counts();
+            tracing::debug!(units, decoded, "the source's units ended");
             let _ = feed.end_of_stream();
         }
     }
