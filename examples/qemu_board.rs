@@ -5,7 +5,9 @@
 //! and writes them to BENCHMARKS.md.
 //!
 //! Run through `board/qemu-virt/run`, which builds the image first and boots the board with
-//! each camera; `board/qemu-virt/run vivid` (or `file`) boots it with one and records nothing.
+//! each camera; `board/qemu-virt/run vivid` (or `file`) boots it with one and records nothing;
+//! `board/qemu-virt/run soak [MINUTES]` keeps the recorded-scene board running (30 minutes
+//! unless told) and records the agent's memory, sampled every minute, in BENCHMARKS.md.
 
 #[path = "../benches/common/mod.rs"]
 mod common;
@@ -23,7 +25,7 @@ use support::*;
 /// Generous: a cold boot under TCG emulation, GStreamer's first plugin scan included.
 const LIMIT: Duration = Duration::from_secs(600);
 
-const USAGE: &str = "usage: qemu_board IMAGE_DIR [file|vivid]";
+const USAGE: &str = "usage: qemu_board IMAGE_DIR [file|vivid|soak [MINUTES]]";
 
 /// The board's cameras: the profile it boots with, and what it adds to the image's `/etc`.
 #[derive(Clone, Copy, PartialEq)]
@@ -41,6 +43,9 @@ struct Boot {
     /// When the first event's clip was whole at the subscriber (asked of the vivid camera).
     clip: Option<Duration>,
     memory: String,
+    /// The agent's memory as the guest reported it, once a minute from 45 s after it
+    /// started: (resident, private) KiB.
+    samples: Vec<(u64, u64)>,
 }
 
 fn main() {
@@ -49,14 +54,18 @@ fn main() {
     // One camera alone, to try it: nothing is recorded.
     if let Some(camera) = args.next() {
         match camera.as_str() {
-            "file" => boot(&image, Camera::File),
-            "vivid" => boot(&image, Camera::Vivid),
+            "file" => boot(&image, Camera::File, 1),
+            "vivid" => boot(&image, Camera::Vivid, 1),
+            "soak" => {
+                let minutes = args.next().map_or(30, |m| m.parse().expect(USAGE));
+                soak(&image, minutes)
+            }
             _ => panic!("{USAGE}"),
         };
         return;
     }
-    let file = boot(&image, Camera::File);
-    let vivid = boot(&image, Camera::Vivid);
+    let file = boot(&image, Camera::File, 1);
+    let vivid = boot(&image, Camera::Vivid, 1);
     let clip = vivid.clip.expect("the vivid boot waits for its clip");
     let section = format!(
         "## The emulated board (QEMU)\n\n\
@@ -86,9 +95,69 @@ fn main() {
     );
 }
 
-/// Boots the board with `camera` and waits for its first alert (and, with vivid, that event's
-/// clip) at a subscriber on this host.
-fn boot(image: &Path, camera: Camera) -> Boot {
+/// Keeps the recorded-scene board running for `minutes` and records the agent's memory over
+/// them.
+fn soak(image: &Path, minutes: usize) -> Boot {
+    let board = boot(image, Camera::File, minutes + 1);
+    assert!(
+        board.samples.len() > minutes,
+        "the guest reported the agent's memory {} times in {minutes} minutes",
+        board.samples.len()
+    );
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let range = |of: fn(&(u64, u64)) -> u64| {
+        let values = board.samples.iter().map(of);
+        let (min, max) = (values.clone().min(), values.max());
+        format!(
+            "{:.1}–{:.1} MiB",
+            mib(min.unwrap_or(0)),
+            mib(max.unwrap_or(0))
+        )
+    };
+    // Per hour, from the samples after the first five minutes (the pipeline's pools grown).
+    let per_hour = |of: fn(&(u64, u64)) -> u64| {
+        let points: Vec<(f64, f64)> = board
+            .samples
+            .iter()
+            .enumerate()
+            .skip(5)
+            .map(|(minute, s)| (minute as f64 / 60.0, mib(of(s))))
+            .collect();
+        common::slope(&points)
+    };
+    let section = format!(
+        "## The emulated board over {minutes} minutes\n\n\
+         `board/qemu-virt/run soak {minutes}` — {when}, on {cpu}: the board above with the \
+         recorded street scene as its camera (looped: every 80 s the scene ends and its \
+         pipeline starts again), the agent's memory as the guest reports it once a minute \
+         from 45 s after the agent started, {n} samples:\n\n\
+         | | range | least-squares slope from minute 5 |\n|---|---:|---:|\n\
+         | resident (VmRSS) | {rss} | {rss_slope:+.2} MiB/hour |\n\
+         | private (RssAnon) | {private} | {private_slope:+.2} MiB/hour |\n\n\
+         The board's root is an initramfs in RAM, so the shared libraries' pages the agent maps \
+         count in its resident memory and cannot be reclaimed; on a root on flash they are \
+         file-backed. Private memory is the agent's own.\n",
+        when = humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
+        cpu = common::cpu(),
+        n = board.samples.len(),
+        rss = range(|s| s.0),
+        private = range(|s| s.1),
+        rss_slope = per_hour(|s| s.0),
+        private_slope = per_hour(|s| s.1),
+    );
+    print!("{section}");
+    common::update_benchmarks(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md"),
+        "## The emulated board over",
+        &section,
+    );
+    board
+}
+
+/// Boots the board with `camera`, waits for its first alert (and, with vivid, that event's
+/// clip) at a subscriber on this host, and for the guest's first `samples` reports of the
+/// agent's memory.
+fn boot(image: &Path, camera: Camera, samples: usize) -> Boot {
     let world = World::new();
     let broker = world.broker(false);
     let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
@@ -170,24 +239,32 @@ fn boot(image: &Path, camera: Camera) -> Boot {
         println!("  cloud <- a clip of {} bytes", clip.len());
         booted.elapsed()
     });
-    let memory = wait_for(Duration::from_secs(120), || {
+    // A report a minute, and the guest's `systemctl` and `grep` under emulation on top.
+    let reports = Duration::from_secs(120 + 70 * samples as u64);
+    let reported = wait_for(reports, || {
         let text = console.lock().unwrap().clone();
-        let rss = field_kib(&text, "camagent-memory: VmRSS:")?;
-        let hwm = field_kib(&text, "camagent-memory: VmHWM:")?;
-        let private = field_kib(&text, "camagent-memory: RssAnon:")?;
-        Some((rss, hwm, private))
+        let rss = fields_kib(&text, "camagent-memory: VmRSS:");
+        let private = fields_kib(&text, "camagent-memory: RssAnon:");
+        (rss.len().min(private.len()) >= samples).then(|| rss.into_iter().zip(private).collect())
     });
+    let text = console.lock().unwrap().clone();
     let _ = qemu.kill();
     let _ = qemu.wait();
+    let samples: Vec<(u64, u64)> = reported.unwrap_or_default();
 
-    let memory = match memory {
-        Some((rss, hwm, private)) => format!(
+    let first = |prefix: &str| fields_kib(&text, prefix).first().copied();
+    let memory = match (
+        first("camagent-memory: VmRSS:"),
+        first("camagent-memory: VmHWM:"),
+        first("camagent-memory: RssAnon:"),
+    ) {
+        (Some(rss), Some(hwm), Some(private)) => format!(
             "resident {:.1} MiB (peak {:.1} MiB; private {:.1} MiB) 45 s after it started",
             rss as f64 / 1024.0,
             hwm as f64 / 1024.0,
             private as f64 / 1024.0
         ),
-        None => "memory not reported by the guest".into(),
+        _ => "memory not reported by the guest".into(),
     };
     println!(
         "first alert {:.1} s after QEMU started; {memory}",
@@ -197,6 +274,7 @@ fn boot(image: &Path, camera: Camera) -> Boot {
         first_alert,
         clip,
         memory,
+        samples,
     }
 }
 
@@ -250,8 +328,13 @@ fn provision(world: &World, port: u16, image: &Path, camera: Camera) -> PathBuf 
     initrd
 }
 
-fn field_kib(console: &str, prefix: &str) -> Option<u64> {
-    let line = console.lines().find(|l| l.contains(prefix))?;
-    let rest = &line[line.find(prefix)? + prefix.len()..];
-    rest.split_whitespace().next()?.parse().ok()
+/// The KiB after `prefix` on each console line that has it, in order.
+fn fields_kib(console: &str, prefix: &str) -> Vec<u64> {
+    console
+        .lines()
+        .filter_map(|line| {
+            let rest = &line[line.find(prefix)? + prefix.len()..];
+            rest.split_whitespace().next()?.parse().ok()
+        })
+        .collect()
 }
