@@ -127,7 +127,7 @@ fn soak(image: &Path, minutes: usize) -> Boot {
     };
     let section = format!(
         "## The emulated board over {minutes} minutes\n\n\
-         `board/qemu-virt/run soak {minutes}` — {when}, on {cpu}: the board above with the \
+         `board/qemu-virt/run soak {minutes}` — {when}, on {cpu}: the emulated board (QEMU) with the \
          recorded street scene as its camera (looped: every 80 s the scene ends and its \
          pipeline starts again), the agent's memory as the guest reports it once a minute \
          from 45 s after the agent started, {n} samples:\n\n\
