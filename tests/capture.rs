@@ -272,8 +272,6 @@ fn still_then_walk() -> Scene {
     }
 }
 
-const KEYFRAMES_ONLY: &str = "the scene is still: decoding keyframes only";
-
 /// A still scene costs its keyframes only; the walk-in shows in the encoding (or on the next
 /// keyframe), every unit is decoded again, and the alert and clip come as they do when
 /// everything is decoded.
@@ -336,21 +334,6 @@ fn a_moving_scene_decodes_only_what_the_analysis_rate_looks_at() {
 /// The media time (`media_s=`) of the first log line holding `what`.
 fn media_s(log: &str, what: &str) -> f64 {
     log_field(log, what, "media_s=")
-}
-
-/// The number after `name` in the first log line holding `what`.
-fn log_field(log: &str, what: &str, name: &str) -> f64 {
-    let line = log
-        .lines()
-        .find(|l| l.contains(what))
-        .unwrap_or_else(|| panic!("no {what:?} in the log:\n{log}"));
-    let at = line.find(name).unwrap() + name.len();
-    line[at..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 /// Width and height from a JPEG's start-of-frame marker.

@@ -185,5 +185,26 @@ fn with_a_detection_stream_motion_is_seen_there_and_the_main_stream_recorded() {
         report.contains(&format!("Width: {W}")) && report.contains(&format!("Height: {H}")),
         "the clip is the main stream's, {W}×{H}:\n{report}"
     );
-    assert!(!agent.log().contains(PASSWORD_IN_URL));
+    // The detection stream is decoded on demand: once the walk is over, only its keyframes
+    // (the main stream's units, never decoded, are not among those counted).
+    let after_walk = |log: &str| {
+        let started = log.find("motion started")?;
+        Some(log[started..].find(KEYFRAMES_ONLY)? + started)
+    };
+    let Some(still) = wait_for(PATIENCE, || after_walk(&agent.log())) else {
+        panic!(
+            "the detection stream never went to keyframes only; agent log:\n{}",
+            agent.log()
+        );
+    };
+    let log = agent.log();
+    let (units, decoded) = (
+        log_field(&log[still..], KEYFRAMES_ONLY, "units="),
+        log_field(&log[still..], KEYFRAMES_ONLY, "decoded="),
+    );
+    assert!(
+        decoded < units,
+        "{decoded} of {units} units decoded:\n{log}"
+    );
+    assert!(!log.contains(PASSWORD_IN_URL));
 }

@@ -1030,3 +1030,22 @@ pub const RICH_FACTS: [(&str, &str); 9] = [
     ("device_credentials", "admin-pass-hunter2"),
     ("email_alert_credentials", "owner@mail.test:mailpass-9"),
 ];
+
+/// The number logged as `name` (`units=`, `media_s=`) on the first line of `log` holding
+/// `what`.
+pub fn log_field(log: &str, what: &str, name: &str) -> f64 {
+    let line = log
+        .lines()
+        .find(|l| l.contains(what))
+        .unwrap_or_else(|| panic!("no {what:?} in the log:\n{log}"));
+    let at = line.find(name).unwrap() + name.len();
+    line[at..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// What the agent logs when a scene went still and its detector decodes keyframes only.
+pub const KEYFRAMES_ONLY: &str = "the scene is still: decoding keyframes only";

@@ -12,10 +12,27 @@ use crate::capture::pipeline::Graph;
 
 /// What the pipeline's sinks hand the camera thread.
 pub(super) enum Input {
-    Unit(gst::Sample),
-    /// The source's units ended (the stream did).
-    UnitsEnded,
+    /// An access unit of one of the camera's streams.
+    Unit(Stream, gst::Sample),
+    /// A stream's units ended (the stream did).
+    UnitsEnded(Stream),
     Frame(gst::Sample),
+}
+
+/// Which of a camera's streams a unit is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stream {
+    /// The recorded stream, which the detector also decodes when there is no other.
+    Main,
+    /// The detection stream (`detect_url`): only the detector's decoder takes it.
+    Detection,
+}
+
+impl Stream {
+    /// Whether the detector's decoder (when it decodes on demand) takes this stream's units.
+    pub(super) fn decoded(self, graph: &Graph) -> bool {
+        self == Stream::Detection || graph.detect_units.is_none()
+    }
 }
 
 /// Samples between the pipeline and the camera thread.
@@ -25,22 +42,10 @@ pub(super) const INPUT_BACKLOG: usize = 64;
 /// when the camera thread is [`INPUT_BACKLOG`] behind, the pipeline waits for it. Frames are
 /// dropped when analysis is behind by two, or when the channel is full.
 pub(super) fn connect(graph: &Graph, tx: std_mpsc::SyncSender<Input>, pending: Arc<AtomicUsize>) {
-    let units = tx.clone();
-    let ended = tx.clone();
-    graph.units.set_callbacks(
-        gst_app::AppSinkCallbacks::builder()
-            .eos(move |_| {
-                let _ = ended.send(Input::UnitsEnded);
-            })
-            .new_sample(move |sink| {
-                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                units
-                    .send(Input::Unit(sample))
-                    .map_err(|_| gst::FlowError::Flushing)?;
-                Ok(gst::FlowSuccess::Ok)
-            })
-            .build(),
-    );
+    connect_units(&graph.units, Stream::Main, &tx);
+    if let Some(detection) = &graph.detect_units {
+        connect_units(detection, Stream::Detection, &tx);
+    }
     let queued = pending.clone();
     graph.frames.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
@@ -56,6 +61,26 @@ pub(super) fn connect(graph: &Graph, tx: std_mpsc::SyncSender<Input>, pending: A
                     }
                 }
                 queued.fetch_sub(1, Ordering::SeqCst);
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+}
+
+/// Units from `sink`, and their end, go to the camera as `stream`'s.
+fn connect_units(sink: &gst_app::AppSink, stream: Stream, tx: &std_mpsc::SyncSender<Input>) {
+    let units = tx.clone();
+    let ended = tx.clone();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .eos(move |_| {
+                let _ = ended.send(Input::UnitsEnded(stream));
+            })
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                units
+                    .send(Input::Unit(stream, sample))
+                    .map_err(|_| gst::FlowError::Flushing)?;
                 Ok(gst::FlowSuccess::Ok)
             })
             .build(),

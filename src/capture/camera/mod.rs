@@ -30,7 +30,7 @@ use crate::config::MotionConfig;
 use crate::motion::{Boundary, Detector, EndReason, EventMachine, Rect};
 use crate::report::Chain;
 use crate::uplink::backoff::Backoff;
-use input::{captured_ms, connect, running_time, Input, INPUT_BACKLOG};
+use input::{captured_ms, connect, running_time, Input, Stream, INPUT_BACKLOG};
 
 /// What the camera tells the agent.
 #[derive(Debug)]
@@ -257,11 +257,19 @@ impl Camera {
         }
         let stopped = loop {
             match rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(Input::Unit(sample)) => {
-                    self.feed_decoder(&graph, &sample);
-                    self.unit(sample)
+                Ok(Input::Unit(stream, sample)) => {
+                    if stream.decoded(&graph) {
+                        self.feed_decoder(&graph, &sample);
+                    }
+                    if stream == Stream::Main {
+                        self.unit(sample)
+                    }
                 }
-                Ok(Input::UnitsEnded) => self.end_decoder(&graph),
+                Ok(Input::UnitsEnded(stream)) => {
+                    if stream.decoded(&graph) {
+                        self.end_decoder(&graph)
+                    }
+                }
                 Ok(Input::Frame(sample)) => {
                     pending.fetch_sub(1, Ordering::SeqCst);
                     if let Err(e) = self.frame(&graph, &sample) {
@@ -313,7 +321,7 @@ impl Camera {
 
     fn take_units(&mut self, rx: &std_mpsc::Receiver<Input>) {
         while let Ok(input) = rx.try_recv() {
-            if let Input::Unit(sample) = input {
+            if let Input::Unit(Stream::Main, sample) = input {
                 self.unit(sample);
             }
         }

@@ -87,26 +87,7 @@ pub(super) fn attach_h264(parts: &Arc<Parts>, pad: &gst::Pad) -> Result<(), Capt
     }
     match parts.capture.decode {
         Decoding::Always => decode_for_frames(parts, &parts.encoded)?,
-        Decoding::OnDemand => {
-            let feed = gst_app::AppSrc::builder()
-                .format(gst::Format::Time)
-                .is_live(parts.capture.source.is_live())
-                .build();
-            // The segment comes with the units, so frames keep the units' running time.
-            feed.set_property("handle-segment-change", true);
-            // Not decodebin: it would hold the pipeline's preroll until it had decoded a
-            // picture, and the camera feeds it only once the pipeline plays. The parser
-            // hands the decoder the stream format it takes (some take only byte-stream).
-            let parse = make("h264parse")?;
-            let decode = h264_decoder()?;
-            let added = [feed.upcast_ref(), &parse, &decode];
-            parts.pipeline()?.add_many(added).map_err(pipeline_error)?;
-            gst::Element::link_many([feed.upcast_ref(), &parse, &decode, &parts.frames_in])
-                .map_err(pipeline_error)?;
-            sync_states(&added)?;
-            // Only the first video stream gets here: the cell is empty.
-            let _ = parts.decoder.set(feed);
-        }
+        Decoding::OnDemand => on_demand_decoder(parts)?,
     }
     link_units(parts, pad)
 }
@@ -123,6 +104,30 @@ pub(super) fn attach_units(parts: &Arc<Parts>, pad: &gst::Pad) -> Result<(), Cap
 fn link_units(parts: &Arc<Parts>, pad: &gst::Pad) -> Result<(), CaptureError> {
     pad.link(&static_pad(&parts.h264_in, "sink")?)
         .map_err(pipeline_error)?;
+    Ok(())
+}
+
+/// The detector's decoder as the camera feeds it when it decodes on demand: the units the
+/// planner picks go in through an appsrc, and its pictures to the frames branch.
+pub(super) fn on_demand_decoder(parts: &Arc<Parts>) -> Result<(), CaptureError> {
+    let feed = gst_app::AppSrc::builder()
+        .format(gst::Format::Time)
+        .is_live(parts.capture.source.is_live())
+        .build();
+    // The segment comes with the units, so frames keep the units' running time.
+    feed.set_property("handle-segment-change", true);
+    // Not decodebin: it would hold the pipeline's preroll until it had decoded a picture,
+    // and the camera feeds it only once the pipeline plays. The parser hands the decoder the
+    // stream format it takes (some take only byte-stream).
+    let parse = make("h264parse")?;
+    let decode = h264_decoder()?;
+    let added = [feed.upcast_ref(), &parse, &decode];
+    parts.pipeline()?.add_many(added).map_err(pipeline_error)?;
+    gst::Element::link_many([feed.upcast_ref(), &parse, &decode, &parts.frames_in])
+        .map_err(pipeline_error)?;
+    sync_states(&added)?;
+    // One decoder per graph: the cell is empty.
+    let _ = parts.decoder.set(feed);
     Ok(())
 }
 

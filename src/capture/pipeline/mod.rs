@@ -11,7 +11,8 @@
 //!
 //! Decoding on demand (`decode = "on-demand"`, a source's own H.264 without masks), the
 //! decoder is fed not by the tee but by the camera, through an appsrc (`Graph::decoder`):
-//! the camera hands it the units [`crate::capture::on_demand`] picks.
+//! the camera hands it the units [`crate::capture::on_demand`] picks — of the detection
+//! stream, when there is one (`Graph::detect_units`).
 //!
 //! Encoded access units feed the pre-roll ring and clips. Pictures at the analysis rate are
 //! scaled once, straight to the analysis size, for the detector; the newest picture as
@@ -33,11 +34,13 @@ use tracing::warn;
 
 mod attach;
 
-use attach::{attach_h264, attach_raw, attach_units, decode_for_frames, rtsp_h264};
+use attach::{
+    attach_h264, attach_raw, attach_units, decode_for_frames, on_demand_decoder, rtsp_h264,
+};
 
 use super::elements::{analysis_caps, make, pipeline_error};
 use super::CaptureError;
-use crate::config::capture::{CaptureConfig, Source};
+use crate::config::capture::{CaptureConfig, Decoding, Source};
 use crate::config::MotionConfig;
 
 pub struct Graph {
@@ -47,8 +50,11 @@ pub struct Graph {
     /// The newest picture as decoded (and masked), at the analysis rate: pull it for a
     /// snapshot.
     pub newest: gst_app::AppSink,
-    /// H.264 access units (avc, one per buffer).
+    /// H.264 access units (avc, one per buffer) to record.
     pub units: gst_app::AppSink,
+    /// The detection stream's access units, when the detector decodes it on demand: only
+    /// the decoder gets them.
+    pub detect_units: Option<gst_app::AppSink>,
     /// Where the camera feeds the detector's decoder, once a source's own H.264 is being
     /// decoded on demand.
     pub decoder: Arc<OnceLock<gst_app::AppSrc>>,
@@ -72,13 +78,7 @@ pub fn build(capture: &CaptureConfig, motion: &MotionConfig) -> Result<Graph, Ca
     let pipeline = gst::Pipeline::new();
     let sync = !capture.source.is_live();
 
-    let h264_in = make("h264parse")?;
-    let avc = capsfilter(
-        gst::Caps::builder("video/x-h264")
-            .field("stream-format", "avc")
-            .field("alignment", "au")
-            .build(),
-    )?;
+    let (h264_in, avc) = access_units()?;
     let encoded = make("tee")?;
     let unit_queue = make("queue")?;
     let units = gst_app::AppSink::builder().sync(sync).build();
@@ -137,6 +137,7 @@ pub fn build(capture: &CaptureConfig, motion: &MotionConfig) -> Result<Graph, Ca
         attached: AtomicBool::new(false),
         decoder: Arc::default(),
     });
+    let mut detect_units = None;
     match &capture.source {
         Source::Test { pattern } => {
             let src = make("videotestsrc")?;
@@ -206,12 +207,34 @@ pub fn build(capture: &CaptureConfig, motion: &MotionConfig) -> Result<Graph, Ca
                     attach_h264(parts, pad)
                 }
             })?;
-            if let Some(detect) = detect {
-                rtsp_h264(&parts, detect, *latency, |parts, pad| {
-                    let parse = make("h264parse")?;
-                    add_linked(parts, &[&parse], pad)?;
-                    decode_for_frames(parts, &parse)
-                })?;
+            match (detect, capture.decode) {
+                (Some(detect), Decoding::OnDemand) => {
+                    // Its units go to the camera, which hands the decoder what the planner
+                    // picks, as for a single stream.
+                    let (parse, avc) = access_units()?;
+                    let sink = gst_app::AppSink::builder().sync(false).build();
+                    let chain = [&parse, &avc, sink.upcast_ref()];
+                    pipeline.add_many(chain).map_err(pipeline_error)?;
+                    gst::Element::link_many(chain).map_err(pipeline_error)?;
+                    on_demand_decoder(&parts)?;
+                    rtsp_h264(&parts, detect, *latency, move |parts, pad| {
+                        let head = static_pad(&parse, "sink")?;
+                        if head.is_linked() {
+                            // Only its first video stream.
+                            return discard(parts, pad);
+                        }
+                        pad.link(&head).map(|_| ()).map_err(pipeline_error)
+                    })?;
+                    detect_units = Some(sink);
+                }
+                (Some(detect), Decoding::Always) => {
+                    rtsp_h264(&parts, detect, *latency, |parts, pad| {
+                        let parse = make("h264parse")?;
+                        add_linked(parts, &[&parse], pad)?;
+                        decode_for_frames(parts, &parse)
+                    })?;
+                }
+                (None, _) => {}
             }
         }
     }
@@ -220,8 +243,21 @@ pub fn build(capture: &CaptureConfig, motion: &MotionConfig) -> Result<Graph, Ca
         frames,
         newest,
         units,
+        detect_units,
         decoder: parts.decoder.clone(),
     })
+}
+
+/// The parser that takes H.264 in and the filter after it that makes it access units, one
+/// per buffer in avc form, as the ring, the clips and the planner take them.
+fn access_units() -> Result<(gst::Element, gst::Element), CaptureError> {
+    let avc = capsfilter(
+        gst::Caps::builder("video/x-h264")
+            .field("stream-format", "avc")
+            .field("alignment", "au")
+            .build(),
+    )?;
+    Ok((make("h264parse")?, avc))
 }
 
 /// Streams a source offers that camagent does not use (audio, a second video) end here.
