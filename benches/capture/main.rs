@@ -182,6 +182,7 @@ fn peak_rss_kib(pid: u32) -> u64 {
 }
 
 /// What a process cost over a clip.
+#[derive(Clone, Copy)]
 struct Cost {
     cpu_s: f64,
     peak_rss_kib: u64,

@@ -1,23 +1,25 @@
-//! An IP camera with two streams, as RTSP cameras give them: the 720p street clip as the main
-//! stream and the same scene at 320×180 as the sub-stream, served by a real RTSP server
-//! (gst-rtsp-server, Basic auth). Side by side, one after the other, each for the clip's
-//! 60 s: camagent decoding the main stream, every unit and on demand; camagent detecting on
-//! the sub-stream
-//! (`capture.detect_url`) and recording the main one without decoding it; and Motion as its
-//! users set it up there (`netcam_url` the sub-stream, `netcam_high_url` the main one, movies
-//! by `movie_passthrough`).
+//! An IP camera with two streams, as RTSP cameras give them: a 720p clip as the main stream
+//! and the same scene at 320×180 as the sub-stream, served by a real RTSP server
+//! (gst-rtsp-server, Basic auth). Two scenes: the busy street, and the mostly-still street
+//! (two minutes of nobody, then people walking in) where decoding on demand matters most.
+//! Side by side, one after the other, each for the clip's length: camagent detecting on the
+//! sub-stream (`capture.detect_url`), every unit and on demand, and recording the main one
+//! without decoding it; and Motion as its users set it up there (`netcam_url` the sub-stream,
+//! `netcam_high_url` the main one, movies by `movie_passthrough`). On the street, camagent
+//! decoding the main stream too, every unit and on demand.
 //!
-//! Run: `cargo bench --bench capture -- substream`. Writes its figures to BENCHMARKS.md.
+//! Run: `cargo bench --bench capture -- substream` (about fifteen minutes). Writes its
+//! figures to BENCHMARKS.md.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
 use super::support::rtsp::RtspCamera;
 use super::support::scenes::host_gst_launch;
 use super::support::*;
 use super::{
-    common, measure_until_played, motion_events, motion_version, spawn_motion_on, street, Cost,
-    FPS, HEIGHT, SECONDS, WIDTH,
+    common, measure_until_played, mostly_still, motion_events, motion_version, spawn_motion_on,
+    street, Cost, FPS, HEIGHT, SECONDS, WIDTH,
 };
 
 const USER: &str = "viewer";
@@ -29,108 +31,82 @@ struct Row {
     events: usize,
 }
 
+/// One scene's camera: its clip as the main stream, and the sub-stream made from it.
+struct Scene {
+    name: &'static str,
+    main: PathBuf,
+    seconds: u64,
+    /// Also measure camagent decoding the main stream.
+    main_rows: bool,
+}
+
 pub fn against_motion() {
     let tmp = tempfile::tempdir().unwrap();
-    let main = street(tmp.path());
-    let sub = tmp.path().join("street-sub.mp4");
-    host_gst_launch(&format!(
-        "filesrc location={} ! qtdemux ! h264parse ! avdec_h264 ! videoscale \
-         ! video/x-raw,width=320,height=180 ! x264enc speed-preset=superfast bitrate=300 \
-         key-int-max=30 ! h264parse ! mp4mux ! filesink location={}",
-        main.display(),
-        sub.display()
-    ));
-    let port = free_port();
-    let _camera = RtspCamera::start(port, USER, PASSWORD, &[("main", &main), ("sub", &sub)]);
-    let url = |path: &str| format!("rtsp://{USER}:{PASSWORD}@127.0.0.1:{port}/{path}");
+    let scenes = [
+        Scene {
+            name: "street (people walking, 60 s)",
+            main: street(tmp.path()),
+            seconds: SECONDS,
+            main_rows: true,
+        },
+        Scene {
+            name: "mostly-still (120 s of nobody, then people walk in; 127 s)",
+            main: mostly_still(tmp.path()),
+            seconds: 127,
+            main_rows: false,
+        },
+    ];
     let world = World::new();
     let broker = world.broker(false);
-
-    let camagent = |what: &'static str, name: &str, extra: String| {
-        let mut setup = AgentSetup::new(&world, broker.port);
-        setup.extra = format!(
-            "[capture]\nsource = \"rtsp\"\nurl = \"{}\"\n{extra}\n\
-             [motion]\nwidth = {WIDTH}\nheight = {HEIGHT}\nfps = {FPS}\n",
-            url("main")
+    let mut tables = String::new();
+    let mut ratios = Vec::new();
+    for (i, scene) in scenes.iter().enumerate() {
+        let dir = tmp.path().join(format!("scene-{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let m = measure(&world, broker.port, &dir, scene);
+        let per_minute = |r: &Row| r.cost.cpu_s * 60.0 / scene.seconds as f64;
+        let rows: String = m
+            .rows
+            .iter()
+            .map(|r| {
+                format!(
+                    "| {} | {:.2} | {:.2}× | {:.1} | {:.1} | {} |\n",
+                    r.what,
+                    per_minute(r),
+                    r.cost.cpu_s / m.motion.cpu_s,
+                    r.cost.peak_rss_kib as f64 / 1024.0,
+                    r.cost.private_kib as f64 / 1024.0,
+                    r.events
+                )
+            })
+            .collect();
+        tables += &format!(
+            "**{}**\n\n\
+             | configuration | CPU s/min | × Motion's CPU | peak RSS MiB | private MiB | events |\n\
+             |---|---:|---:|---:|---:|---:|\n{rows}\n",
+            scene.name
         );
-        let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/policy.toml");
-        let config = setup.write(&world, &world.path().join(name), &policy);
-        let started = Instant::now();
-        let mut agent = Agent::start(env!("CARGO_BIN_EXE_camagent"), &config);
-        let cost = measure_until_played(&mut agent.child, started, SECONDS);
-        Row {
-            what,
-            cost,
-            events: agent.log().matches("motion started").count(),
-        }
-    };
-    let decoding_main = camagent(
-        "camagent, the main stream decoded, every unit (`decode = \"always\"`)",
-        "main",
-        "decode = \"always\"\n".into(),
-    );
-    let on_demand = camagent(
-        "camagent, the main stream decoded on demand (the default)",
-        "on-demand",
-        String::new(),
-    );
-    let on_sub = camagent(
-        "camagent, detecting on the sub-stream (`detect_url`)",
-        "sub",
-        format!("detect_url = \"{}\"\n", url("sub")),
-    );
-    let motion = {
-        let started = Instant::now();
-        let (mut child, events) = spawn_motion_on(
-            &tmp.path().join("motion"),
-            &url("sub"),
-            &format!(
-                "netcam_high_url {}\nnetcam_userpass {USER}:{PASSWORD}\n\
-                 movie_output on\nmovie_passthrough on\n",
-                url("main")
-            ),
-        );
-        let cost = measure_until_played(&mut child, started, SECONDS);
-        Row {
-            what: "Motion, `netcam_url` the sub-stream, `netcam_high_url` the main one, `movie_passthrough on`",
-            cost,
-            events: motion_events(&events),
-        }
-    };
-
-    let per_minute = |r: &Row| r.cost.cpu_s * 60.0 / SECONDS as f64;
-    let rows: String = [&decoding_main, &on_demand, &on_sub, &motion]
-        .iter()
-        .map(|r| {
-            format!(
-                "| {} | {:.2} | {:.2}× | {:.1} | {:.1} | {} |\n",
-                r.what,
-                per_minute(r),
-                r.cost.cpu_s / motion.cost.cpu_s,
-                r.cost.peak_rss_kib as f64 / 1024.0,
-                r.cost.private_kib as f64 / 1024.0,
-                r.events
-            )
-        })
-        .collect();
+        ratios.push(format!(
+            "{:.2}× Motion's CPU on {} ({:.2}× its own decoding every unit of the sub-stream)",
+            m.on_sub.cpu_s / m.motion.cpu_s,
+            scene.name.split(' ').next().unwrap_or_default(),
+            m.on_sub.cpu_s / m.sub_always.cpu_s
+        ));
+    }
     let section = format!(
         "## Camera with a sub-stream: camagent against the Motion daemon\n\n\
          `cargo bench --bench capture -- substream` — {when}, {cpu}, 2 cores. An RTSP camera \
-         (gst-rtsp-server on loopback, Basic auth) serves the 60 s street clip (opencv-doc \
-         vtest.avi, people walking) as its main stream, 1280×720 at 15 fps, and the same scene \
-         at 320×180 as its sub-stream; each program runs alone for the clip's minute, \
-         analysing {WIDTH}×{HEIGHT} at {FPS} fps (Motion {version}). CPU is user + system \
-         seconds of the whole process, scaled to a minute; peak RSS is VmHWM, private memory \
-         the most RssAnon sampled (every 200 ms) while the clip played.\n\n\
-         | configuration | CPU s/min | × Motion's CPU | peak RSS MiB | private MiB | events |\n\
-         |---|---:|---:|---:|---:|---:|\n{rows}\n\
-         With the sub-stream camagent used {ratio:.2}× Motion's CPU, and {own:.2}× its own \
-         with the main stream decoded.\n",
+         (gst-rtsp-server on loopback, Basic auth) serves a 720p clip at 15 fps as its main \
+         stream and the same scene at 320×180 as its sub-stream; each program runs alone for \
+         the clip's length, analysing {WIDTH}×{HEIGHT} at {FPS} fps (Motion {version}). CPU is \
+         user + system seconds of the whole process, scaled to a minute; peak RSS is VmHWM, \
+         private memory the most RssAnon sampled (every 200 ms) while the clip played.\n\n\
+         {tables}\
+         Detecting on the sub-stream, decoded on demand, camagent used {ratios}.\n",
         when = humantime::format_rfc3339_seconds(SystemTime::now()),
         cpu = common::cpu(),
         version = motion_version(),
-        ratio = on_sub.cost.cpu_s / motion.cost.cpu_s,
-        own = on_sub.cost.cpu_s / decoding_main.cost.cpu_s,
+        ratios = ratios.join(", and "),
     );
     print!("{section}");
     common::update_benchmarks(
@@ -138,4 +114,100 @@ pub fn against_motion() {
         "## Camera with a sub-stream",
         &section,
     );
+}
+
+/// A scene's rows, and the costs the summary compares.
+struct Measured {
+    rows: Vec<Row>,
+    on_sub: Cost,
+    sub_always: Cost,
+    motion: Cost,
+}
+
+/// Serves `scene` and measures each configuration on it.
+fn measure(world: &World, broker: u16, dir: &Path, scene: &Scene) -> Measured {
+    let sub = dir.join("sub.mp4");
+    host_gst_launch(&format!(
+        "filesrc location={} ! qtdemux ! h264parse ! avdec_h264 ! videoscale \
+         ! video/x-raw,width=320,height=180 ! x264enc speed-preset=superfast bitrate=300 \
+         key-int-max=30 ! h264parse ! mp4mux ! filesink location={}",
+        scene.main.display(),
+        sub.display()
+    ));
+    let port = free_port();
+    let _camera = RtspCamera::start(
+        port,
+        USER,
+        PASSWORD,
+        &[("main", &scene.main), ("sub", &sub)],
+    );
+    let url = |path: &str| format!("rtsp://{USER}:{PASSWORD}@127.0.0.1:{port}/{path}");
+
+    let camagent = |what: &'static str, name: &str, extra: String| {
+        let mut setup = AgentSetup::new(world, broker);
+        setup.extra = format!(
+            "[capture]\nsource = \"rtsp\"\nurl = \"{}\"\n{extra}\n\
+             [motion]\nwidth = {WIDTH}\nheight = {HEIGHT}\nfps = {FPS}\n",
+            url("main")
+        );
+        let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/policy.toml");
+        let config = setup.write(world, &dir.join(name), &policy);
+        let started = Instant::now();
+        let mut agent = Agent::start(env!("CARGO_BIN_EXE_camagent"), &config);
+        let cost = measure_until_played(&mut agent.child, started, scene.seconds);
+        Row {
+            what,
+            cost,
+            events: agent.log().matches("motion started").count(),
+        }
+    };
+    let mut rows = Vec::new();
+    if scene.main_rows {
+        rows.push(camagent(
+            "camagent, the main stream decoded, every unit (`decode = \"always\"`)",
+            "main",
+            "decode = \"always\"\n".into(),
+        ));
+        rows.push(camagent(
+            "camagent, the main stream decoded on demand (the default)",
+            "on-demand",
+            String::new(),
+        ));
+    }
+    let sub_always = camagent(
+        "camagent, detecting on the sub-stream (`detect_url`), every unit of it decoded",
+        "sub-always",
+        format!("detect_url = \"{}\"\ndecode = \"always\"\n", url("sub")),
+    );
+    let on_sub = camagent(
+        "camagent, detecting on the sub-stream (`detect_url`), decoded on demand (the default)",
+        "sub",
+        format!("detect_url = \"{}\"\n", url("sub")),
+    );
+    let motion = {
+        let started = Instant::now();
+        let (mut child, events) = spawn_motion_on(
+            &dir.join("motion"),
+            &url("sub"),
+            &format!(
+                "netcam_high_url {}\nnetcam_userpass {USER}:{PASSWORD}\n\
+                 movie_output on\nmovie_passthrough on\n",
+                url("main")
+            ),
+        );
+        let cost = measure_until_played(&mut child, started, scene.seconds);
+        Row {
+            what: "Motion, `netcam_url` the sub-stream, `netcam_high_url` the main one, `movie_passthrough on`",
+            cost,
+            events: motion_events(&events),
+        }
+    };
+    let measured = Measured {
+        on_sub: on_sub.cost,
+        sub_always: sub_always.cost,
+        motion: motion.cost,
+        rows: Vec::new(),
+    };
+    rows.extend([sub_always, on_sub, motion]);
+    Measured { rows, ..measured }
 }
