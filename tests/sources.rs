@@ -5,6 +5,8 @@ mod support;
 
 use std::path::Path;
 
+use base64::Engine;
+
 use support::rtsp::RtspCamera;
 use support::scenes::*;
 use support::*;
@@ -128,6 +130,22 @@ fn a_wrong_rtsp_password_is_reported_without_the_password() {
     );
 }
 
+/// The camera's second stream made from `main`: half its size, through `filter` (GStreamer
+/// elements, each followed by `!`).
+fn sub_stream(main: &Path, filter: &str) -> std::path::PathBuf {
+    let sub = main.with_extension("sub.mp4");
+    host_gst_launch(&format!(
+        "filesrc location={} ! qtdemux ! h264parse ! avdec_h264 ! {filter} videoscale \
+         ! video/x-raw,width={},height={} ! x264enc key-int-max={FPS} speed-preset=superfast \
+         ! h264parse ! mp4mux ! filesink location={}",
+        main.display(),
+        W / 2,
+        H / 2,
+        sub.display()
+    ));
+    sub
+}
+
 /// The camera's second, smaller stream as the detection stream (`detect_url`): motion seen
 /// there raises the alert, and the clip is the main stream's, at its full size (the main
 /// stream is recorded, never decoded). Only the detection stream shows the walk here, so an
@@ -147,16 +165,7 @@ fn with_a_detection_stream_motion_is_seen_there_and_the_main_stream_recorded() {
         object: |_| None,
     };
     let main = encode(tmp.path(), "still", &still, Codec::H264);
-    let sub = tmp.path().join("walk-sub.mp4");
-    host_gst_launch(&format!(
-        "filesrc location={} ! qtdemux ! h264parse ! avdec_h264 ! videoscale \
-         ! video/x-raw,width={},height={} ! x264enc key-int-max={FPS} speed-preset=superfast \
-         ! h264parse ! mp4mux ! filesink location={}",
-        walk.display(),
-        W / 2,
-        H / 2,
-        sub.display()
-    ));
+    let sub = sub_stream(&walk, "");
     let port = free_port();
     let _camera = RtspCamera::start(port, "viewer", PASSWORD, &[("main", &main), ("sub", &sub)]);
     let url = |path: &str| format!("rtsp://viewer:{PASSWORD_IN_URL}@127.0.0.1:{port}/{path}");
@@ -207,4 +216,58 @@ fn with_a_detection_stream_motion_is_seen_there_and_the_main_stream_recorded() {
         "{decoded} of {units} units decoded:\n{log}"
     );
     assert!(!log.contains(PASSWORD_IN_URL));
+}
+
+/// `snapshot.stream = "main"`: the alert's picture is the main stream's, decoded from its last
+/// keyframe, not the detection stream's. Here the detection stream is much darker than the
+/// main one, so the snapshot's brightness says which stream it came from.
+#[test]
+fn a_snapshot_can_come_from_the_main_stream() {
+    let world = World::new();
+    let broker = world.broker(false);
+    let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
+    cloud.wait_subscribed(0);
+    let tmp = tempfile::tempdir().unwrap();
+    let main = encode(tmp.path(), "walk", &walk(), Codec::H264);
+    let dark = sub_stream(&main, "videobalance brightness=-0.25 !");
+    let port = free_port();
+    let _camera = RtspCamera::start(port, "viewer", PASSWORD, &[("main", &main), ("sub", &dark)]);
+    let url = |path: &str| format!("rtsp://viewer:{PASSWORD_IN_URL}@127.0.0.1:{port}/{path}");
+    let more = format!(
+        "detect_url = \"{}\"\n[capture.snapshot]\nstream = \"main\"\n",
+        url("sub")
+    );
+    let agent = Agent::start(BIN, &rtsp_config(&world, broker.port, &url("main"), &more));
+    let Some(alert) = wait_for(PATIENCE, || {
+        cloud
+            .on("/alarm")
+            .into_iter()
+            .map(|m| m.json())
+            .find(|a| a["fields"]["event_data"]["phase"] == "start")
+    }) else {
+        panic!("no alert; agent log:\n{}", agent.log());
+    };
+    let jpeg = base64::engine::general_purpose::STANDARD
+        .decode(alert["fields"]["snapshot"]["base64"].as_str().unwrap())
+        .unwrap();
+    let brightness = |jpeg: &[u8]| {
+        let file = tmp.path().join("snapshot.jpg");
+        std::fs::write(&file, jpeg).unwrap();
+        let gray = tmp.path().join("snapshot.gray");
+        host_gst_launch(&format!(
+            "filesrc location={} ! jpegdec ! videoconvert ! video/x-raw,format=GRAY8 \
+             ! filesink location={}",
+            file.display(),
+            gray.display()
+        ));
+        let pixels = std::fs::read(&gray).unwrap();
+        pixels.iter().map(|&p| f64::from(p)).sum::<f64>() / pixels.len() as f64
+    };
+    // The scene's mean is about 90; the detection stream's about 90 − 0.25 × 255.
+    let mean = brightness(&jpeg);
+    assert!(
+        mean > 70.0,
+        "a snapshot of mean {mean:.0} is the dark detection stream's"
+    );
+    assert!(agent.log().contains("motion started"));
 }

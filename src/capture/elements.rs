@@ -134,3 +134,34 @@ pub fn posted_error(pipeline: &gst::Pipeline) -> Option<CaptureError> {
         Ended::Eos => None,
     }
 }
+
+/// The best-ranked H.264 decoder (a board's hardware decoder where it has one), on one thread
+/// ([`one_thread`]).
+pub fn h264_decoder() -> Result<gst::Element, CaptureError> {
+    let factory = gst::ElementFactory::factories_with_type(
+        gst::ElementFactoryType::DECODER | gst::ElementFactoryType::MEDIA_VIDEO,
+        gst::Rank::MARGINAL,
+    )
+    .into_iter()
+    .filter(decodes_h264)
+    .max_by_key(|f| f.rank())
+    .ok_or_else(|| CaptureError::MissingElement("avdec_h264 (an H.264 decoder)".into()))?;
+    let decoder = factory
+        .create()
+        .build()
+        .map_err(|_| CaptureError::MissingElement(factory.name().to_string()))?;
+    one_thread(&decoder);
+    Ok(decoder)
+}
+
+/// libav's software decoders on one thread. libav's default, frame threading with a thread
+/// per core plus one, holds a picture per thread and delays each picture by as many; on a
+/// camera the other cores have the agent's own work.
+pub fn one_thread(element: &gst::Element) {
+    let software = element
+        .factory()
+        .is_some_and(|f| f.name().starts_with("avdec_"));
+    if software && element.has_property("max-threads") {
+        element.set_property("max-threads", 1i32);
+    }
+}

@@ -110,6 +110,23 @@ impl<T: Clone> Recorder<T> {
         Some((self.ring.front()?.time, self.ring.back()?.time))
     }
 
+    /// The units a decoder needs for the pictures up to `at`, in decode order: from the last
+    /// keyframe at or before it (the ring's first unit when none is) to the last unit decoded
+    /// by then. A picture is decoded no later than it is shown, so no unit after that is
+    /// needed.
+    pub fn group_at(&self, at: Duration) -> impl Iterator<Item = &T> {
+        let start = self
+            .ring
+            .iter()
+            .rposition(|u| u.keyframe && u.time <= at)
+            .unwrap_or(0);
+        self.ring
+            .range(start..)
+            .enumerate()
+            .take_while(move |(i, u)| *i == 0 || u.time <= at)
+            .map(|(_, u)| &u.payload)
+    }
+
     /// Takes the next unit. Units before the first keyframe are dropped: a clip cannot start
     /// with them.
     pub fn push(&mut self, unit: Unit<T>) -> Vec<Output<T>> {
@@ -256,6 +273,24 @@ mod tests {
             out.extend(r.push(unit(n)));
         }
         out
+    }
+
+    #[test]
+    fn the_group_at_a_moment_runs_from_its_keyframe_to_the_newest_unit() {
+        let mut r = recorder();
+        run(&mut r, 0..35, |_, _| Vec::new());
+        let group = |r: &Recorder<u64>, at| r.group_at(at).copied().collect::<Vec<_>>();
+        // Frame 25 (2.5 s) is in the group of keyframe 20.
+        assert_eq!(group(&r, ms(2500)), (20..=25).collect::<Vec<_>>());
+        // A keyframe's own moment is the keyframe alone.
+        assert_eq!(group(&r, ms(3000)), vec![30]);
+        // Past the newest unit: up to it.
+        assert_eq!(group(&r, ms(9000)), (30..35).collect::<Vec<_>>());
+        // Before anything the ring holds: its first unit, a keyframe.
+        let first = r.span().unwrap().0;
+        let oldest = group(&r, Duration::ZERO);
+        assert_eq!(oldest.len(), 1);
+        assert_eq!(Duration::from_millis(oldest[0] * 100), first);
     }
 
     fn written(out: &[Output<u64>]) -> Vec<u64> {

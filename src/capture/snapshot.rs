@@ -1,13 +1,16 @@
 //! JPEG snapshots of the newest decoded picture (already masked), scaled to the snapshot size
 //! and encoded by GStreamer's `jpegenc`: `appsrc ! videoconvert ! videoscale ! I420 ! jpegenc
 //! ! appsink`. The pipeline is built once and kept playing, so a snapshot costs one picture's
-//! scaling and encoding, not a pipeline's construction.
+//! scaling and encoding, not a pipeline's construction. With a detection stream, the picture
+//! can come from the main stream instead ([`MainPicture`]).
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
-use super::elements::{make, pipeline_error, posted_error};
+use std::time::Duration;
+
+use super::elements::{h264_decoder, make, pipeline_error, posted_error};
 use super::CaptureError;
 use crate::config::capture::SnapshotConfig;
 
@@ -94,6 +97,84 @@ impl JpegEncoder {
 }
 
 impl Drop for JpegEncoder {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+/// The main stream's picture at a moment, decoded from the group of pictures around it:
+/// `appsrc ! h264parse ! decoder ! appsink`, built once and kept (ready between pictures).
+pub struct MainPicture {
+    pipeline: gst::Pipeline,
+    src: gst_app::AppSrc,
+    sink: gst_app::AppSink,
+}
+
+impl MainPicture {
+    pub fn new() -> Result<Self, CaptureError> {
+        let pipeline = gst::Pipeline::new();
+        let src = gst_app::AppSrc::builder()
+            .format(gst::Format::Time)
+            .is_live(false)
+            .build();
+        // The units' own segments come with them: pictures keep the units' running time.
+        src.set_property("handle-segment-change", true);
+        let parse = make("h264parse")?;
+        let decode = h264_decoder()?;
+        let sink = gst_app::AppSink::builder().sync(false).build();
+        let chain = [src.upcast_ref(), &parse, &decode, sink.upcast_ref()];
+        pipeline.add_many(chain).map_err(pipeline_error)?;
+        gst::Element::link_many(chain).map_err(pipeline_error)?;
+        Ok(Self {
+            pipeline,
+            src,
+            sink,
+        })
+    }
+
+    /// Decodes `units` (a keyframe first, in decode order) and returns the last picture at or
+    /// before running time `at` (the first picture when all are later). `running_time` maps a
+    /// picture's sample and PTS to running time, as the camera's clock reads them.
+    pub fn at<'a>(
+        &self,
+        units: impl IntoIterator<Item = &'a gst::Sample>,
+        at: Duration,
+        running_time: impl Fn(&gst::Sample) -> Duration,
+    ) -> Result<gst::Sample, CaptureError> {
+        let failed = |what: &str| CaptureError::Pipeline(format!("main stream picture: {what}"));
+        self.pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|_| failed("the decoder does not start"))?;
+        let result = (|| {
+            for unit in units {
+                self.src
+                    .push_sample(unit)
+                    .map_err(|e| failed(&format!("{e:?}")))?;
+            }
+            self.src
+                .end_of_stream()
+                .map_err(|e| failed(&format!("{e:?}")))?;
+            let mut chosen = None;
+            while let Some(picture) = self.sink.try_pull_sample(ENCODE_WAIT) {
+                let later = running_time(&picture) > at;
+                if chosen.is_none() || !later {
+                    chosen = Some(picture);
+                }
+                if later {
+                    break;
+                }
+            }
+            chosen.ok_or_else(|| {
+                posted_error(&self.pipeline).unwrap_or_else(|| failed("nothing decoded"))
+            })
+        })();
+        // Ready again for the next picture: the decoder starts afresh at a keyframe.
+        let _ = self.pipeline.set_state(gst::State::Ready);
+        result
+    }
+}
+
+impl Drop for MainPicture {
     fn drop(&mut self) {
         let _ = self.pipeline.set_state(gst::State::Null);
     }

@@ -89,6 +89,21 @@ pub struct SnapshotConfig {
     /// JPEG quality, 1–100.
     #[serde(default = "default_quality")]
     pub quality: u8,
+    /// Which stream the picture comes from, when a detection stream is set.
+    #[serde(default)]
+    pub stream: SnapshotStream,
+}
+
+/// Which of a camera's two streams a snapshot is taken from (`snapshot.stream`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SnapshotStream {
+    /// The picture the detector saw move, at once.
+    #[default]
+    Detection,
+    /// The main stream's picture of the same moment: sharper, but decoded from its last
+    /// keyframe, so the alert leaves later.
+    Main,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -444,6 +459,10 @@ mod tests {
             (
                 "source = \"test\"\n[snapshot]\nsize = 3",
                 "unknown field `size`",
+            ),
+            (
+                "source = \"test\"\n[snapshot]\nstream = \"sub\"",
+                "expected `detection` or `main`",
             ),
         ];
         for (text, want) in cases {

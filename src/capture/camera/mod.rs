@@ -16,6 +16,7 @@ use tracing::{info, warn};
 mod input;
 mod on_demand;
 mod recording;
+mod snapshot;
 
 use super::clip::{ClipFile, ClipWriter};
 use super::elements::Ended;
@@ -23,7 +24,7 @@ use super::finisher::Finisher;
 use super::on_demand::{DecodePlanner, HOLD};
 use super::pipeline::{self, Graph};
 use super::recorder::{Recorder, RecorderConfig};
-use super::snapshot::JpegEncoder;
+use super::snapshot::{JpegEncoder, MainPicture};
 use super::CaptureError;
 use crate::config::capture::CaptureConfig;
 use crate::config::MotionConfig;
@@ -145,6 +146,8 @@ struct Camera {
     running: bool,
     /// Built at the first snapshot and kept.
     jpeg: Option<JpegEncoder>,
+    /// Built at the first snapshot taken from the main stream and kept.
+    main_picture: Option<MainPicture>,
     /// What the detector's decoder gets, when it decodes on demand; new with each run.
     planner: DecodePlanner<gst::Sample>,
 }
@@ -185,6 +188,7 @@ impl Camera {
             last: Duration::ZERO,
             running: false,
             jpeg: None,
+            main_picture: None,
         }
     }
 
@@ -349,7 +353,7 @@ impl Camera {
                 let id = crate::policy::consent::uuid();
                 info!(event = %id, score, media_s = first.as_secs_f32(), "motion started");
                 // Snapshot first: the alert goes out with its picture.
-                let snapshot = self.snapshot(graph).map_err(|e| e.to_string());
+                let snapshot = self.snapshot(graph, first).map_err(|e| e.to_string());
                 if let Err(e) = &snapshot {
                     warn!(event = %id, "no snapshot: {e}");
                 }
@@ -378,19 +382,6 @@ impl Camera {
             None => {}
         }
         Ok(())
-    }
-
-    /// The newest picture, as a JPEG at the snapshot size.
-    fn snapshot(&mut self, graph: &Graph) -> Result<Vec<u8>, CaptureError> {
-        let picture = graph
-            .newest
-            .try_pull_sample(gst::ClockTime::ZERO)
-            .ok_or_else(|| CaptureError::Pipeline("no picture to take".into()))?;
-        let jpeg = match &mut self.jpeg {
-            Some(jpeg) => jpeg,
-            jpeg => jpeg.insert(JpegEncoder::new(&self.capture.snapshot)?),
-        };
-        jpeg.encode(&picture)
     }
 
     fn end_event(&mut self, at: Duration, captured_ms: u64, reason: EndReason, peak_score: f32) {

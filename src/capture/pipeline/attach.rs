@@ -15,7 +15,7 @@ use tracing::warn;
 use super::{
     add_linked, capsfilter, discard, on_new_pad, small_queue, static_pad, sync_states, Parts,
 };
-use crate::capture::elements::{decodes_h264, make, pipeline_error, raw_caps};
+use crate::capture::elements::{h264_decoder, make, one_thread, pipeline_error, raw_caps};
 use crate::capture::mask::{self, Plane};
 use crate::capture::CaptureError;
 use crate::config::capture::{Decoding, Encoder};
@@ -189,45 +189,14 @@ pub(super) fn rtsp_h264(
     Ok(())
 }
 
-/// decodebin, its software H.264 decoder on one thread. libav's default, frame threading with
-/// a thread per core plus one, holds a picture per thread and delays each picture by as many;
-/// on a camera the other cores have the agent's own work, and a stream too heavy for one core
-/// is what a detection sub-stream is for.
+/// decodebin, its software H.264 decoder on one thread ([`one_thread`]): a stream too heavy for
+/// one core is what a detection sub-stream is for.
 fn camera_decoder() -> Result<gst::Element, CaptureError> {
     let decode = make("decodebin")?;
     if let Some(bin) = decode.downcast_ref::<gst::Bin>() {
         bin.connect_deep_element_added(|_, _, element| one_thread(element));
     }
     Ok(decode)
-}
-
-/// The best-ranked H.264 decoder (a board's hardware decoder where it has one), made like
-/// [`camera_decoder`]'s.
-fn h264_decoder() -> Result<gst::Element, CaptureError> {
-    let factory = gst::ElementFactory::factories_with_type(
-        gst::ElementFactoryType::DECODER | gst::ElementFactoryType::MEDIA_VIDEO,
-        gst::Rank::MARGINAL,
-    )
-    .into_iter()
-    .filter(decodes_h264)
-    .max_by_key(|f| f.rank())
-    .ok_or_else(|| CaptureError::MissingElement("avdec_h264 (an H.264 decoder)".into()))?;
-    let decoder = factory
-        .create()
-        .build()
-        .map_err(|_| CaptureError::MissingElement(factory.name().to_string()))?;
-    one_thread(&decoder);
-    Ok(decoder)
-}
-
-/// libav's software decoders on one thread (see [`camera_decoder`]).
-fn one_thread(element: &gst::Element) {
-    let software = element
-        .factory()
-        .is_some_and(|f| f.name().starts_with("avdec_"));
-    if software && element.has_property("max-threads") {
-        element.set_property("max-threads", 1i32);
-    }
 }
 
 /// The H.264 encoder, tuned for a camera (the hardware encoder keeps its driver's settings).
