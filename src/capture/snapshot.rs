@@ -102,7 +102,7 @@ impl Drop for JpegEncoder {
     }
 }
 
-/// The main stream's picture at a moment, decoded from the group of pictures around it:
+/// The main stream's picture at a moment, decoded from the start of its group of pictures:
 /// `appsrc ! h264parse ! decoder ! appsink`, built once and kept (ready between pictures).
 pub struct MainPicture {
     pipeline: gst::Pipeline,
