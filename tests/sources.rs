@@ -37,12 +37,18 @@ fn rtsp_config(world: &World, broker_port: u16, url: &str, more: &str) -> std::p
     setup.write(world, &world.path().join("agent"), &policy)
 }
 
-fn starts(cloud: &Subscriber) -> usize {
+/// The alerts of motion starting the cloud got, oldest first.
+fn start_alerts(cloud: &Subscriber) -> Vec<serde_json::Value> {
     cloud
         .on("/alarm")
         .iter()
-        .filter(|m| m.json()["fields"]["event_data"]["phase"] == "start")
-        .count()
+        .map(|m| m.json())
+        .filter(|a| a["fields"]["event_data"]["phase"] == "start")
+        .collect()
+}
+
+fn starts(cloud: &Subscriber) -> usize {
+    start_alerts(cloud).len()
 }
 
 /// Every file under `dir`, read whole.
@@ -238,13 +244,7 @@ fn a_snapshot_can_come_from_the_main_stream() {
         url("sub")
     );
     let agent = Agent::start(BIN, &rtsp_config(&world, broker.port, &url("main"), &more));
-    let Some(alert) = wait_for(PATIENCE, || {
-        cloud
-            .on("/alarm")
-            .into_iter()
-            .map(|m| m.json())
-            .find(|a| a["fields"]["event_data"]["phase"] == "start")
-    }) else {
+    let Some(alert) = wait_for(PATIENCE, || start_alerts(&cloud).into_iter().next()) else {
         panic!("no alert; agent log:\n{}", agent.log());
     };
     let jpeg = base64::engine::general_purpose::STANDARD

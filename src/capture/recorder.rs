@@ -276,7 +276,7 @@ mod tests {
     }
 
     #[test]
-    fn the_group_at_a_moment_runs_from_its_keyframe_to_the_newest_unit() {
+    fn the_group_at_a_moment_runs_from_its_keyframe_to_the_last_unit_decoded_by_then() {
         let mut r = recorder();
         run(&mut r, 0..35, |_, _| Vec::new());
         let group = |r: &Recorder<u64>, at| r.group_at(at).copied().collect::<Vec<_>>();

@@ -4,11 +4,11 @@
 //! scaling and encoding, not a pipeline's construction. With a detection stream, the picture
 //! can come from the main stream instead ([`MainPicture`]).
 
+use std::time::Duration;
+
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
-
-use std::time::Duration;
 
 use super::elements::{h264_decoder, make, pipeline_error, posted_error};
 use super::CaptureError;

@@ -54,11 +54,12 @@ impl Camera {
         };
         let offset = self.offset;
         let started = std::time::Instant::now();
-        let units = self.recorder.group_at(at).count();
-        let picture = decoder.at(self.recorder.group_at(at), at, |picture| {
+        let units: Vec<_> = self.recorder.group_at(at).collect();
+        let count = units.len();
+        let picture = decoder.at(units, at, |picture| {
             offset + running_time(picture, picture.buffer().and_then(|b| b.pts()))
         })?;
-        tracing::debug!(units, took = ?started.elapsed(), "the main stream's picture decoded");
+        tracing::debug!(units = count, took = ?started.elapsed(), "the main stream's picture decoded");
         Ok(picture)
     }
 }
