@@ -97,7 +97,8 @@ pub fn against_motion() {
         "## Camera with a sub-stream: camagent against the Motion daemon\n\n\
          `cargo bench --bench capture -- substream` — {when}, {cpu}, 2 cores. An RTSP camera \
          (gst-rtsp-server on loopback, Basic auth) serves a 720p clip at 15 fps as its main \
-         stream and the same scene at 320×180 as its sub-stream; each program runs alone for \
+         stream and the same scene at 320×180 as its sub-stream; camagent receives both with \
+         retina over TCP, Motion with its own client (FFmpeg's); each program runs alone for \
          the clip's length, analysing {WIDTH}×{HEIGHT} at {FPS} fps (Motion {version}). CPU is \
          user + system seconds of the whole process, scaled to a minute; peak RSS is VmHWM, \
          private memory the most RssAnon sampled (every 200 ms) while the clip played.\n\n\

@@ -21,6 +21,8 @@ pub mod on_demand;
 mod pipeline;
 pub mod recorder;
 #[cfg(feature = "capture")]
+mod rtsp;
+#[cfg(feature = "capture")]
 mod snapshot;
 
 pub use crate::config::capture::{CaptureConfig, Source};

@@ -25,6 +25,8 @@ pub enum Source {
     Rtsp {
         url: super::RtspUrl,
         detect: Option<super::RtspUrl>,
+        /// The jitter buffer of an `rtsps://` camera (GStreamer's rtspsrc receives it);
+        /// `rtsp://` cameras come over TCP, in order, and need none.
         latency: Duration,
     },
 }

@@ -63,6 +63,11 @@ impl RtspUrl {
         &self.location
     }
 
+    /// Whether the camera speaks RTSP over TLS (`rtsps://`).
+    pub fn tls(&self) -> bool {
+        self.location.starts_with("rtsps://")
+    }
+
     pub fn user(&self) -> Option<&str> {
         self.user.as_deref()
     }
@@ -133,6 +138,10 @@ mod tests {
         assert_eq!(url.location(), "rtsps://cam.local/live");
         assert_eq!((url.user(), url.password()), (None, None));
         assert_eq!(url.to_string(), "rtsps://cam.local/live");
+        assert!(url.tls());
+        assert!(!RtspUrl::parse("url", "rtsp://cam.local/live")
+            .unwrap()
+            .tls());
     }
 
     #[test]

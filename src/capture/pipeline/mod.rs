@@ -17,12 +17,13 @@
 //! Encoded access units feed the pre-roll ring and clips. Pictures at the analysis rate are
 //! scaled once, straight to the analysis size, for the detector; the newest picture as
 //! decoded waits, unscaled, for a snapshot (most are never used, and cost nothing but a
-//! reference). An RTSP camera with a detection stream (`detect_url`) feeds the frames branch
-//! from that stream's decoder, and its main stream only the units branch: the main stream is
-//! never decoded. A source that delivers H.264 passes it through untouched — unless privacy
-//! masks are set: then it is decoded, masked and re-encoded, so no unmasked picture reaches a
-//! clip or a snapshot. On a live source the frames branch drops what analysis cannot keep up
-//! with; recording never waits for it.
+//! reference). An RTSP camera's streams enter as access units through appsrcs that
+//! [`super::rtsp`] feeds. With a detection stream (`detect_url`) the camera feeds the frames
+//! branch from that stream's decoder, and its main stream only the units branch: the main
+//! stream is never decoded. A source that delivers H.264 passes it through untouched —
+//! unless privacy masks are set: then it is decoded, masked and re-encoded, so no unmasked
+//! picture reaches a clip or a snapshot. On a live source the frames branch drops what
+//! analysis cannot keep up with; recording never waits for it.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
@@ -39,9 +40,10 @@ use attach::{
 };
 
 use super::elements::{analysis_caps, make, pipeline_error};
+use super::rtsp::{feed_source, RtspFeed};
 use super::CaptureError;
 use crate::config::capture::{CaptureConfig, Decoding, Source};
-use crate::config::MotionConfig;
+use crate::config::{MotionConfig, RtspUrl};
 
 pub struct Graph {
     pub pipeline: gst::Pipeline,
@@ -58,6 +60,8 @@ pub struct Graph {
     /// Where the camera feeds the detector's decoder, once a source's own H.264 is being
     /// decoded on demand.
     pub decoder: Arc<OnceLock<gst_app::AppSrc>>,
+    /// Receives an RTSP camera's streams; dropped with the graph, after the pipeline stops.
+    _rtsp: Option<RtspFeed>,
 }
 
 /// What the dynamic parts of the graph link to.
@@ -138,6 +142,7 @@ pub fn build(capture: &CaptureConfig, motion: &MotionConfig) -> Result<Graph, Ca
         decoder: Arc::default(),
     });
     let mut detect_units = None;
+    let mut feeds = Vec::new();
     match &capture.source {
         Source::Test { pattern } => {
             let src = make("videotestsrc")?;
@@ -200,7 +205,7 @@ pub fn build(capture: &CaptureConfig, motion: &MotionConfig) -> Result<Graph, Ca
         } => {
             // With a detection stream the main one is only recorded: never decoded.
             let record_only = detect.is_some();
-            rtsp_h264(&parts, url, *latency, move |parts, pad| {
+            camera_stream(&parts, url, *latency, &mut feeds, move |parts, pad| {
                 if record_only {
                     attach_units(parts, pad)
                 } else {
@@ -217,7 +222,7 @@ pub fn build(capture: &CaptureConfig, motion: &MotionConfig) -> Result<Graph, Ca
                     pipeline.add_many(chain).map_err(pipeline_error)?;
                     gst::Element::link_many(chain).map_err(pipeline_error)?;
                     on_demand_decoder(&parts)?;
-                    rtsp_h264(&parts, detect, *latency, move |parts, pad| {
+                    camera_stream(&parts, detect, *latency, &mut feeds, move |parts, pad| {
                         let head = static_pad(&parse, "sink")?;
                         if head.is_linked() {
                             // Only its first video stream.
@@ -228,7 +233,7 @@ pub fn build(capture: &CaptureConfig, motion: &MotionConfig) -> Result<Graph, Ca
                     detect_units = Some(sink);
                 }
                 (Some(detect), Decoding::Always) => {
-                    rtsp_h264(&parts, detect, *latency, |parts, pad| {
+                    camera_stream(&parts, detect, *latency, &mut feeds, |parts, pad| {
                         let parse = make("h264parse")?;
                         add_linked(parts, &[&parse], pad)?;
                         decode_for_frames(parts, &parse)
@@ -238,6 +243,12 @@ pub fn build(capture: &CaptureConfig, motion: &MotionConfig) -> Result<Graph, Ca
             }
         }
     }
+    // Last: once it starts, only dropping the graph stops it.
+    let rtsp = if feeds.is_empty() {
+        None
+    } else {
+        Some(RtspFeed::start(feeds)?)
+    };
     Ok(Graph {
         pipeline,
         frames,
@@ -245,7 +256,27 @@ pub fn build(capture: &CaptureConfig, motion: &MotionConfig) -> Result<Graph, Ca
         units,
         detect_units,
         decoder: parts.decoder.clone(),
+        _rtsp: rtsp,
     })
+}
+
+/// A camera's stream, its H.264 as access units on the pad handed to `attach`. Received by
+/// retina ([`RtspFeed`]); an `rtsps://` camera, which retina cannot reach, by rtspsrc.
+fn camera_stream(
+    parts: &Arc<Parts>,
+    url: &RtspUrl,
+    latency: std::time::Duration,
+    feeds: &mut Vec<(RtspUrl, gst_app::AppSrc)>,
+    attach: impl Fn(&Arc<Parts>, &gst::Pad) -> Result<(), CaptureError> + Send + Sync + 'static,
+) -> Result<(), CaptureError> {
+    if url.tls() {
+        return rtsp_h264(parts, url, latency, attach);
+    }
+    let src = feed_source();
+    parts.pipeline()?.add(&src).map_err(pipeline_error)?;
+    attach(parts, &static_pad(src.upcast_ref(), "src")?)?;
+    feeds.push((url.clone(), src));
+    Ok(())
 }
 
 /// The parser that takes H.264 in and the filter after it that makes it access units, one

@@ -1,0 +1,271 @@
+//! RTSP cameras received by [retina] rather than GStreamer's rtspsrc: the same streams for a
+//! quarter of the CPU (BENCHMARKS.md), which on a camera with a detection stream was as much
+//! as the whole of the rest.
+//!
+//! One thread per camera runs a small tokio runtime of its own (never the agent's, which
+//! drives MQTT) and receives each stream over interleaved TCP: in order, so no jitter buffer.
+//! Each stream's access units, in avc form, go into an appsrc in the pipeline, stamped in the
+//! pipeline's running time. The credentials go to retina apart from the address, and no
+//! message quotes them. A camera that refuses, fails, goes silent or ends its stream posts an
+//! error on its appsrc, and the camera restarts the pipeline as for any failed source.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use retina::client::{Credentials, PlayOptions, Session, SessionOptions, SetupOptions};
+use retina::codec::{CodecItem, ParametersRef, VideoFrame};
+use tokio::sync::oneshot;
+
+use super::CaptureError;
+use crate::config::RtspUrl;
+
+/// How long a camera may take to answer, and to send the next picture, before it is taken
+/// for gone. rtspsrc's own default is 5 s of silence; a camera's keyframe interval is
+/// rarely above 4 s.
+const SILENCE: Duration = Duration::from_secs(10);
+
+/// The receiving thread of a camera's RTSP streams; dropping it stops the thread and waits
+/// for it.
+pub struct RtspFeed {
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The appsrc a stream's units enter the pipeline by.
+pub fn feed_source() -> gst_app::AppSrc {
+    let src = gst_app::AppSrc::builder()
+        .format(gst::Format::Time)
+        .is_live(true)
+        .stream_type(gst_app::AppStreamType::Stream)
+        // Units are never dropped (recording must be whole): when the pipeline is behind,
+        // receiving waits, and TCP holds the camera back.
+        .block(true)
+        .max_bytes(4 << 20)
+        .build();
+    src.set_property("min-latency", 0i64);
+    src
+}
+
+impl RtspFeed {
+    /// Starts receiving each camera stream into its appsrc.
+    pub fn start(streams: Vec<(RtspUrl, gst_app::AppSrc)>) -> Result<Self, CaptureError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| CaptureError::Init(format!("the RTSP runtime: {e}")))?;
+        let (stop, stopped) = oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name("rtsp".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let receiving = futures_util::future::join_all(
+                        streams.iter().map(|(url, src)| receive_into(url, src)),
+                    );
+                    tokio::select! {
+                        _ = receiving => {}
+                        _ = stopped => {}
+                    }
+                });
+            })
+            .map_err(|e| CaptureError::Init(format!("the RTSP thread: {e}")))?;
+        Ok(Self {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for RtspFeed {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Why a stream stopped being received.
+enum Failure {
+    /// The camera refused the credentials.
+    Refused(String),
+    Other(String),
+}
+
+/// Receives `url` into `src` until it ends, fails or the pipeline stops taking units, and
+/// says which on the pipeline's bus.
+async fn receive_into(url: &RtspUrl, src: &gst_app::AppSrc) {
+    match receive(url, src).await {
+        Ok(Received::Stopped) => {}
+        // A camera does not end: it restarts, or its stream was cut. Either way it is
+        // taken up again, with backoff, as after any failure.
+        Ok(Received::Ended) => {
+            let message = format!("{url}: the camera ended the stream");
+            gst::element_error!(src, gst::ResourceError::Read, ("{}", message));
+        }
+        Err(Failure::Refused(message)) => {
+            gst::element_error!(src, gst::ResourceError::NotAuthorized, ("{}", message));
+        }
+        Err(Failure::Other(message)) => {
+            gst::element_error!(src, gst::ResourceError::Read, ("{}", message));
+        }
+    }
+}
+
+enum Received {
+    /// The camera ended the stream.
+    Ended,
+    /// The pipeline stopped taking units.
+    Stopped,
+}
+
+async fn receive(url: &RtspUrl, src: &gst_app::AppSrc) -> Result<Received, Failure> {
+    let failed = |what: &str, e: retina::Error| {
+        // retina's messages add their connection's context on further lines.
+        let message = e.to_string().replace("\n\n", "; ").replace('\n', "; ");
+        let message = format!("{url}: {what}: {message}");
+        if e.status_code() == Some(401) {
+            Failure::Refused(message)
+        } else {
+            Failure::Other(message)
+        }
+    };
+    let silent = |what: &str| Failure::Other(format!("{url}: {what}: no answer in {SILENCE:?}"));
+    let location = url::Url::parse(url.location())
+        .map_err(|e| Failure::Other(format!("{url}: not an address retina takes: {e}")))?;
+    let credentials = url.user().map(|user| Credentials {
+        username: user.to_owned(),
+        password: url.password().unwrap_or_default().to_owned(),
+    });
+    let options = SessionOptions::default()
+        .creds(credentials)
+        .user_agent(concat!("camagent/", env!("CARGO_PKG_VERSION")).to_owned());
+    let mut session = tokio::time::timeout(SILENCE, Session::describe(location, options))
+        .await
+        .map_err(|_| silent("DESCRIBE"))?
+        .map_err(|e| failed("DESCRIBE", e))?;
+    let video = session
+        .streams()
+        .iter()
+        .position(|s| s.media() == "video" && s.encoding_name() == "h264")
+        .ok_or_else(|| Failure::Other(format!("{url}: the camera offers no H.264 video")))?;
+    tokio::time::timeout(SILENCE, session.setup(video, SetupOptions::default()))
+        .await
+        .map_err(|_| silent("SETUP"))?
+        .map_err(|e| failed("SETUP", e))?;
+    let playing = tokio::time::timeout(SILENCE, session.play(PlayOptions::default()))
+        .await
+        .map_err(|_| silent("PLAY"))?
+        .map_err(|e| failed("PLAY", e))?;
+    let mut demuxed = playing.demuxed().map_err(|e| failed("PLAY", e))?;
+    let mut timeline = Timeline::default();
+    let mut caps_set = false;
+    loop {
+        let item = tokio::time::timeout(SILENCE, demuxed.next())
+            .await
+            .map_err(|_| Failure::Other(format!("{url}: no picture for {SILENCE:?}")))?;
+        let frame = match item {
+            None => return Ok(Received::Ended),
+            Some(Err(e)) => return Err(failed("receiving", e)),
+            Some(Ok(CodecItem::VideoFrame(frame))) => frame,
+            Some(Ok(_)) => continue,
+        };
+        if !caps_set || frame.has_new_parameters() {
+            let Some(ParametersRef::Video(video)) = demuxed
+                .streams()
+                .get(frame.stream_id())
+                .and_then(|s| s.parameters())
+            else {
+                // No SPS/PPS yet (the camera sends them in band with its next keyframe).
+                continue;
+            };
+            let (width, height) = video.pixel_dimensions();
+            src.set_caps(Some(
+                &gst::Caps::builder("video/x-h264")
+                    .field("stream-format", "avc")
+                    .field("alignment", "au")
+                    .field("width", width as i32)
+                    .field("height", height as i32)
+                    .field(
+                        "codec_data",
+                        gst::Buffer::from_slice(video.extra_data().to_vec()),
+                    )
+                    .build(),
+            ));
+            caps_set = true;
+        }
+        let arrival = src
+            .current_running_time()
+            .map_or(Duration::ZERO, Into::into);
+        if src
+            .push_buffer(unit(frame, arrival, &mut timeline))
+            .is_err()
+        {
+            return Ok(Received::Stopped);
+        }
+    }
+}
+
+/// The frame as a buffer stamped in the pipeline's running time.
+fn unit(frame: VideoFrame, arrival: Duration, timeline: &mut Timeline) -> gst::Buffer {
+    let timestamp = frame.timestamp();
+    let elapsed =
+        timestamp.elapsed() as i128 * 1_000_000_000 / i128::from(timestamp.clock_rate().get());
+    let keyframe = frame.is_random_access_point();
+    let mut buffer = gst::Buffer::from_mut_slice(frame.into_data());
+    if let Some(buffer) = buffer.get_mut() {
+        buffer.set_pts(gst::ClockTime::from_nseconds(
+            timeline.pts(arrival, elapsed),
+        ));
+        if !keyframe {
+            buffer.set_flags(gst::BufferFlags::DELTA_UNIT);
+        }
+    }
+    buffer
+}
+
+/// Places a stream's RTP times on the pipeline's running time: its first picture at the
+/// moment it arrived, the rest as far from it as the camera's clock says. Streams of one
+/// camera start together, so their pictures of one moment get one time.
+#[derive(Default)]
+struct Timeline {
+    /// Running time minus media time, in nanoseconds.
+    offset: Option<i128>,
+}
+
+impl Timeline {
+    /// The running time, in nanoseconds, of the picture `elapsed` ns into the stream that
+    /// arrived at `arrival`.
+    fn pts(&mut self, arrival: Duration, elapsed: i128) -> u64 {
+        let offset = *self
+            .offset
+            .get_or_insert(arrival.as_nanos() as i128 - elapsed);
+        u64::try_from(offset + elapsed).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_picture_is_placed_at_its_arrival_and_the_rest_by_the_camera_clock() {
+        let mut timeline = Timeline::default();
+        let ms = |n: u64| Duration::from_millis(n);
+        let ns = |n: u64| n as i128 * 1_000_000;
+        // The stream starts 2 s into the camera's timeline and arrives 5 s into the run.
+        assert_eq!(timeline.pts(ms(5_000), ns(2_000)), 5_000_000_000);
+        // Later pictures keep the camera's spacing whenever they arrive (late or in a burst).
+        assert_eq!(timeline.pts(ms(5_900), ns(2_040)), 5_040_000_000);
+        assert_eq!(timeline.pts(ms(5_900), ns(2_080)), 5_080_000_000);
+        // A B-frame shown before the first picture stays before it; never below zero.
+        assert_eq!(timeline.pts(ms(5_950), ns(1_960)), 4_960_000_000);
+        let mut early = Timeline::default();
+        assert_eq!(early.pts(ms(10), ns(0)), 10_000_000);
+        assert_eq!(early.pts(ms(20), -ns(40)), 0);
+    }
+}
