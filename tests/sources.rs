@@ -113,6 +113,34 @@ fn an_rtsp_camera_that_goes_away_and_comes_back_alerts_and_never_leaks_its_passw
     }
 }
 
+/// A camera that hangs (its process stopped, its connection open) is noticed by its silence,
+/// reported, and taken up again once it answers. Every unit is decoded here (`decode =
+/// "always"`), the other way a single stream is analysed.
+#[test]
+fn a_camera_that_hangs_is_noticed_by_its_silence_and_taken_up_again() {
+    let world = World::new();
+    let broker = world.broker(false);
+    let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
+    cloud.wait_subscribed(0);
+    let tmp = tempfile::tempdir().unwrap();
+    let clip = encode(tmp.path(), "walk", &walk(), Codec::H264);
+    let port = free_port();
+    let camera = RtspCamera::start(port, "viewer", PASSWORD, &[("main", &clip)]);
+    let url = format!("rtsp://viewer:{PASSWORD_IN_URL}@127.0.0.1:{port}/main");
+    let always = "decode = \"always\"\n";
+    let agent = Agent::start(BIN, &rtsp_config(&world, broker.port, &url, always));
+    agent.wait_log("capture source running");
+
+    camera.freeze();
+    // Logged as the reason the source failed, and so restarted.
+    agent.wait_log("the camera was silent for 10s");
+    let before = starts(&cloud);
+    camera.thaw();
+    let Some(()) = wait_for(PATIENCE, || (starts(&cloud) > before).then_some(())) else {
+        panic!("no alert after the camera woke; agent log:\n{}", agent.log());
+    };
+}
+
 /// A wrong password: the agent says the camera refused it, retries, and still never logs it.
 #[test]
 fn a_wrong_rtsp_password_is_reported_without_the_password() {

@@ -134,7 +134,11 @@ async fn receive(url: &RtspUrl, src: &gst_app::AppSrc) -> Result<Received, Failu
             Failure::Other(message)
         }
     };
-    let silent = |what: &str| Failure::Other(format!("{url}: {what}: no answer in {SILENCE:?}"));
+    let silent = |what: &str| {
+        Failure::Other(format!(
+            "{url}: the camera was silent for {SILENCE:?} (waiting for {what})"
+        ))
+    };
     let location = url::Url::parse(url.location())
         .map_err(|e| Failure::Other(format!("{url}: not an address retina takes: {e}")))?;
     let credentials = url.user().map(|user| Credentials {
@@ -146,7 +150,7 @@ async fn receive(url: &RtspUrl, src: &gst_app::AppSrc) -> Result<Received, Failu
         .user_agent(concat!("camagent/", env!("CARGO_PKG_VERSION")).to_owned());
     let mut session = tokio::time::timeout(SILENCE, Session::describe(location, options))
         .await
-        .map_err(|_| silent("DESCRIBE"))?
+        .map_err(|_| silent("the answer to DESCRIBE"))?
         .map_err(|e| failed("DESCRIBE", e))?;
     let video = session
         .streams()
@@ -155,11 +159,11 @@ async fn receive(url: &RtspUrl, src: &gst_app::AppSrc) -> Result<Received, Failu
         .ok_or_else(|| Failure::Other(format!("{url}: the camera offers no H.264 video")))?;
     tokio::time::timeout(SILENCE, session.setup(video, SetupOptions::default()))
         .await
-        .map_err(|_| silent("SETUP"))?
+        .map_err(|_| silent("the answer to SETUP"))?
         .map_err(|e| failed("SETUP", e))?;
     let playing = tokio::time::timeout(SILENCE, session.play(PlayOptions::default()))
         .await
-        .map_err(|_| silent("PLAY"))?
+        .map_err(|_| silent("the answer to PLAY"))?
         .map_err(|e| failed("PLAY", e))?;
     let mut demuxed = playing.demuxed().map_err(|e| failed("PLAY", e))?;
     let mut timeline = Timeline::default();
@@ -167,7 +171,7 @@ async fn receive(url: &RtspUrl, src: &gst_app::AppSrc) -> Result<Received, Failu
     loop {
         let item = tokio::time::timeout(SILENCE, demuxed.next())
             .await
-            .map_err(|_| Failure::Other(format!("{url}: no picture for {SILENCE:?}")))?;
+            .map_err(|_| silent("a picture"))?;
         let frame = match item {
             None => return Ok(Received::Ended),
             Some(Err(e)) => return Err(failed("receiving", e)),

@@ -34,6 +34,21 @@ impl RtspCamera {
         Self { child, port }
     }
 
+    /// Hangs the camera (SIGSTOP): its connections stay open and it sends nothing more.
+    pub fn freeze(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Wakes a [`RtspCamera::freeze`]d camera.
+    pub fn thaw(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = self.child.id() as libc::pid_t;
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "signal {signal}");
+    }
+
     /// Pulls the plug: SIGKILL, no RTSP teardown.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -15,7 +15,7 @@ use tracing::warn;
 use super::{
     add_linked, capsfilter, discard, on_new_pad, small_queue, static_pad, sync_states, Parts,
 };
-use crate::capture::elements::{h264_decoder, make, one_thread, pipeline_error, raw_caps};
+use crate::capture::elements::{h264_decoder, make, pipeline_error, raw_caps};
 use crate::capture::mask::{self, Plane};
 use crate::capture::CaptureError;
 use crate::config::capture::{Decoding, Encoder};
@@ -74,13 +74,10 @@ pub(super) fn attach_raw(parts: &Arc<Parts>, pad: &gst::Pad) -> Result<(), Captu
 /// decoded and handed to [`attach_raw`] to be masked and encoded again.
 pub(super) fn attach_h264(parts: &Arc<Parts>, pad: &gst::Pad) -> Result<(), CaptureError> {
     if !parts.capture.privacy_masks.is_empty() {
-        let decode = camera_decoder()?;
-        add_linked(parts, &[&decode], pad)?;
-        on_new_pad(&decode, parts, |parts, pad, name| match name {
-            "video/x-raw" => attach_raw(parts, pad),
-            _ => discard(parts, pad),
-        });
-        return Ok(());
+        let parse = make("h264parse")?;
+        let decode = h264_decoder()?;
+        add_linked(parts, &[&parse, &decode], pad)?;
+        return attach_raw(parts, &static_pad(&decode, "src")?);
     }
     if parts.attached.swap(true, Ordering::SeqCst) {
         return discard(parts, pad);
@@ -131,26 +128,21 @@ pub(super) fn on_demand_decoder(parts: &Arc<Parts>) -> Result<(), CaptureError> 
     Ok(())
 }
 
-/// Decodes the H.264 `from` gives into the frames branch, behind a queue of its own.
+/// Decodes the H.264 access units `from` gives into the frames branch, behind a queue of
+/// its own. The decoder is linked at once, not plugged by decodebin, which holds its pictures
+/// back until every stream it found is complete and, on a live source linked before the
+/// pipeline plays, never let the first through.
 pub(super) fn decode_for_frames(
     parts: &Arc<Parts>,
     from: &gst::Element,
 ) -> Result<(), CaptureError> {
     let queue = make("queue")?;
-    let decode = camera_decoder()?;
-    let pipeline = parts.pipeline()?;
-    pipeline
+    let decode = h264_decoder()?;
+    parts
+        .pipeline()?
         .add_many([&queue, &decode])
         .map_err(pipeline_error)?;
-    gst::Element::link_many([from, &queue, &decode]).map_err(pipeline_error)?;
-    let frames_in = parts.frames_in.clone();
-    on_new_pad(&decode, parts, move |parts, pad, name| match name {
-        "video/x-raw" => pad
-            .link(&static_pad(&frames_in, "sink")?)
-            .map(|_| ())
-            .map_err(pipeline_error),
-        _ => discard(parts, pad),
-    });
+    gst::Element::link_many([from, &queue, &decode, &parts.frames_in]).map_err(pipeline_error)?;
     sync_states(&[&queue, &decode])
 }
 
@@ -187,16 +179,6 @@ pub(super) fn rtsp_h264(
         attach(parts, &static_pad(&depay, "src")?)
     });
     Ok(())
-}
-
-/// decodebin, its software H.264 decoder on one thread ([`one_thread`]): a stream too heavy for
-/// one core is what a detection sub-stream is for.
-fn camera_decoder() -> Result<gst::Element, CaptureError> {
-    let decode = make("decodebin")?;
-    if let Some(bin) = decode.downcast_ref::<gst::Bin>() {
-        bin.connect_deep_element_added(|_, _, element| one_thread(element));
-    }
-    Ok(decode)
 }
 
 /// The H.264 encoder, tuned for a camera (the hardware encoder keeps its driver's settings).
