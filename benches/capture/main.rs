@@ -182,13 +182,15 @@ fn peak_rss_kib(pid: u32) -> u64 {
 }
 
 /// What a process cost over a clip.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Cost {
     cpu_s: f64,
     peak_rss_kib: u64,
     /// The most RssAnon sampled while the clip played. Not at its end: once a clip ends the
     /// agent tears its pipeline down and gives the decoder's memory back.
     private_kib: u64,
+    /// CPU seconds of the threads alive at the end, by name, most first.
+    threads: Vec<(String, f64)>,
 }
 
 /// Lets `child` play `seconds` of a clip, then measures it and stops it.
@@ -208,6 +210,7 @@ fn measure_until_played(child: &mut Child, started: Instant, seconds: u64) -> Co
         cpu_s: common::cpu_seconds(pid),
         peak_rss_kib: peak_rss_kib(pid),
         private_kib,
+        threads: common::thread_cpu_seconds(pid),
     };
     signal(pid, "TERM");
     let _ = child.wait();
@@ -364,7 +367,7 @@ fn main() {
         return;
     }
     if std::env::args().any(|a| a == "substream") {
-        return substream::against_motion();
+        return substream::against_motion(std::env::args().any(|a| a == "quick"));
     }
     let only = |part: &str| std::env::args().any(|a| a == part);
     if !only("corpus") {

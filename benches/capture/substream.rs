@@ -9,7 +9,9 @@
 //! decoding the main stream too, every unit and on demand.
 //!
 //! Run: `cargo bench --bench capture -- substream` (about fifteen minutes). Writes its
-//! figures to BENCHMARKS.md.
+//! figures to BENCHMARKS.md. `-- substream quick [mostly-still]`: one scene (the street
+//! unless named), camagent on the sub-stream on demand and Motion, printed only (a few
+//! minutes, for A/B runs).
 
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
@@ -40,9 +42,9 @@ struct Scene {
     main_rows: bool,
 }
 
-pub fn against_motion() {
+pub fn against_motion(quick: bool) {
     let tmp = tempfile::tempdir().unwrap();
-    let scenes = [
+    let mut scenes = vec![
         Scene {
             name: "street (people walking, 60 s)",
             main: street(tmp.path()),
@@ -56,6 +58,16 @@ pub fn against_motion() {
             main_rows: false,
         },
     ];
+    if quick {
+        // The scene named after `quick` (its first word), else the street.
+        let named = |s: &Scene| {
+            let word = s.name.split(' ').next().unwrap_or_default();
+            std::env::args().any(|a| a == word)
+        };
+        let mut scene = scenes.swap_remove(scenes.iter().position(named).unwrap_or(0));
+        scene.main_rows = false;
+        scenes = vec![scene];
+    }
     let world = World::new();
     let broker = world.broker(false);
     let mut tables = String::new();
@@ -63,7 +75,7 @@ pub fn against_motion() {
     for (i, scene) in scenes.iter().enumerate() {
         let dir = tmp.path().join(format!("scene-{i}"));
         std::fs::create_dir_all(&dir).unwrap();
-        let m = measure(&world, broker.port, &dir, scene);
+        let m = measure(&world, broker.port, &dir, scene, quick);
         let per_minute = |r: &Row| r.cost.cpu_s * 60.0 / scene.seconds as f64;
         let rows: String = m
             .rows
@@ -86,11 +98,27 @@ pub fn against_motion() {
              |---|---:|---:|---:|---:|---:|\n{rows}\n",
             scene.name
         );
+        tables += &format!(
+            "Where camagent's CPU went, detecting on the sub-stream on demand (s/min, by \
+             thread; threads that ended are left out): {}.\n\n",
+            m.on_sub
+                .threads
+                .iter()
+                .take(8)
+                .map(|(name, s)| format!("{name} {:.2}", s * 60.0 / scene.seconds as f64))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let against_whole = m.sub_always.as_ref().map_or(String::new(), |whole| {
+            format!(
+                " ({:.2}× its own decoding every unit of the sub-stream)",
+                m.on_sub.cpu_s / whole.cpu_s
+            )
+        });
         ratios.push(format!(
-            "{:.2}× Motion's CPU on {} ({:.2}× its own decoding every unit of the sub-stream)",
+            "{:.2}× Motion's CPU on {}{against_whole}",
             m.on_sub.cpu_s / m.motion.cpu_s,
             scene.name.split(' ').next().unwrap_or_default(),
-            m.on_sub.cpu_s / m.sub_always.cpu_s
         ));
     }
     let section = format!(
@@ -110,6 +138,9 @@ pub fn against_motion() {
         ratios = ratios.join(", and "),
     );
     print!("{section}");
+    if quick {
+        return;
+    }
     common::update_benchmarks(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md"),
         "## Camera with a sub-stream",
@@ -121,12 +152,13 @@ pub fn against_motion() {
 struct Measured {
     rows: Vec<Row>,
     on_sub: Cost,
-    sub_always: Cost,
+    /// Not measured in a quick run.
+    sub_always: Option<Cost>,
     motion: Cost,
 }
 
 /// Serves `scene` and measures each configuration on it.
-fn measure(world: &World, broker: u16, dir: &Path, scene: &Scene) -> Measured {
+fn measure(world: &World, broker: u16, dir: &Path, scene: &Scene, quick: bool) -> Measured {
     let sub = dir.join("sub.mp4");
     host_gst_launch(&format!(
         "filesrc location={} ! qtdemux ! h264parse ! avdec_h264 ! videoscale \
@@ -175,11 +207,13 @@ fn measure(world: &World, broker: u16, dir: &Path, scene: &Scene) -> Measured {
             String::new(),
         ));
     }
-    let sub_always = camagent(
-        "camagent, detecting on the sub-stream (`detect_url`), every unit of it decoded",
-        "sub-always",
-        format!("detect_url = \"{}\"\ndecode = \"always\"\n", url("sub")),
-    );
+    let sub_always = (!quick).then(|| {
+        camagent(
+            "camagent, detecting on the sub-stream (`detect_url`), every unit of it decoded",
+            "sub-always",
+            format!("detect_url = \"{}\"\ndecode = \"always\"\n", url("sub")),
+        )
+    });
     let on_sub = camagent(
         "camagent, detecting on the sub-stream (`detect_url`), decoded on demand (the default)",
         "sub",
@@ -204,11 +238,12 @@ fn measure(world: &World, broker: u16, dir: &Path, scene: &Scene) -> Measured {
         }
     };
     let measured = Measured {
-        on_sub: on_sub.cost,
-        sub_always: sub_always.cost,
-        motion: motion.cost,
+        on_sub: on_sub.cost.clone(),
+        sub_always: sub_always.as_ref().map(|r| r.cost.clone()),
+        motion: motion.cost.clone(),
         rows: Vec::new(),
     };
-    rows.extend([sub_always, on_sub, motion]);
+    rows.extend(sub_always);
+    rows.extend([on_sub, motion]);
     Measured { rows, ..measured }
 }

@@ -56,7 +56,11 @@ pub fn update_benchmarks(path: &Path, heading: &str, section: &str) {
 
 /// CPU seconds (user + system, all threads) a running process has used.
 pub fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat_cpu_seconds(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap())
+}
+
+/// User + system CPU seconds in a `/proc/…/stat` line.
+fn stat_cpu_seconds(stat: &str) -> f64 {
     let fields: Vec<&str> = stat
         .rsplit_once(')')
         .unwrap()
@@ -65,6 +69,33 @@ pub fn cpu_seconds(pid: u32) -> f64 {
         .collect();
     let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
     ticks as f64 / 100.0
+}
+
+/// CPU seconds of a running process's live threads, summed by thread name, most first.
+/// Threads that already ended are not counted (their time is only in the process's total).
+pub fn thread_cpu_seconds(pid: u32) -> Vec<(String, f64)> {
+    let mut by_name: Vec<(String, f64)> = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return by_name;
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let name = stat
+            .split_once('(')
+            .and_then(|(_, rest)| rest.rsplit_once(')'))
+            .map_or("?", |(name, _)| name)
+            // GStreamer names threads after their element (queue3:src): the kind is enough.
+            .replace(|c: char| c.is_ascii_digit(), "");
+        let seconds = stat_cpu_seconds(&stat);
+        match by_name.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, total)) => *total += seconds,
+            None => by_name.push((name, seconds)),
+        }
+    }
+    by_name.sort_by(|a, b| b.1.total_cmp(&a.1));
+    by_name
 }
 
 /// User + system CPU seconds of all children waited for so far.
