@@ -4,10 +4,12 @@
 //!
 //! One thread per camera runs a small tokio runtime of its own (never the agent's, which
 //! drives MQTT) and receives each stream over interleaved TCP: in order, so no jitter buffer.
-//! Each stream's access units, in avc form, go into an appsrc in the pipeline, stamped in the
-//! pipeline's running time. The credentials go to retina apart from the address, and no
-//! message quotes them. A camera that refuses, fails, goes silent or ends its stream posts an
-//! error on its appsrc, and the camera restarts the pipeline as for any failed source.
+//! Each stream's access units, in avc form and stamped in the pipeline's running time, go
+//! where [`Destination`] says: straight to the camera thread, which records them and hands
+//! the detector's decoder what it picks, or into an appsrc when GStreamer decodes the stream
+//! whole. The credentials go to retina apart from the address, and no message quotes them. A
+//! camera that refuses, fails, goes silent or ends its stream posts an error on the
+//! pipeline's bus, and the camera restarts the pipeline as for any failed source.
 
 use std::time::Duration;
 
@@ -34,6 +36,16 @@ pub struct RtspFeed {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// Where a stream's access units go.
+pub enum Destination {
+    /// Into the pipeline, by an appsrc made by [`feed_source`].
+    Pipeline(gst_app::AppSrc),
+    /// To the camera thread, as samples with the stream's caps; the callback says `false`
+    /// once nobody takes them. No thread of GStreamer's between: on a camera that records a
+    /// stream without decoding it, those hand-offs were most of what receiving it cost.
+    Camera(Box<dyn FnMut(gst::Sample) -> bool + Send>),
+}
+
 /// The appsrc a stream's units enter the pipeline by.
 pub fn feed_source() -> gst_app::AppSrc {
     let src = gst_app::AppSrc::builder()
@@ -50,19 +62,26 @@ pub fn feed_source() -> gst_app::AppSrc {
 }
 
 impl RtspFeed {
-    /// Starts receiving each camera stream into its appsrc.
-    pub fn start(streams: Vec<(RtspUrl, gst_app::AppSrc)>) -> Result<Self, CaptureError> {
+    /// Starts receiving each camera stream to its destination, stamped in `pipeline`'s
+    /// running time; failures are posted on its bus.
+    pub fn start(
+        pipeline: &gst::Pipeline,
+        streams: Vec<(RtspUrl, Destination)>,
+    ) -> Result<Self, CaptureError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| CaptureError::Init(format!("the RTSP runtime: {e}")))?;
         let (stop, stopped) = oneshot::channel();
+        let pipeline = pipeline.downgrade();
         let thread = std::thread::Builder::new()
             .name("rtsp".into())
             .spawn(move || {
                 runtime.block_on(async move {
                     let receiving = futures_util::future::join_all(
-                        streams.iter().map(|(url, src)| receive_into(url, src)),
+                        streams
+                            .into_iter()
+                            .map(|(url, to)| receive_into(url, to, &pipeline)),
                     );
                     tokio::select! {
                         _ = receiving => {}
@@ -96,22 +115,30 @@ enum Failure {
     Other(String),
 }
 
-/// Receives `url` into `src` until it ends, fails or the pipeline stops taking units, and
+/// Receives `url` to `to` until it ends, fails or nobody takes its units any more, and
 /// says which on the pipeline's bus.
-async fn receive_into(url: &RtspUrl, src: &gst_app::AppSrc) {
-    match receive(url, src).await {
+async fn receive_into(
+    url: RtspUrl,
+    mut to: Destination,
+    pipeline: &gst::glib::WeakRef<gst::Pipeline>,
+) {
+    let received = receive(&url, &mut to, pipeline).await;
+    let Some(pipeline) = pipeline.upgrade() else {
+        return;
+    };
+    match received {
         Ok(Received::Stopped) => {}
         // A camera does not end: it restarts, or its stream was cut. Either way it is
         // taken up again, with backoff, as after any failure.
         Ok(Received::Ended) => {
             let message = format!("{url}: the camera ended the stream");
-            gst::element_error!(src, gst::ResourceError::Read, ("{}", message));
+            gst::element_error!(pipeline, gst::ResourceError::Read, ("{}", message));
         }
         Err(Failure::Refused(message)) => {
-            gst::element_error!(src, gst::ResourceError::NotAuthorized, ("{}", message));
+            gst::element_error!(pipeline, gst::ResourceError::NotAuthorized, ("{}", message));
         }
         Err(Failure::Other(message)) => {
-            gst::element_error!(src, gst::ResourceError::Read, ("{}", message));
+            gst::element_error!(pipeline, gst::ResourceError::Read, ("{}", message));
         }
     }
 }
@@ -123,7 +150,11 @@ enum Received {
     Stopped,
 }
 
-async fn receive(url: &RtspUrl, src: &gst_app::AppSrc) -> Result<Received, Failure> {
+async fn receive(
+    url: &RtspUrl,
+    to: &mut Destination,
+    pipeline: &gst::glib::WeakRef<gst::Pipeline>,
+) -> Result<Received, Failure> {
     let failed = |what: &str, e: retina::Error| {
         // retina's messages add their connection's context on further lines.
         let message = e.to_string().replace("\n\n", "; ").replace('\n', "; ");
@@ -167,7 +198,7 @@ async fn receive(url: &RtspUrl, src: &gst_app::AppSrc) -> Result<Received, Failu
         .map_err(|e| failed("PLAY", e))?;
     let mut demuxed = playing.demuxed().map_err(|e| failed("PLAY", e))?;
     let mut timeline = Timeline::default();
-    let mut caps_set = false;
+    let mut caps: Option<gst::Caps> = None;
     loop {
         let item = tokio::time::timeout(SILENCE, demuxed.next())
             .await
@@ -178,7 +209,7 @@ async fn receive(url: &RtspUrl, src: &gst_app::AppSrc) -> Result<Received, Failu
             Some(Ok(CodecItem::VideoFrame(frame))) => frame,
             Some(Ok(_)) => continue,
         };
-        if !caps_set || frame.has_new_parameters() {
+        if caps.is_none() || frame.has_new_parameters() {
             let Some(ParametersRef::Video(video)) = demuxed
                 .streams()
                 .get(frame.stream_id())
@@ -188,27 +219,39 @@ async fn receive(url: &RtspUrl, src: &gst_app::AppSrc) -> Result<Received, Failu
                 continue;
             };
             let (width, height) = video.pixel_dimensions();
-            src.set_caps(Some(
-                &gst::Caps::builder("video/x-h264")
-                    .field("stream-format", "avc")
-                    .field("alignment", "au")
-                    .field("width", width as i32)
-                    .field("height", height as i32)
-                    .field(
-                        "codec_data",
-                        gst::Buffer::from_slice(video.extra_data().to_vec()),
-                    )
-                    .build(),
-            ));
-            caps_set = true;
+            let new = gst::Caps::builder("video/x-h264")
+                .field("stream-format", "avc")
+                .field("alignment", "au")
+                .field("width", width as i32)
+                .field("height", height as i32)
+                .field(
+                    "codec_data",
+                    gst::Buffer::from_slice(video.extra_data().to_vec()),
+                )
+                .build();
+            if let Destination::Pipeline(src) = to {
+                src.set_caps(Some(&new));
+            }
+            caps = Some(new);
         }
-        let arrival = src
-            .current_running_time()
-            .map_or(Duration::ZERO, Into::into);
-        if src
-            .push_buffer(unit(frame, arrival, &mut timeline))
-            .is_err()
-        {
+        let Some(arrival) = pipeline.upgrade().map(|p| p.current_running_time()) else {
+            return Ok(Received::Stopped);
+        };
+        let buffer = unit(
+            frame,
+            arrival.map_or(Duration::ZERO, Into::into),
+            &mut timeline,
+        );
+        let taken = match to {
+            Destination::Pipeline(src) => src.push_buffer(buffer).is_ok(),
+            Destination::Camera(take) => take(
+                gst::Sample::builder()
+                    .buffer(&buffer)
+                    .caps_if_some(caps.as_ref())
+                    .build(),
+            ),
+        };
+        if !taken {
             return Ok(Received::Stopped);
         }
     }

@@ -8,7 +8,8 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
-use crate::capture::pipeline::Graph;
+use crate::capture::pipeline::{Graph, Stream};
+use crate::capture::CaptureError;
 
 /// What the pipeline's sinks hand the camera thread.
 pub(super) enum Input {
@@ -19,33 +20,31 @@ pub(super) enum Input {
     Frame(gst::Sample),
 }
 
-/// Which of a camera's streams a unit is of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Stream {
-    /// The recorded stream, which the detector also decodes when there is no other.
-    Main,
-    /// The detection stream (`detect_url`): only the detector's decoder takes it.
-    Detection,
-}
-
-impl Stream {
-    /// Whether the detector's decoder (when it decodes on demand) takes this stream's units.
-    pub(super) fn decoded(self, graph: &Graph) -> bool {
-        self == Stream::Detection || graph.detect_units.is_none()
-    }
+/// Whether the detector's decoder (when it decodes on demand) takes `stream`'s units.
+pub(super) fn decoded(stream: Stream, graph: &Graph) -> bool {
+    stream == Stream::Detection || !graph.detection
 }
 
 /// Samples between the pipeline and the camera thread.
 pub(super) const INPUT_BACKLOG: usize = 64;
 
-/// Wires the sinks to the camera thread. Units are never dropped (recording must be whole):
-/// when the camera thread is [`INPUT_BACKLOG`] behind, the pipeline waits for it. Frames are
-/// dropped when analysis is behind by two, or when the channel is full.
-pub(super) fn connect(graph: &Graph, tx: std_mpsc::SyncSender<Input>, pending: Arc<AtomicUsize>) {
-    connect_units(&graph.units, Stream::Main, &tx);
+/// Wires the sinks, and the camera's feeds, to the camera thread. Units are never dropped
+/// (recording must be whole): when the camera thread is [`INPUT_BACKLOG`] behind, the
+/// pipeline (or the feed) waits for it. Frames are dropped when analysis is behind by two,
+/// or when the channel is full.
+pub(super) fn connect(
+    graph: &mut Graph,
+    tx: std_mpsc::SyncSender<Input>,
+    pending: Arc<AtomicUsize>,
+) -> Result<(), CaptureError> {
+    if let Some(units) = &graph.units {
+        connect_units(units, Stream::Main, &tx);
+    }
     if let Some(detection) = &graph.detect_units {
         connect_units(detection, Stream::Detection, &tx);
     }
+    let units = tx.clone();
+    graph.start_feeds(move |stream, sample| units.send(Input::Unit(stream, sample)).is_ok())?;
     let queued = pending.clone();
     graph.frames.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
@@ -65,6 +64,7 @@ pub(super) fn connect(graph: &Graph, tx: std_mpsc::SyncSender<Input>, pending: A
             })
             .build(),
     );
+    Ok(())
 }
 
 /// Units from `sink`, and their end, go to the camera as `stream`'s.

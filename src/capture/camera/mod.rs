@@ -22,6 +22,7 @@ use super::clip::{ClipFile, ClipWriter};
 use super::elements::Ended;
 use super::finisher::Finisher;
 use super::on_demand::{DecodePlanner, HOLD};
+use super::pipeline::Stream;
 use super::pipeline::{self, Graph};
 use super::recorder::{Recorder, RecorderConfig};
 use super::snapshot::{JpegEncoder, MainPicture};
@@ -31,7 +32,7 @@ use crate::config::MotionConfig;
 use crate::motion::{Boundary, Detector, EndReason, EventMachine, Rect};
 use crate::report::Chain;
 use crate::uplink::backoff::Backoff;
-use input::{captured_ms, connect, running_time, Input, Stream, INPUT_BACKLOG};
+use input::{captured_ms, connect, decoded, running_time, Input, INPUT_BACKLOG};
 
 /// What the camera tells the agent.
 #[derive(Debug)]
@@ -245,14 +246,17 @@ impl Camera {
     }
 
     fn run_once(&mut self) -> Stopped {
-        let graph = match pipeline::build(&self.capture, &self.motion) {
+        let mut graph = match pipeline::build(&self.capture, &self.motion) {
             Ok(g) => g,
             Err(e) => return Stopped::Failed(e),
         };
         self.planner = DecodePlanner::new(HOLD, self.motion.period());
         let (tx, rx) = std_mpsc::sync_channel(INPUT_BACKLOG);
         let pending = Arc::new(AtomicUsize::new(0));
-        connect(&graph, tx, pending.clone());
+        if let Err(e) = connect(&mut graph, tx, pending.clone()) {
+            let _ = graph.pipeline.set_state(gst::State::Null);
+            return Stopped::Failed(e);
+        }
         if graph.pipeline.set_state(gst::State::Playing).is_err() {
             let error = super::elements::posted_error(&graph.pipeline)
                 .unwrap_or_else(|| CaptureError::Input("the source does not start".into()));
@@ -262,7 +266,7 @@ impl Camera {
         let stopped = loop {
             match rx.recv_timeout(Duration::from_millis(200)) {
                 Ok(Input::Unit(stream, sample)) => {
-                    if stream.decoded(&graph) {
+                    if decoded(stream, &graph) {
                         self.feed_decoder(&graph, &sample);
                     }
                     if stream == Stream::Main {
@@ -270,7 +274,7 @@ impl Camera {
                     }
                 }
                 Ok(Input::UnitsEnded(stream)) => {
-                    if stream.decoded(&graph) {
+                    if decoded(stream, &graph) {
                         self.end_decoder(&graph)
                     }
                 }

@@ -17,10 +17,11 @@
 //! Encoded access units feed the pre-roll ring and clips. Pictures at the analysis rate are
 //! scaled once, straight to the analysis size, for the detector; the newest picture as
 //! decoded waits, unscaled, for a snapshot (most are never used, and cost nothing but a
-//! reference). An RTSP camera's streams enter as access units through appsrcs that
-//! [`super::rtsp`] feeds. With a detection stream (`detect_url`) the camera feeds the frames
-//! branch from that stream's decoder, and its main stream only the units branch: the main
-//! stream is never decoded. A source that delivers H.264 passes it through untouched —
+//! reference). An RTSP camera's streams are received by [`super::rtsp`], and their access
+//! units go straight to the camera (`Graph::start_feeds`) — recorded, or handed to the
+//! on-demand decoder — unless GStreamer decodes the stream whole (`decode = "always"`,
+//! masks), which takes them through an appsrc in place of the source. With a detection stream
+//! (`detect_url`) the detector decodes only that stream; the main stream is only recorded. A source that delivers H.264 passes it through untouched —
 //! unless privacy masks are set: then it is decoded, masked and re-encoded, so no unmasked
 //! picture reaches a clip or a snapshot. On a live source the frames branch drops what
 //! analysis cannot keep up with; recording never waits for it.
@@ -40,7 +41,7 @@ use attach::{
 };
 
 use super::elements::{analysis_caps, make, pipeline_error};
-use super::rtsp::{feed_source, RtspFeed};
+use super::rtsp::{feed_source, Destination, RtspFeed};
 use super::CaptureError;
 use crate::config::capture::{CaptureConfig, Decoding, Source};
 use crate::config::{MotionConfig, RtspUrl};
@@ -52,16 +53,65 @@ pub struct Graph {
     /// The newest picture as decoded (and masked), at the analysis rate: pull it for a
     /// snapshot.
     pub newest: gst_app::AppSink,
-    /// H.264 access units (avc, one per buffer) to record.
-    pub units: gst_app::AppSink,
-    /// The detection stream's access units, when the detector decodes it on demand: only
-    /// the decoder gets them.
+    /// H.264 access units (avc, one per buffer) to record, when they come through the
+    /// pipeline rather than straight from the camera's feed.
+    pub units: Option<gst_app::AppSink>,
+    /// The detection stream's access units, when they come through the pipeline and the
+    /// detector decodes them on demand: only the decoder gets them.
     pub detect_units: Option<gst_app::AppSink>,
+    /// The camera has a detection stream (`detect_url`).
+    pub detection: bool,
     /// Where the camera feeds the detector's decoder, once a source's own H.264 is being
     /// decoded on demand.
     pub decoder: Arc<OnceLock<gst_app::AppSrc>>,
+    /// An RTSP camera's streams, until [`Graph::start_feeds`] starts receiving them.
+    feeds: Vec<(RtspUrl, Feed)>,
     /// Receives an RTSP camera's streams; dropped with the graph, after the pipeline stops.
-    _rtsp: Option<RtspFeed>,
+    rtsp: Option<RtspFeed>,
+}
+
+/// Which of a camera's streams a unit is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// The recorded stream, which the detector also decodes when there is no other.
+    Main,
+    /// The detection stream (`detect_url`): only the detector's decoder takes it.
+    Detection,
+}
+
+/// Where a received camera stream goes.
+enum Feed {
+    Pipeline(gst_app::AppSrc),
+    Camera(Stream),
+}
+
+impl Graph {
+    /// Starts receiving the camera's RTSP streams, if it has any: the units of those that go
+    /// straight to the camera are handed to `to_camera`, which says `false` once it takes no
+    /// more. Call it once the units' takers are connected.
+    pub fn start_feeds(
+        &mut self,
+        to_camera: impl Fn(Stream, gst::Sample) -> bool + Clone + Send + 'static,
+    ) -> Result<(), CaptureError> {
+        if self.feeds.is_empty() {
+            return Ok(());
+        }
+        let streams = std::mem::take(&mut self.feeds)
+            .into_iter()
+            .map(|(url, feed)| {
+                let to = match feed {
+                    Feed::Pipeline(src) => Destination::Pipeline(src),
+                    Feed::Camera(stream) => {
+                        let to_camera = to_camera.clone();
+                        Destination::Camera(Box::new(move |unit| to_camera(stream, unit)))
+                    }
+                };
+                (url, to)
+            })
+            .collect();
+        self.rtsp = Some(RtspFeed::start(&self.pipeline, streams)?);
+        Ok(())
+    }
 }
 
 /// What the dynamic parts of the graph link to.
@@ -84,11 +134,18 @@ pub fn build(capture: &CaptureConfig, motion: &MotionConfig) -> Result<Graph, Ca
 
     let (h264_in, avc) = access_units()?;
     let encoded = make("tee")?;
-    let unit_queue = make("queue")?;
-    let units = gst_app::AppSink::builder().sync(sync).build();
-    let units_chain = [&h264_in, &avc, &encoded, &unit_queue, units.upcast_ref()];
-    pipeline.add_many(units_chain).map_err(pipeline_error)?;
-    gst::Element::link_many(units_chain).map_err(pipeline_error)?;
+    // A camera's main stream received to the camera never enters the pipeline: nor does
+    // this branch then.
+    let units = if main_to_camera(capture) {
+        None
+    } else {
+        let unit_queue = make("queue")?;
+        let units = gst_app::AppSink::builder().sync(sync).build();
+        let units_chain = [&h264_in, &avc, &encoded, &unit_queue, units.upcast_ref()];
+        pipeline.add_many(units_chain).map_err(pipeline_error)?;
+        gst::Element::link_many(units_chain).map_err(pipeline_error)?;
+        Some(units)
+    };
 
     let frames_in = make("videorate")?;
     frames_in.set_property("drop-only", true);
@@ -205,14 +262,25 @@ pub fn build(capture: &CaptureConfig, motion: &MotionConfig) -> Result<Graph, Ca
         } => {
             // With a detection stream the main one is only recorded: never decoded.
             let record_only = detect.is_some();
-            camera_stream(&parts, url, *latency, &mut feeds, move |parts, pad| {
-                if record_only {
-                    attach_units(parts, pad)
-                } else {
-                    attach_h264(parts, pad)
+            if main_to_camera(capture) {
+                if !record_only {
+                    on_demand_decoder(&parts)?;
                 }
-            })?;
+                feeds.push((url.clone(), Feed::Camera(Stream::Main)));
+            } else {
+                camera_stream(&parts, url, *latency, &mut feeds, move |parts, pad| {
+                    if record_only {
+                        attach_units(parts, pad)
+                    } else {
+                        attach_h264(parts, pad)
+                    }
+                })?;
+            }
             match (detect, capture.decode) {
+                (Some(detect), Decoding::OnDemand) if !detect.tls() => {
+                    on_demand_decoder(&parts)?;
+                    feeds.push((detect.clone(), Feed::Camera(Stream::Detection)));
+                }
                 (Some(detect), Decoding::OnDemand) => {
                     // Its units go to the camera, which hands the decoder what the planner
                     // picks, as for a single stream.
@@ -243,21 +311,36 @@ pub fn build(capture: &CaptureConfig, motion: &MotionConfig) -> Result<Graph, Ca
             }
         }
     }
-    // Last: once it starts, only dropping the graph stops it.
-    let rtsp = if feeds.is_empty() {
-        None
-    } else {
-        Some(RtspFeed::start(feeds)?)
-    };
     Ok(Graph {
         pipeline,
         frames,
         newest,
         units,
         detect_units,
+        detection: matches!(
+            &capture.source,
+            Source::Rtsp {
+                detect: Some(_),
+                ..
+            }
+        ),
         decoder: parts.decoder.clone(),
-        _rtsp: rtsp,
+        feeds,
+        rtsp: None,
     })
+}
+
+/// Whether a camera's main stream goes straight to the camera: received by retina, and
+/// only recorded, or decoded on demand (by the camera's choice of units) without masks.
+fn main_to_camera(capture: &CaptureConfig) -> bool {
+    match &capture.source {
+        Source::Rtsp { url, detect, .. } => {
+            !url.tls()
+                && (detect.is_some()
+                    || capture.decode == Decoding::OnDemand && capture.privacy_masks.is_empty())
+        }
+        _ => false,
+    }
 }
 
 /// A camera's stream, its H.264 as access units on the pad handed to `attach`. Received by
@@ -266,7 +349,7 @@ fn camera_stream(
     parts: &Arc<Parts>,
     url: &RtspUrl,
     latency: std::time::Duration,
-    feeds: &mut Vec<(RtspUrl, gst_app::AppSrc)>,
+    feeds: &mut Vec<(RtspUrl, Feed)>,
     attach: impl Fn(&Arc<Parts>, &gst::Pad) -> Result<(), CaptureError> + Send + Sync + 'static,
 ) -> Result<(), CaptureError> {
     if url.tls() {
@@ -275,7 +358,7 @@ fn camera_stream(
     let src = feed_source();
     parts.pipeline()?.add(&src).map_err(pipeline_error)?;
     attach(parts, &static_pad(src.upcast_ref(), "src")?)?;
-    feeds.push((url.clone(), src));
+    feeds.push((url.clone(), Feed::Pipeline(src)));
     Ok(())
 }
 
