@@ -137,7 +137,10 @@ fn a_camera_that_hangs_is_noticed_by_its_silence_and_taken_up_again() {
     let before = starts(&cloud);
     camera.thaw();
     let Some(()) = wait_for(PATIENCE, || (starts(&cloud) > before).then_some(())) else {
-        panic!("no alert after the camera woke; agent log:\n{}", agent.log());
+        panic!(
+            "no alert after the camera woke; agent log:\n{}",
+            agent.log()
+        );
     };
 }
 
