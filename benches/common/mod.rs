@@ -85,9 +85,18 @@ pub fn thread_cpu_seconds(pid: u32) -> Vec<(String, f64)> {
         let name = stat
             .split_once('(')
             .and_then(|(_, rest)| rest.rsplit_once(')'))
-            .map_or("?", |(name, _)| name)
-            // GStreamer names threads after their element (queue3:src): the kind is enough.
-            .replace(|c: char| c.is_ascii_digit(), "");
+            .map_or("?", |(name, _)| name);
+        // GStreamer names threads after their element and pad (queue3:src): the element's
+        // kind is enough.
+        let name = match name.split_once(':') {
+            Some((element, pad)) => {
+                format!(
+                    "{}:{pad}",
+                    element.trim_end_matches(|c: char| c.is_ascii_digit())
+                )
+            }
+            None => name.to_owned(),
+        };
         let seconds = stat_cpu_seconds(&stat);
         match by_name.iter_mut().find(|(n, _)| *n == name) {
             Some((_, total)) => *total += seconds,
