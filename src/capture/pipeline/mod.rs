@@ -2,10 +2,10 @@
 //!
 //! ```text
 //! source ─┬─ H.264 ──────────────────────────────▶ h264parse ▶ tee ┬▶ queue ▶ appsink (units)
-//!         │                                                        └▶ queue ▶ decodebin ─┐
+//!         │                                                        └▶ queue ▶ decoder ───┐
 //!         └─ raw ▶ convert/scale/rate ▶ I420 [masks] ▶ tee ┬▶ queue ▶ encoder ▶ h264parse │
 //!                                                          └▶ queue ─────────────────────┤
-//!           frames: videorate ▶ tee ┬▶ queue ▶ convert ▶ scale ▶ GRAY8 analysis size ▶ appsink
+//!           frames: videorate ▶ tee ┬▶ queue ▶ scale ▶ convert ▶ GRAY8 analysis size ▶ appsink
 //!                                   └▶ queue (newest picture only) ▶ appsink (snapshots)
 //! ```
 //!
@@ -20,10 +20,11 @@
 //! reference). An RTSP camera's streams are received by [`super::rtsp`], and their access
 //! units go straight to the camera (`Graph::start_feeds`) — recorded, or handed to the
 //! on-demand decoder — unless GStreamer decodes the stream whole (`decode = "always"`,
-//! masks), which takes them through an appsrc in place of the source. With a detection stream
-//! (`detect_url`) the detector decodes only that stream; the main stream is only recorded. A source that delivers H.264 passes it through untouched —
-//! unless privacy masks are set: then it is decoded, masked and re-encoded, so no unmasked
-//! picture reaches a clip or a snapshot. On a live source the frames branch drops what
+//! masks), which takes them through an appsrc in place of the source. With a detection
+//! stream (`detect_url`) the detector decodes only that stream; the main stream is only
+//! recorded. A source that delivers H.264 passes it through untouched — unless privacy masks
+//! are set: then it is decoded, masked and re-encoded, so no unmasked picture reaches a clip
+//! or a snapshot. On a live source the frames branch drops what
 //! analysis cannot keep up with; recording never waits for it.
 
 use std::sync::atomic::AtomicBool;
