@@ -137,7 +137,8 @@ pub fn build(capture: &CaptureConfig, motion: &MotionConfig) -> Result<Graph, Ca
     let encoded = make("tee")?;
     // A camera's main stream received to the camera never enters the pipeline: nor does
     // this branch then.
-    let units = if main_to_camera(capture) {
+    let main_direct = main_to_camera(capture);
+    let units = if main_direct {
         None
     } else {
         let unit_queue = make("queue")?;
@@ -263,7 +264,7 @@ pub fn build(capture: &CaptureConfig, motion: &MotionConfig) -> Result<Graph, Ca
         } => {
             // With a detection stream the main one is only recorded: never decoded.
             let record_only = detect.is_some();
-            if main_to_camera(capture) {
+            if main_direct {
                 if !record_only {
                     on_demand_decoder(&parts)?;
                 }
