@@ -157,7 +157,7 @@ pub fn h264_decoder() -> Result<gst::Element, CaptureError> {
 /// libav's software decoders on one thread. libav's default, frame threading with a thread
 /// per core plus one, holds a picture per thread and delays each picture by as many; on a
 /// camera the other cores have the agent's own work.
-pub fn one_thread(element: &gst::Element) {
+fn one_thread(element: &gst::Element) {
     let software = element
         .factory()
         .is_some_and(|f| f.name().starts_with("avdec_"));
