@@ -5,11 +5,11 @@
 //! decoded: they decode without references and keep the detector's background fresh. Every
 //! other unit is held back, and its encoded size is compared with what units of its kind
 //! (P or B, reference or not: a P-frame weighs many B-frames) weigh in a still scene, the
-//! median of the last few. Motion costs bits, in VBR at once and in CBR as the rate control
-//! catches up: units over their baseline add up to a cue, and then the units held back
-//! since the last one decoded — all from the group's keyframe on, so the decoder has every
-//! reference — are decoded at once (the catch-up), and every unit after them
-//! ([`Mode::Active`]), until the detector has reported a still scene for `hold`.
+//! median over the last group of pictures or two. Motion costs bits, in VBR at once and in
+//! CBR as the rate control catches up: units over their baseline add up to a cue, and then
+//! the units held back since the last one decoded — all from the group's keyframe on, so
+//! the decoder has every reference — are decoded at once (the catch-up), and every unit
+//! after them ([`Mode::Active`]), until the detector has reported a still scene for `hold`.
 //!
 //! Even then the detector looks at a few pictures a second, fewer than most streams carry:
 //! a unit no other picture refers to (a plain B-frame) is thinned out, not decoded, when a
@@ -21,6 +21,11 @@
 //! Nothing depends on the cue being right: a cue that fires on noise costs a few seconds of
 //! decoding; one that misses leaves motion to the next keyframe, which the detector sees.
 //! An event starts at most a group of pictures later than with every unit decoded.
+//!
+//! The slice QP is not weighed. Sizes taken at a common quantiser (ln 2 / 6 a step) decoded
+//! 37 % of the bench's 720p mostly-still stream instead of 23 % when it was measured (with a
+//! baseline of 15 units): x264's QP differs by picture kind and reference depth, not only
+//! with its rate control.
 
 use std::time::Duration;
 
@@ -139,8 +144,12 @@ const MARGIN: f64 = 48.0;
 /// How far a still scene's units of a kind stray from their median (the median of the
 /// log ratios) before the excess is scaled down by it.
 const SPREAD: f64 = 0.15;
-/// Units of a kind the baseline holds, and how many it needs before it counts.
-const BASELINE_UNITS: usize = 15;
+/// Units of a kind the baseline holds, and how many it needs before it counts. It holds a
+/// group of pictures or two, so it knows how sizes vary across one: at a constant bit rate
+/// the rate control starts each group frugal and spends more as it goes on, and plain
+/// B-frames grow twentyfold across a group of a still scene. Half a group (15 units) cued
+/// on that about once every ten seconds.
+const BASELINE_UNITS: usize = 30;
 const BASELINE_MIN: usize = 4;
 
 /// The sizes of one kind of unit in a still scene.
@@ -468,11 +477,9 @@ mod tests {
         for n in 41..44 {
             assert!(push(&mut planner, delta(3000), n).is_empty(), "unit {n}");
         }
-        // Thirty times the median is out of any noise: four such units in a row cue.
-        for n in 44..47 {
-            assert!(push(&mut planner, delta(36_000), n).is_empty(), "unit {n}");
-        }
-        assert_eq!(push(&mut planner, delta(36_000), 47).len(), 7);
+        // Thirty times the median is out of any noise: six such units in a row cue.
+        let cued = (44..60).find(|&n| !push(&mut planner, delta(36_000), n).is_empty());
+        assert_eq!(cued, Some(49));
     }
 
     #[test]
@@ -525,6 +532,42 @@ mod tests {
         // B-frame that weighs nothing.
         assert!(push(&mut planner, delta(60), 46).is_empty());
         assert_eq!(push(&mut planner, b(60), 47), (41..=47).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn plain_b_frames_growing_through_each_group_of_a_still_scene_cue_nothing() {
+        // A constant bit rate spent on a still scene's noise: after each keyframe the rate
+        // control starts frugal and spends more as the group goes on. Plain B-frames grow
+        // sevenfold across a group, with noise on top; their references by two thirds. A
+        // minute of groups of 30 units (3 s), P b P b ... A baseline of the last 15 units of
+        // a kind, half a group of such B-frames, cued 9 times.
+        let mut planner = DecodePlanner::new(HOLD, PERIOD);
+        let mut cues = 0;
+        for n in 0..600u32 {
+            let cue = match n % 30 {
+                0 => key(20_000),
+                k if k % 2 == 1 => delta(3000 + 70 * k as usize),
+                k => {
+                    // Sensor noise: a factor of ½ to 2, the same in every run.
+                    let noise = f64::from(n.wrapping_mul(2_654_435_761) >> 16 & 0xff) / 255.0;
+                    let bytes = 40.0 * 1.15f64.powi(k as i32 / 2) * 2f64.powf(2.0 * noise - 1.0);
+                    UnitCue {
+                        keyframe: false,
+                        kind: SliceKind::B,
+                        reference: false,
+                        bytes: bytes as usize,
+                    }
+                }
+            };
+            let mode = planner.mode();
+            for decoded in push(&mut planner, cue, n) {
+                planner.scene(at(u64::from(decoded) * 100), false);
+            }
+            if mode == Mode::Idle && planner.mode() == Mode::Active {
+                cues += 1;
+            }
+        }
+        assert_eq!(cues, 0);
     }
 
     #[test]
