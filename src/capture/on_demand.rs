@@ -407,6 +407,16 @@ mod tests {
         }
     }
 
+    /// A B-frame no other picture refers to.
+    fn plain_b(bytes: usize) -> UnitCue {
+        UnitCue {
+            keyframe: false,
+            kind: SliceKind::B,
+            reference: false,
+            bytes,
+        }
+    }
+
     fn at(ms: u64) -> Duration {
         Duration::from_millis(ms)
     }
@@ -519,19 +529,16 @@ mod tests {
     #[test]
     fn plain_b_frames_have_a_baseline_of_their_own() {
         let (mut planner, _) = idle_planner();
-        let b = |bytes| UnitCue {
-            keyframe: false,
-            kind: SliceKind::B,
-            reference: false,
-            bytes,
-        };
         for n in 41..46 {
-            assert!(push(&mut planner, b(0), n).is_empty());
+            assert!(push(&mut planner, plain_b(0), n).is_empty());
         }
         // 60 bytes is nothing for a P-frame (baseline 20: fires over 88) but a lot for a
         // B-frame that weighs nothing.
         assert!(push(&mut planner, delta(60), 46).is_empty());
-        assert_eq!(push(&mut planner, b(60), 47), (41..=47).collect::<Vec<_>>());
+        assert_eq!(
+            push(&mut planner, plain_b(60), 47),
+            (41..=47).collect::<Vec<_>>()
+        );
     }
 
     #[test]
@@ -551,12 +558,7 @@ mod tests {
                     // Sensor noise: a factor of ½ to 2, the same in every run.
                     let noise = f64::from(n.wrapping_mul(2_654_435_761) >> 16 & 0xff) / 255.0;
                     let bytes = 40.0 * 1.15f64.powi(k as i32 / 2) * 2f64.powf(2.0 * noise - 1.0);
-                    UnitCue {
-                        keyframe: false,
-                        kind: SliceKind::B,
-                        reference: false,
-                        bytes: bytes as usize,
-                    }
+                    plain_b(bytes as usize)
                 }
             };
             let mode = planner.mode();
