@@ -24,8 +24,8 @@
 //! stream (`detect_url`) the detector decodes only that stream; the main stream is only
 //! recorded. A source that delivers H.264 passes it through untouched — unless privacy masks
 //! are set: then it is decoded, masked and re-encoded, so no unmasked picture reaches a clip
-//! or a snapshot. On a live source the frames branch drops what
-//! analysis cannot keep up with; recording never waits for it.
+//! or a snapshot. On a live source the frames branch drops what analysis cannot keep up
+//! with; recording never waits for it.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
