@@ -3,12 +3,12 @@
 //! (gst-rtsp-server, Basic auth). Two scenes: the busy street, and the mostly-still street
 //! (two minutes of nobody, then people walking in) where decoding on demand matters most.
 //! Side by side, one after the other, each for the clip's length: camagent detecting on the
-//! sub-stream (`capture.detect_url`), every unit and on demand, and recording the main one
-//! without decoding it; and Motion as its users set it up there (`netcam_url` the sub-stream,
+//! sub-stream (`capture.detect_url`), every unit and on demand (by OpenH264, and by libav's
+//! decoder for comparison), and recording the main one without decoding it; and Motion as its users set it up there (`netcam_url` the sub-stream,
 //! `netcam_high_url` the main one, movies by `movie_passthrough`). On the street, camagent
 //! decoding the main stream too, every unit and on demand.
 //!
-//! Run: `cargo bench --bench capture -- substream` (about fifteen minutes). Writes its
+//! Run: `cargo bench --bench capture -- substream` (about twenty minutes). Writes its
 //! figures to BENCHMARKS.md. `-- substream quick [mostly-still]`: one scene (the street
 //! unless named), camagent on the sub-stream on demand and Motion, printed only (a few
 //! minutes, for A/B runs).
@@ -176,7 +176,7 @@ fn measure(world: &World, broker: u16, dir: &Path, scene: &Scene, quick: bool) -
     );
     let url = |path: &str| format!("rtsp://{USER}:{PASSWORD}@127.0.0.1:{port}/{path}");
 
-    let camagent = |what: &'static str, name: &str, extra: String| {
+    let camagent_with = |what: &'static str, name: &str, extra: String, env: &[(&str, &str)]| {
         let mut setup = AgentSetup::new(world, broker);
         setup.extra = format!(
             "[capture]\nsource = \"rtsp\"\nurl = \"{}\"\n{extra}\n\
@@ -186,7 +186,7 @@ fn measure(world: &World, broker: u16, dir: &Path, scene: &Scene, quick: bool) -
         let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/policy.toml");
         let config = setup.write(world, &dir.join(name), &policy);
         let started = Instant::now();
-        let mut agent = Agent::start(env!("CARGO_BIN_EXE_camagent"), &config);
+        let mut agent = Agent::start_with_env(env!("CARGO_BIN_EXE_camagent"), &config, env);
         let cost = measure_until_played(&mut agent.child, started, scene.seconds);
         Row {
             what,
@@ -194,6 +194,7 @@ fn measure(world: &World, broker: u16, dir: &Path, scene: &Scene, quick: bool) -
             events: agent.log().matches("motion started").count(),
         }
     };
+    let camagent = |what, name: &str, extra| camagent_with(what, name, extra, &[]);
     let mut rows = Vec::new();
     if scene.main_rows {
         rows.push(camagent(
@@ -214,8 +215,19 @@ fn measure(world: &World, broker: u16, dir: &Path, scene: &Scene, quick: bool) -
             format!("detect_url = \"{}\"\ndecode = \"always\"\n", url("sub")),
         )
     });
+    // The decoder the agent would take for the main stream, libav's, in place of OpenH264.
+    let sub_libav = (!quick).then(|| {
+        camagent_with(
+            "camagent, detecting on the sub-stream (`detect_url`), decoded on demand by libav's \
+             decoder (`GST_PLUGIN_FEATURE_RANK=openh264dec:NONE`)",
+            "sub-libav",
+            format!("detect_url = \"{}\"\n", url("sub")),
+            &[("GST_PLUGIN_FEATURE_RANK", "openh264dec:NONE")],
+        )
+    });
     let on_sub = camagent(
-        "camagent, detecting on the sub-stream (`detect_url`), decoded on demand (the default)",
+        "camagent, detecting on the sub-stream (`detect_url`), decoded on demand by OpenH264 \
+         (the default)",
         "sub",
         format!("detect_url = \"{}\"\n", url("sub")),
     );
@@ -244,6 +256,7 @@ fn measure(world: &World, broker: u16, dir: &Path, scene: &Scene, quick: bool) -
         rows: Vec::new(),
     };
     rows.extend(sub_always);
+    rows.extend(sub_libav);
     rows.extend([on_sub, motion]);
     Measured { rows, ..measured }
 }

@@ -10,7 +10,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
-use super::elements::{h264_decoder, make, pipeline_error, posted_error};
+use super::elements::{h264_decoder, make, pipeline_error, posted_error, DecoderFor};
 use super::CaptureError;
 use crate::config::capture::SnapshotConfig;
 
@@ -120,7 +120,9 @@ impl MainPicture {
         // The units' own segments come with them: pictures keep the units' running time.
         src.set_property("handle-segment-change", true);
         let parse = make("h264parse")?;
-        let decode = h264_decoder()?;
+        // Not OpenH264: of a group pushed whole and ended it decodes no picture ("No valid
+        // frames decoded before end of stream", GStreamer 1.22), where libav's decodes them.
+        let decode = h264_decoder(DecoderFor::Throughput)?;
         let sink = gst_app::AppSink::builder().sync(false).build();
         let chain = [src.upcast_ref(), &parse, &decode, sink.upcast_ref()];
         pipeline.add_many(chain).map_err(pipeline_error)?;

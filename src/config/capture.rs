@@ -37,6 +37,17 @@ impl Source {
     pub fn is_live(&self) -> bool {
         !matches!(self, Source::File { .. })
     }
+
+    /// Whether motion is detected on a second stream of the camera's (`detect_url`).
+    pub fn has_detection_stream(&self) -> bool {
+        matches!(
+            self,
+            Source::Rtsp {
+                detect: Some(_),
+                ..
+            }
+        )
+    }
 }
 
 /// The picture the agent encodes when it encodes (raw sources, or any source with masks).

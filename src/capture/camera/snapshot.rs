@@ -10,7 +10,7 @@ use super::Camera;
 use crate::capture::pipeline::Graph;
 use crate::capture::snapshot::{JpegEncoder, MainPicture};
 use crate::capture::CaptureError;
-use crate::config::capture::{SnapshotStream, Source};
+use crate::config::capture::SnapshotStream;
 
 impl Camera {
     /// The picture at `at` (camera time), as a JPEG at the snapshot size.
@@ -37,13 +37,7 @@ impl Camera {
     /// Whether snapshots come from the main stream: only when another stream is analysed.
     fn snapshots_main_stream(&self) -> bool {
         self.capture.snapshot.stream == SnapshotStream::Main
-            && matches!(
-                self.capture.source,
-                Source::Rtsp {
-                    detect: Some(_),
-                    ..
-                }
-            )
+            && self.capture.source.has_detection_stream()
     }
 
     /// The main stream's picture at `at`, decoded from the pre-roll ring.

@@ -15,7 +15,7 @@ use tracing::warn;
 use super::{
     add_linked, capsfilter, discard, on_new_pad, small_queue, static_pad, sync_states, Parts,
 };
-use crate::capture::elements::{h264_decoder, make, pipeline_error, raw_caps};
+use crate::capture::elements::{h264_decoder, make, pipeline_error, raw_caps, DecoderFor};
 use crate::capture::mask::{self, Plane};
 use crate::capture::CaptureError;
 use crate::config::capture::{Decoding, Encoder};
@@ -75,7 +75,7 @@ pub(super) fn attach_raw(parts: &Arc<Parts>, pad: &gst::Pad) -> Result<(), Captu
 pub(super) fn attach_h264(parts: &Arc<Parts>, pad: &gst::Pad) -> Result<(), CaptureError> {
     if !parts.capture.privacy_masks.is_empty() {
         let parse = make("h264parse")?;
-        let decode = h264_decoder()?;
+        let decode = h264_decoder(DecoderFor::Throughput)?;
         add_linked(parts, &[&parse, &decode], pad)?;
         return attach_raw(parts, &static_pad(&decode, "src")?);
     }
@@ -117,7 +117,7 @@ pub(super) fn on_demand_decoder(parts: &Arc<Parts>) -> Result<(), CaptureError> 
     // and the camera feeds it only once the pipeline plays. The parser hands the decoder the
     // stream format it takes (some take only byte-stream).
     let parse = make("h264parse")?;
-    let decode = h264_decoder()?;
+    let decode = h264_decoder(parts.detector_decodes())?;
     let added = [feed.upcast_ref(), &parse, &decode];
     parts.pipeline()?.add_many(added).map_err(pipeline_error)?;
     gst::Element::link_many([feed.upcast_ref(), &parse, &decode, &parts.frames_in])
@@ -137,7 +137,7 @@ pub(super) fn decode_for_frames(
     from: &gst::Element,
 ) -> Result<(), CaptureError> {
     let queue = make("queue")?;
-    let decode = h264_decoder()?;
+    let decode = h264_decoder(parts.detector_decodes())?;
     parts
         .pipeline()?
         .add_many([&queue, &decode])

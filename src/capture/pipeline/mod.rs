@@ -41,7 +41,7 @@ use attach::{
     attach_h264, attach_raw, attach_units, decode_for_frames, on_demand_decoder, rtsp_h264,
 };
 
-use super::elements::{analysis_caps, make, pipeline_error};
+use super::elements::{analysis_caps, make, pipeline_error, DecoderFor};
 use super::rtsp::{feed_source, Destination, RtspFeed};
 use super::CaptureError;
 use crate::config::capture::{CaptureConfig, Decoding, Source};
@@ -127,6 +127,18 @@ struct Parts {
     /// Only the first video stream of a source is used.
     attached: AtomicBool,
     decoder: Arc<OnceLock<gst_app::AppSrc>>,
+}
+
+impl Parts {
+    /// What the detector's decoder is chosen for: a detection stream's small pictures cost
+    /// little to decode, so its memory weighs more than its speed.
+    fn detector_decodes(&self) -> DecoderFor {
+        if self.capture.source.has_detection_stream() {
+            DecoderFor::Footprint
+        } else {
+            DecoderFor::Throughput
+        }
+    }
 }
 
 pub fn build(capture: &CaptureConfig, motion: &MotionConfig) -> Result<Graph, CaptureError> {
@@ -319,13 +331,7 @@ pub fn build(capture: &CaptureConfig, motion: &MotionConfig) -> Result<Graph, Ca
         newest,
         units,
         detect_units,
-        detection: matches!(
-            &capture.source,
-            Source::Rtsp {
-                detect: Some(_),
-                ..
-            }
-        ),
+        detection: capture.source.has_detection_stream(),
         decoder: parts.decoder.clone(),
         feeds,
         rtsp: None,
