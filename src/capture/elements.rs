@@ -145,9 +145,9 @@ pub enum DecoderFor {
 }
 
 /// The software decoder that holds the least memory. libav's pulls in FFmpeg's whole tree
-/// (its filters, formats and their codec libraries): about 8.5 MiB of private memory
-/// against OpenH264's 0.5 MiB, for 1.4× the CPU on a 320×180 stream and 2.1× at 720p
-/// (BENCHMARKS.md, "Camera with a sub-stream").
+/// (its filters, formats and their codec libraries): detecting on a 320×180 sub-stream the
+/// agent held 21.8 MiB private and 65 MiB resident with it, 16.4 and 32 with OpenH264, for
+/// 3–9 % more CPU (BENCHMARKS.md, "Camera with a sub-stream").
 const LIGHTEST_SOFTWARE_DECODER: &str = "openh264dec";
 
 /// The best-ranked H.264 decoder (a board's hardware decoder where it has one), on one thread
