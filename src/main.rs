@@ -172,6 +172,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn run(config: Config) -> anyhow::Result<()> {
+    // GStreamer reads its plugin list from the environment: before any thread exists.
+    if let Some(capture) = &config.capture {
+        camagent::capture::plugins::confine(capture);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -253,6 +253,12 @@ fn with_a_detection_stream_motion_is_seen_there_and_the_main_stream_recorded() {
         "{decoded} of {units} units decoded:\n{log}"
     );
     assert!(!log.contains(PASSWORD_IN_URL));
+    // Nothing decodes the main stream, so GStreamer does not even list libav's elements.
+    let plugins = log_field_text(&log, "GStreamer confined", "plugins=");
+    assert!(
+        plugins.contains("openh264") && !plugins.contains("libav"),
+        "{plugins}"
+    );
 }
 
 /// `snapshot.stream = "main"`: the alert's picture is the main stream's, decoded from its last

@@ -44,6 +44,7 @@ fn unit_uses_notify_watchdog_and_an_unprivileged_user() {
         "User=camagent",
         "SupplementaryGroups=video",
         "StateDirectory=camagent",
+        "CacheDirectory=camagent",
         "ProtectSystem=strict",
         "NoNewPrivileges=yes",
         "CapabilityBoundingSet=\n",

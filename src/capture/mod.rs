@@ -19,6 +19,7 @@ pub mod mask;
 pub mod on_demand;
 #[cfg(feature = "capture")]
 mod pipeline;
+pub mod plugins;
 pub mod recorder;
 #[cfg(feature = "capture")]
 mod rtsp;
@@ -37,7 +38,7 @@ use crate::motion::{Boundary, EndReason, Rect};
 pub enum CaptureError {
     #[error("GStreamer cannot start: {0}")]
     Init(String),
-    #[error("GStreamer element `{0}` is missing; install the GStreamer plugins that provide it")]
+    #[error("GStreamer element `{0}` is missing; install the GStreamer plugins that provide it (the agent loads only those its pipeline uses and those `capture.plugins` names)")]
     MissingElement(String),
     #[error("cannot build the pipeline: {0}")]
     Pipeline(String),

@@ -133,6 +133,9 @@ pub struct CaptureConfig {
     pub privacy_masks: Vec<Rect>,
     /// How much of a source's own H.264 the detector decodes.
     pub decode: Decoding,
+    /// GStreamer plugins loaded beside those the pipeline uses (`capture::plugins`): a
+    /// board's own decoder or encoder.
+    pub plugins: Vec<String>,
 }
 
 /// How much of a source's own H.264 the detector decodes (`decode`). Raw sources and sources
@@ -200,6 +203,8 @@ struct RawCapture {
     encode: EncodeConfig,
     #[serde(default = "default_snapshot")]
     snapshot: SnapshotConfig,
+    #[serde(default)]
+    plugins: Vec<String>,
 }
 
 impl TryFrom<RawCapture> for CaptureConfig {
@@ -319,6 +324,17 @@ impl TryFrom<RawCapture> for CaptureConfig {
                 ));
             }
         }
+        for (i, name) in raw.plugins.iter().enumerate() {
+            let is_name = name.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !is_name {
+                return Err(format!(
+                    "`plugins[{i}]` = {name:?} is not a GStreamer plugin name; use the name `gst-inspect-1.0 ELEMENT` shows under Plugin Details, e.g. \"rockchipmpp\""
+                ));
+            }
+        }
         Ok(CaptureConfig {
             source,
             encode: raw.encode,
@@ -328,6 +344,7 @@ impl TryFrom<RawCapture> for CaptureConfig {
             max_clip: raw.max_clip,
             privacy_masks: raw.privacy_masks,
             decode: raw.decode,
+            plugins: raw.plugins,
         })
     }
 }
@@ -427,6 +444,7 @@ mod tests {
         assert_eq!(c.privacy_masks.len(), 1);
         assert_eq!(c.encode.encoder, Encoder::X264);
         assert_eq!(c.snapshot.quality, 80);
+        assert_eq!(c.plugins, ["rockchipmpp"]);
     }
 
     #[test]
@@ -476,6 +494,10 @@ mod tests {
             (
                 "source = \"test\"\n[snapshot]\nstream = \"sub\"",
                 "expected `detection` or `main`",
+            ),
+            (
+                "source = \"test\"\nplugins = [\"libav@*\"]",
+                "`plugins[0]` = \"libav@*\" is not a GStreamer plugin name",
             ),
         ];
         for (text, want) in cases {

@@ -1034,17 +1034,20 @@ pub const RICH_FACTS: [(&str, &str); 9] = [
 /// The number logged as `name` (`units=`, `media_s=`) on the first line of `log` holding
 /// `what`.
 pub fn log_field(log: &str, what: &str, name: &str) -> f64 {
+    log_field_text(log, what, name).parse().unwrap()
+}
+
+/// The text of field `name` in the first log line that contains `what`.
+pub fn log_field_text<'a>(log: &'a str, what: &str, name: &str) -> &'a str {
     let line = log
         .lines()
         .find(|l| l.contains(what))
         .unwrap_or_else(|| panic!("no {what:?} in the log:\n{log}"));
-    let at = line.find(name).unwrap() + name.len();
-    line[at..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
+    let at = line
+        .find(name)
+        .unwrap_or_else(|| panic!("no {name} in {line}"))
+        + name.len();
+    line[at..].split_whitespace().next().unwrap_or_default()
 }
 
 /// What the agent logs when a scene went still and its detector decodes keyframes only.
