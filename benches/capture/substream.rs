@@ -4,20 +4,22 @@
 //! (two minutes of nobody, then people walking in) where decoding on demand matters most.
 //! Side by side, one after the other, each for the clip's length: camagent detecting on the
 //! sub-stream (`capture.detect_url`), every unit and on demand (by OpenH264, and by libav's
-//! decoder for comparison), and recording the main one without decoding it; and Motion as its users set it up there (`netcam_url` the sub-stream,
-//! `netcam_high_url` the main one, movies by `movie_passthrough`). On the street, camagent
-//! decoding the main stream too, every unit and on demand.
+//! decoder for comparison; and with every installed GStreamer plugin registered, as before
+//! the agent listed only those it uses), and recording the main one without decoding it; and
+//! Motion as its users set it up there (`netcam_url` the sub-stream, `netcam_high_url` the
+//! main one, movies by `movie_passthrough`). On the street, camagent decoding the main stream
+//! too, every unit and on demand.
 //!
-//! Run: `cargo bench --bench capture -- substream` (about twenty minutes). Writes its
+//! Run: `cargo bench --bench capture -- substream` (about twenty-five minutes). Writes its
 //! figures to BENCHMARKS.md. `-- substream quick [mostly-still]`: one scene (the street
-//! unless named), camagent on the sub-stream on demand and Motion, printed only (a few
-//! minutes, for A/B runs).
+//! unless named), camagent on the sub-stream on demand (with its plugins and with all) and
+//! Motion, printed only (a few minutes, for A/B runs).
 
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
 use super::support::rtsp::RtspCamera;
-use super::support::scenes::host_gst_launch;
+use super::support::scenes::{host_command, host_gst_launch};
 use super::support::*;
 use super::{
     common, measure_until_played, mostly_still, motion_events, motion_version, spawn_motion_on,
@@ -26,6 +28,10 @@ use super::{
 
 const USER: &str = "viewer";
 const PASSWORD: &str = "bench-password";
+/// The source packages of every GStreamer plugin Debian ships (`gst-inspect-1.0 PLUGIN`,
+/// "Source module").
+const ALL_DEBIAN_PLUGINS: &str =
+    "gstreamer:gst-plugins-base:gst-plugins-good:gst-plugins-bad:gst-plugins-ugly:gst-libav";
 
 struct Row {
     what: &'static str,
@@ -219,12 +225,33 @@ fn measure(world: &World, broker: u16, dir: &Path, scene: &Scene, quick: bool) -
     let sub_libav = (!quick).then(|| {
         camagent_with(
             "camagent, detecting on the sub-stream (`detect_url`), decoded on demand by libav's \
-             decoder (`GST_PLUGIN_FEATURE_RANK=openh264dec:NONE`)",
+             decoder (`plugins = [\"libav\"]`, `GST_PLUGIN_FEATURE_RANK=openh264dec:NONE`)",
             "sub-libav",
-            format!("detect_url = \"{}\"\n", url("sub")),
+            format!("detect_url = \"{}\"\nplugins = [\"libav\"]\n", url("sub")),
             &[("GST_PLUGIN_FEATURE_RANK", "openh264dec:NONE")],
         )
     });
+    // GStreamer as it starts by default: every installed plugin in its registry, cached
+    // beforehand (as the agent's own list is by the runs before, or by an earlier bench).
+    let registry = dir.join("all-plugins-registry.bin");
+    let all_plugins = [
+        ("GST_PLUGIN_LOADING_WHITELIST", ALL_DEBIAN_PLUGINS),
+        ("GST_REGISTRY_1_0", registry.to_str().unwrap()),
+    ];
+    let scanned = host_command("gst-inspect-1.0")
+        .arg("coreelements")
+        .envs(all_plugins)
+        .output()
+        .expect("gst-inspect-1.0");
+    assert!(scanned.status.success() && registry.exists());
+    let sub_all_plugins = camagent_with(
+        "camagent, detecting on the sub-stream (`detect_url`), decoded on demand by OpenH264, \
+         every installed GStreamer plugin registered (`GST_PLUGIN_LOADING_WHITELIST` = all of \
+         Debian's GStreamer packages)",
+        "sub-all-plugins",
+        format!("detect_url = \"{}\"\n", url("sub")),
+        &all_plugins,
+    );
     let on_sub = camagent(
         "camagent, detecting on the sub-stream (`detect_url`), decoded on demand by OpenH264 \
          (the default)",
@@ -257,6 +284,6 @@ fn measure(world: &World, broker: u16, dir: &Path, scene: &Scene, quick: bool) -
     };
     rows.extend(sub_always);
     rows.extend(sub_libav);
-    rows.extend([on_sub, motion]);
+    rows.extend([sub_all_plugins, on_sub, motion]);
     Measured { rows, ..measured }
 }
