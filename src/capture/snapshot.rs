@@ -120,8 +120,10 @@ impl MainPicture {
         // The units' own segments come with them: pictures keep the units' running time.
         src.set_property("handle-segment-change", true);
         let parse = make("h264parse")?;
-        // Not OpenH264: of a group pushed whole and ended it decodes no picture ("No valid
-        // frames decoded before end of stream", GStreamer 1.22), where libav's decodes them.
+        // Not OpenH264: its element (GStreamer 1.22) holds a High-profile stream's first
+        // picture back for reordering and drains nothing at end of stream until it has output
+        // a picture, so a lone keyframe ends as "No valid frames decoded before end of
+        // stream"; libav's drains it.
         let decode = h264_decoder(DecoderFor::Throughput)?;
         let sink = gst_app::AppSink::builder().sync(false).build();
         let chain = [src.upcast_ref(), &parse, &decode, sink.upcast_ref()];
