@@ -161,14 +161,9 @@ pub fn h264_decoder(purpose: DecoderFor) -> Result<gst::Element, CaptureError> {
     .into_iter()
     .filter(decodes_h264)
     .collect();
-    let best = decoders
-        .iter()
-        .max_by_key(|f| f.rank())
-        .ok_or_else(|| {
-            CaptureError::MissingElement(
-                "openh264dec or avdec_h264 (an H.264 decoder; a board's own is named in capture.plugins)".into(),
-            )
-        })?;
+    let best = decoders.iter().max_by_key(|f| f.rank()).ok_or_else(|| {
+        CaptureError::MissingElement("openh264dec or avdec_h264 (an H.264 decoder)".into())
+    })?;
     let lightest = decoders
         .iter()
         .find(|f| f.name() == LIGHTEST_SOFTWARE_DECODER);
