@@ -6,8 +6,9 @@
 //!
 //! Run through `board/qemu-virt/run`, which builds the image first and boots the board with
 //! each camera; `board/qemu-virt/run vivid` (or `file`) boots it with one and records nothing;
-//! `board/qemu-virt/run soak [MINUTES]` keeps the recorded-scene board running (30 minutes
-//! unless told) and records the agent's memory, sampled every minute, in BENCHMARKS.md.
+//! `board/qemu-virt/run soak [vivid|file] [MINUTES]` keeps the board running with that camera
+//! (vivid's V4L2 camera, 30 minutes, unless told) and records the agent's memory, sampled
+//! every minute, in BENCHMARKS.md.
 
 #[path = "../benches/common/mod.rs"]
 mod common;
@@ -25,7 +26,7 @@ use support::*;
 /// Generous: a cold boot under TCG emulation, GStreamer's first plugin scan included.
 const LIMIT: Duration = Duration::from_secs(600);
 
-const USAGE: &str = "usage: qemu_board IMAGE_DIR [file|vivid|soak [MINUTES]]";
+const USAGE: &str = "usage: qemu_board IMAGE_DIR [file|vivid|soak [vivid|file] [MINUTES]]";
 
 /// The board's cameras: the profile it boots with, and what it adds to the image's `/etc`.
 #[derive(Clone, Copy, PartialEq)]
@@ -35,6 +36,30 @@ enum Camera {
     /// The kernel's vivid test driver as `/dev/video0`: raw frames the agent encodes
     /// (`camagent-vivid.toml`); the image's `vivid-scene` unit moves its picture now and then.
     Vivid,
+}
+
+impl Camera {
+    /// Its name on the command line.
+    fn arg(self) -> &'static str {
+        match self {
+            Camera::File => "file",
+            Camera::Vivid => "vivid",
+        }
+    }
+
+    /// What it shows the agent over a soak.
+    fn soaked(self) -> &'static str {
+        match self {
+            Camera::File => {
+                "the recorded street scene (looped: every 80 s the scene ends and its pipeline \
+                 starts again)"
+            }
+            Camera::Vivid => {
+                "the kernel's vivid driver as `/dev/video0` (raw frames the agent encodes with \
+                 x264enc at 640×360, 10 fps; something moves in front of it for 4 s every 20 s)"
+            }
+        }
+    }
 }
 
 /// What one boot showed.
@@ -54,14 +79,25 @@ fn main() {
     // One camera alone, to try it: nothing is recorded.
     if let Some(camera) = args.next() {
         match camera.as_str() {
-            "file" => boot(&image, Camera::File, 1),
-            "vivid" => boot(&image, Camera::Vivid, 1),
+            "file" => {
+                boot(&image, Camera::File, 1);
+            }
+            "vivid" => {
+                boot(&image, Camera::Vivid, 1);
+            }
             "soak" => {
-                let minutes = args.next().map_or(30, |m| m.parse().expect(USAGE));
-                soak(&image, minutes)
+                let (mut camera, mut minutes) = (Camera::Vivid, 30);
+                for arg in args {
+                    match arg.as_str() {
+                        "file" => camera = Camera::File,
+                        "vivid" => camera = Camera::Vivid,
+                        number => minutes = number.parse().expect(USAGE),
+                    }
+                }
+                soak(&image, camera, minutes)
             }
             _ => panic!("{USAGE}"),
-        };
+        }
         return;
     }
     let file = boot(&image, Camera::File, 1);
@@ -95,10 +131,10 @@ fn main() {
     );
 }
 
-/// Keeps the recorded-scene board running for `minutes` and records the agent's memory over
+/// Keeps the board running with `camera` for `minutes` and records the agent's memory over
 /// them.
-fn soak(image: &Path, minutes: usize) -> Boot {
-    let board = boot(image, Camera::File, minutes + 1);
+fn soak(image: &Path, camera: Camera, minutes: usize) {
+    let board = boot(image, camera, minutes + 1);
     assert!(
         board.samples.len() > minutes,
         "the guest reported the agent's memory {} times in {minutes} minutes",
@@ -125,11 +161,12 @@ fn soak(image: &Path, minutes: usize) -> Boot {
             .collect();
         common::slope(&points)
     };
+    // One section per camera.
+    let heading = format!("## The emulated board's {} camera over", camera.arg());
     let section = format!(
-        "## The emulated board over {minutes} minutes\n\n\
-         `board/qemu-virt/run soak {minutes}` — {when}, on {cpu}: the emulated board (QEMU) with the \
-         recorded street scene as its camera (looped: every 80 s the scene ends and its \
-         pipeline starts again), the agent's memory as the guest reports it once a minute \
+        "{heading} {minutes} minutes\n\n\
+         `board/qemu-virt/run soak {arg} {minutes}` — {when}, on {cpu}: the emulated board (QEMU) \
+         with {scene} as its camera, the agent's memory as the guest reports it once a minute \
          from 45 s after the agent started, {n} samples:\n\n\
          | | range | least-squares slope from minute 5 |\n|---|---:|---:|\n\
          | resident (VmRSS) | {rss} | {rss_slope:+.2} MiB/hour |\n\
@@ -139,6 +176,8 @@ fn soak(image: &Path, minutes: usize) -> Boot {
          file-backed. Private memory is the agent's own.\n",
         when = humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
         cpu = common::cpu(),
+        arg = camera.arg(),
+        scene = camera.soaked(),
         n = board.samples.len(),
         rss = range(|s| s.0),
         private = range(|s| s.1),
@@ -148,10 +187,9 @@ fn soak(image: &Path, minutes: usize) -> Boot {
     print!("{section}");
     common::update_benchmarks(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md"),
-        "## The emulated board over",
+        &heading,
         &section,
     );
-    board
 }
 
 /// Boots the board with `camera`, waits for its first alert (and, with vivid, that event's
