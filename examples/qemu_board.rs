@@ -39,6 +39,13 @@ enum Camera {
 }
 
 impl Camera {
+    /// The camera called `arg` on the command line.
+    fn named(arg: &str) -> Option<Self> {
+        [Camera::File, Camera::Vivid]
+            .into_iter()
+            .find(|c| c.arg() == arg)
+    }
+
     /// Its name on the command line.
     fn arg(self) -> &'static str {
         match self {
@@ -77,26 +84,18 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let image = PathBuf::from(args.next().expect(USAGE));
     // One camera alone, to try it: nothing is recorded.
-    if let Some(camera) = args.next() {
-        match camera.as_str() {
-            "file" => {
-                boot(&image, Camera::File, 1);
-            }
-            "vivid" => {
-                boot(&image, Camera::Vivid, 1);
-            }
-            "soak" => {
-                let (mut camera, mut minutes) = (Camera::Vivid, 30);
-                for arg in args {
-                    match arg.as_str() {
-                        "file" => camera = Camera::File,
-                        "vivid" => camera = Camera::Vivid,
-                        number => minutes = number.parse().expect(USAGE),
-                    }
+    if let Some(first) = args.next() {
+        if first == "soak" {
+            let (mut camera, mut minutes) = (Camera::Vivid, 30);
+            for arg in args {
+                match Camera::named(&arg) {
+                    Some(named) => camera = named,
+                    None => minutes = arg.parse().expect(USAGE),
                 }
-                soak(&image, camera, minutes)
             }
-            _ => panic!("{USAGE}"),
+            soak(&image, camera, minutes);
+        } else {
+            boot(&image, Camera::named(&first).expect(USAGE), 1);
         }
         return;
     }
