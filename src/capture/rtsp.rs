@@ -113,9 +113,10 @@ impl RtspFeed {
 /// Waking cost this thread more than receiving did: a camera's two streams woke it about
 /// 45 times a second, half again as often as pictures came. Asleep, it lets the packets
 /// gather in the sockets, and the next turn takes them all at once: about 20 wakes a second,
-/// and a sixth less CPU for the whole agent (0.72 → 0.60 s a minute, side by side on the
-/// sub-stream bench's mostly-still scene). A picture reaches the detector up to this much
-/// later: a quarter of an analysis interval at the default 5 fps.
+/// and a sixth less CPU for the whole agent on a still scene (0.72 → 0.60 s a minute, side
+/// by side on the sub-stream bench's mostly-still scene; on the busy street, where decoding
+/// dominates, no difference showed). A picture reaches the detector up to this much later:
+/// a quarter of an analysis interval at the default 5 fps.
 const TURN: Duration = Duration::from_millis(50);
 
 /// Where a received stream's units go, on the receiving thread.
