@@ -80,14 +80,17 @@ impl RtspFeed {
             .name("rtsp".into())
             .spawn(move || {
                 let turn = Turn::new(streams.len());
-                let (receivers, takers): (Vec<_>, Vec<_>) = streams
+                let mut takers = Vec::new();
+                let receivers: Vec<_> = streams
                     .into_iter()
-                    .enumerate()
-                    .map(|(index, (url, to))| match to {
-                        Destination::Pipeline(src) => ((url, Route::Pipeline(src)), None),
-                        Destination::Camera(take) => ((url, Route::Camera(index)), Some(take)),
+                    .map(|(url, to)| match to {
+                        Destination::Pipeline(src) => (url, Route::Pipeline(src)),
+                        Destination::Camera(take) => {
+                            takers.push(take);
+                            (url, Route::Camera(takers.len() - 1))
+                        }
                     })
-                    .unzip();
+                    .collect();
                 runtime.block_on(async move {
                     let receiving = futures_util::future::join_all(
                         receivers
@@ -126,14 +129,14 @@ enum Route {
     Camera(usize),
 }
 
-/// What a camera stream's units wait for until the camera thread takes them.
+/// Hands a unit to the camera thread; `false` once it takes no more.
 type Taker = Box<dyn FnMut(gst::Sample) -> bool + Send>;
 
 /// The receiving thread's turns: the units its streams received in one go are handed to the
 /// camera thread together at the turn's end, which wakes it less often (a third less on
 /// the bench) than handing each over as it came.
 struct Turn {
-    /// Units for the camera thread, in the order they arrived, by stream.
+    /// Units for the camera thread, in the order they arrived, by their taker.
     received: RefCell<Vec<(usize, gst::Sample)>>,
     arrived: Notify,
     /// Streams that have delivered their first unit; none is paced before all have, so
@@ -158,22 +161,20 @@ impl Turn {
         self.started.set(self.started.get() + 1);
     }
 
-    fn receive(&self, stream: usize, unit: gst::Sample) {
-        self.received.borrow_mut().push((stream, unit));
+    fn receive(&self, taker: usize, unit: gst::Sample) {
+        self.received.borrow_mut().push((taker, unit));
         self.arrived.notify_one();
     }
 
     /// Hands each turn's units to their takers, then sleeps the rest of the turn; returns
     /// once a taker takes no more.
-    async fn hand_over(&self, mut takers: Vec<Option<Taker>>) {
+    async fn hand_over(&self, mut takers: Vec<Taker>) {
         loop {
             self.arrived.notified().await;
-            let received = std::mem::take(&mut *self.received.borrow_mut());
-            for (stream, unit) in received {
-                if let Some(take) = takers.get_mut(stream).and_then(Option::as_mut) {
-                    if !take(unit) {
-                        return;
-                    }
+            // No await while it is borrowed: the takers never touch the turn.
+            for (taker, unit) in self.received.borrow_mut().drain(..) {
+                if !takers[taker](unit) {
+                    return;
                 }
             }
             if self.started.get() == self.streams {
@@ -341,8 +342,8 @@ async fn receive(
                     return Ok(Received::Stopped);
                 }
             }
-            Route::Camera(stream) => turn.receive(
-                *stream,
+            Route::Camera(taker) => turn.receive(
+                *taker,
                 gst::Sample::builder()
                     .buffer(&buffer)
                     .caps_if_some(caps.as_ref())
@@ -412,26 +413,28 @@ mod tests {
             .build()
             .unwrap();
         let taken = Arc::new(Mutex::new(Vec::new()));
-        let taker = |stream: usize, refuse_at: u64| -> Option<Taker> {
+        let taker = |stream: usize, refuse_at: u64| -> Taker {
             let taken = taken.clone();
-            Some(Box::new(move |unit: gst::Sample| {
+            Box::new(move |unit: gst::Sample| {
                 let pts = unit.buffer().unwrap().pts().unwrap().mseconds();
                 taken.lock().unwrap().push((stream, pts));
                 pts != refuse_at
-            }))
+            })
         };
-        // Stream 0 goes to the pipeline (no taker); streams 1 and 2 to the camera.
-        let takers = vec![None, taker(1, u64::MAX), taker(2, 50)];
+        // Stream 0 goes to the pipeline (no taker); streams 1 and 2 to the camera, by takers
+        // 0 and 1.
+        let takers = vec![taker(1, u64::MAX), taker(2, 50)];
+        let by_stream = |stream: usize| stream - 1;
         let turn = Turn::new(3);
         runtime.block_on(async {
             let receiving = async {
                 (0..3).for_each(|_| turn.started());
-                turn.receive(1, unit(1));
-                turn.receive(2, unit(2));
+                turn.receive(by_stream(1), unit(1));
+                turn.receive(by_stream(2), unit(2));
                 // A turn's units, interleaved; the camera stops taking at stream 2's 50 ms.
                 tokio::task::yield_now().await;
                 for (stream, pts) in [(1, 40), (2, 40), (1, 80), (2, 50), (1, 120)] {
-                    turn.receive(stream, unit(pts));
+                    turn.receive(by_stream(stream), unit(pts));
                 }
                 std::future::pending::<()>().await;
             };
