@@ -293,7 +293,14 @@ fn run_camagent(
     let started = Instant::now();
     let mut agent = Agent::start(env!("CARGO_BIN_EXE_camagent"), &config);
     let cost = measure_until_played(&mut agent.child, started, clip.seconds);
-    let latencies: Vec<Duration> = cloud
+    let events = agent.log().matches("motion started").count();
+    (Measured { cost, events }, alert_latencies(&cloud))
+}
+
+/// Per alert that reached `cloud`, the time from its event's first moving frame (as the agent
+/// stamped it) to the alert's arrival.
+fn alert_latencies(cloud: &Subscriber) -> Vec<Duration> {
+    cloud
         .on("/alarm")
         .iter()
         .filter_map(|m| {
@@ -304,9 +311,29 @@ fn run_camagent(
                 m.received.duration_since(captured).unwrap_or_default()
             })
         })
-        .collect();
-    let events = agent.log().matches("motion started").count();
-    (Measured { cost, events }, latencies)
+        .collect()
+}
+
+/// `latencies` in a sentence: how many, min, median, p90, max, and the median in analysis
+/// frames.
+fn latency_summary(mut latencies: Vec<Duration>) -> String {
+    if latencies.is_empty() {
+        return "no alerts arrived".to_owned();
+    }
+    latencies.sort();
+    let frame = Duration::from_secs(1) / FPS;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    format!(
+        "{} alerts: min {:.0} ms, median {:.0} ms, p90 {:.0} ms, max {:.0} ms \
+         (median {:.1} analysis frames of {:.0} ms)",
+        latencies.len(),
+        ms(latencies[0]),
+        ms(percentile(&latencies, 0.5)),
+        ms(percentile(&latencies, 0.9)),
+        ms(*latencies.last().unwrap()),
+        percentile(&latencies, 0.5).as_secs_f64() / frame.as_secs_f64(),
+        ms(frame),
+    )
 }
 
 /// CPU seconds the clip's H.264 decode alone costs (`avdec_h264` into `fakesink`, as fast as
@@ -438,24 +465,7 @@ fn camera_against_motion() {
         on_demand_cpu += d.cost.cpu_s;
         always_cpu += a.cost.cpu_s;
     }
-    latencies.sort();
-    let frame = Duration::from_secs(1) / FPS;
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let latency = if latencies.is_empty() {
-        "no alerts arrived".to_owned()
-    } else {
-        format!(
-            "{} alerts: min {:.0} ms, median {:.0} ms, p90 {:.0} ms, max {:.0} ms \
-             (median {:.1} analysis frames of {:.0} ms)",
-            latencies.len(),
-            ms(latencies[0]),
-            ms(percentile(&latencies, 0.5)),
-            ms(percentile(&latencies, 0.9)),
-            ms(*latencies.last().unwrap()),
-            percentile(&latencies, 0.5).as_secs_f64() / frame.as_secs_f64(),
-            ms(frame),
-        )
-    };
+    let latency = latency_summary(latencies);
     let when = humantime::format_rfc3339_seconds(SystemTime::now());
     let section = format!(
         "## Camera: camagent against the Motion daemon\n\n\
