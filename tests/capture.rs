@@ -263,6 +263,61 @@ fn h264_source_passes_through_into_a_clip_with_preroll_and_postroll() {
     assert!(r.agent.log().contains("clip ready"));
 }
 
+/// The agent's own muxer keeps a stream with B-frames as it was: every unit in decode order
+/// with its presentation time and keyframe flag, one fragment per group of pictures, and
+/// every picture decodes.
+#[test]
+fn a_clip_keeps_every_unit_of_a_stream_with_b_frames_at_its_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let source = encode(tmp.path(), "walk", &walk_scene(), Codec::H264);
+    let expected = units(&source);
+    assert!(
+        expected.windows(2).any(|w| w[1].0 < w[0].0),
+        "the scene's encoder reorders pictures"
+    );
+    let samples = pull_all(
+        &source,
+        "qtdemux ! h264parse ! video/x-h264,stream-format=avc,alignment=au",
+        |sample| sample.clone(),
+    );
+    let caps = samples[0].caps().unwrap().to_owned();
+    let events = ["event".to_owned()];
+    let dir = tmp.path().join("clips");
+    let mut writer = camagent::capture::clip::ClipWriter::open(&dir, "c", &caps, &events).unwrap();
+    for sample in &samples {
+        writer.write(sample).unwrap();
+    }
+    let clip = writer.finish(&events).unwrap();
+
+    let got = units(&clip.path);
+    assert_eq!(got.len(), expected.len());
+    let keyframes = expected.iter().filter(|u| u.1).count();
+    assert_eq!(
+        clip.fragments.len(),
+        1 + keyframes,
+        "init, then a fragment per GOP"
+    );
+    let since_first = |u: &[(f64, bool)]| -> Vec<(f64, bool)> {
+        u.iter().map(|&(t, k)| (t - u[0].0, k)).collect()
+    };
+    for (i, (g, e)) in since_first(&got)
+        .iter()
+        .zip(since_first(&expected))
+        .enumerate()
+    {
+        assert_eq!(g.1, e.1, "unit {i}: keyframe");
+        assert!(
+            (g.0 - e.0).abs() < 1e-3,
+            "unit {i}: shown at {} not {}",
+            g.0,
+            e.0
+        );
+    }
+    let shown = |u: &[(f64, bool)]| u.iter().map(|u| u.0).fold(0.0, f64::max) - u[0].0;
+    assert!((clip.duration.as_secs_f64() - shown(&got) - 0.1).abs() < 1e-3);
+    assert_eq!(decode_gray(&clip.path, W, H).len(), expected.len());
+}
+
 /// Still for 10 s, then the walk: a box walks in from the left edge at 10.0 s, gone at 14.0 s.
 fn still_then_walk() -> Scene {
     Scene {

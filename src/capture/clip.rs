@@ -1,26 +1,29 @@
-//! Writes a clip's H.264 access units as fragmented MP4 (`appsrc ! mp4mux ! appsink`, the
-//! file written here) as they come, so a long event never sits in memory and the clip can
-//! stream out while it is recorded: the file only ever grows, each fragment is a group of
-//! pictures, and a crash leaves every fragment written before it playable. A marker beside
-//! the clip names its events until the clip is queued (see [`crate::clip_marker`]).
+//! Writes a clip's H.264 access units as fragmented MP4 as they come, so a long event never
+//! sits in memory and the clip can stream out while it is recorded: the file only ever grows,
+//! each fragment is a group of pictures, and a crash leaves every fragment written before it
+//! playable. The muxer is the agent's own ([`fmp4::mux`]): GStreamer's would cost a pipeline
+//! per clip and, on a camera that records what it encodes, two libraries (0.4 MiB) mapped for
+//! nothing else. A fragment is written to the page cache from the camera thread as its next
+//! keyframe arrives; the clip thread makes it durable. A marker beside the clip names its
+//! events until the clip is queued (see [`crate::clip_marker`]).
 
+use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use gstreamer as gst;
-use gstreamer::prelude::*;
-use gstreamer_app as gst_app;
 use tracing::warn;
 
-use super::elements::{make, pipeline_error};
-use super::{fmp4, CaptureError};
+use super::fmp4::{self, mux};
+use super::CaptureError;
 use crate::clip_marker::{self, Marker};
 
 /// Clips of earlier versions, written whole and renamed when done.
 const LEGACY_PARTIAL: &str = "partial";
-/// The longest fragment: the muxer also starts one at every keyframe, so with the usual
-/// keyframe intervals each fragment is one group of pictures.
-const FRAGMENT_MAX_MS: u32 = 4000;
+/// The longest fragment: one also starts at every keyframe, so with the usual keyframe
+/// intervals each fragment is one group of pictures.
+const FRAGMENT_MAX: u64 = 4 * mux::TIMESCALE as u64;
 /// How often the clip's new fragments are made durable and handed to the uploader.
 pub const SYNC_EVERY: Duration = Duration::from_millis(500);
 
@@ -45,13 +48,27 @@ pub struct ClipWriter {
     path: PathBuf,
     /// When the clip's fragments were last handed to be made durable.
     synced: Instant,
-    pipeline: gst::Pipeline,
-    src: gst_app::AppSrc,
+    file: File,
+    /// Fragments written.
+    written: u32,
+    /// The pictures of the fragment being gathered, in decode order.
+    pending: Vec<Picture>,
     /// Decode time of the first unit: the clip's zero.
     base: Option<gst::ClockTime>,
     /// Presentation span so far, for the clip's duration.
     first: Option<gst::ClockTime>,
     end: gst::ClockTime,
+}
+
+/// An access unit waiting for its fragment to be written; times in [`mux::TIMESCALE`] units
+/// from the clip's zero.
+struct Picture {
+    buffer: gst::Buffer,
+    decode: u64,
+    composition_offset: u32,
+    keyframe: bool,
+    /// How long it shows, as its buffer says (0 if it does not): the last picture's duration.
+    duration: u64,
 }
 
 impl ClipWriter {
@@ -64,75 +81,102 @@ impl ClipWriter {
         event_ids: &[String],
     ) -> Result<Self, CaptureError> {
         let storage = |e: std::io::Error| CaptureError::Storage(format!("{}: {e}", dir.display()));
+        let init = init_segment(caps).ok_or_else(|| {
+            CaptureError::Input(format!(
+                "clip {id}: the stream's caps give no size or codec_data: {caps}"
+            ))
+        })?;
         std::fs::create_dir_all(dir).map_err(storage)?;
         let marker = Marker {
             event_ids: event_ids.to_vec(),
             finished_ms: None,
         };
         clip_marker::write(dir, id, &marker).map_err(storage)?;
-        let pipeline = gst::Pipeline::new();
-        let src = gst_app::AppSrc::builder()
-            .caps(caps)
-            .format(gst::Format::Time)
-            .max_bytes(0)
-            .block(false)
-            .build();
-        let mux = make("mp4mux")?;
-        mux.set_property("fragment-duration", FRAGMENT_MAX_MS);
-        mux.set_property("streamable", true);
         let path = dir.join(format!("{id}.mp4"));
-        let sink = appending_sink(&path).map_err(storage)?;
-        pipeline
-            .add_many([src.upcast_ref(), &mux, sink.upcast_ref()])
-            .map_err(pipeline_error)?;
-        // Asked for by name: left to itself, linking may pick the muxer's audio pad.
-        let video = mux
-            .request_pad_simple("video_%u")
-            .ok_or_else(|| CaptureError::Pipeline("mp4mux has no video pad".into()))?;
-        let src_pad = src
-            .static_pad("src")
-            .ok_or_else(|| CaptureError::Pipeline("appsrc has no src pad".into()))?;
-        src_pad.link(&video).map_err(pipeline_error)?;
-        mux.link(&sink).map_err(pipeline_error)?;
-        pipeline
-            .set_state(gst::State::Playing)
-            .map_err(|_| CaptureError::Storage(format!("cannot write {}", path.display())))?;
+        let mut file = File::create(&path).map_err(storage)?;
+        file.write_all(&init).map_err(storage)?;
         Ok(Self {
             id: id.to_owned(),
             dir: dir.to_owned(),
             path,
             synced: Instant::now(),
-            pipeline,
-            src,
+            file,
+            written: 0,
+            pending: Vec::new(),
             base: None,
             first: None,
             end: gst::ClockTime::ZERO,
         })
     }
 
-    /// Appends one access unit, its timestamps moved so the clip starts at zero.
+    /// Adds one access unit, its timestamps moved so the clip starts at zero; the fragment
+    /// before it is written when it is a keyframe.
     pub fn write(&mut self, sample: &gst::Sample) -> Result<(), CaptureError> {
-        let Some(buffer) = sample.buffer() else {
+        let Some(buffer) = sample.buffer_owned() else {
             return Ok(());
         };
-        let time = |b: &gst::BufferRef| b.dts_or_pts().unwrap_or(gst::ClockTime::ZERO);
-        let base = *self.base.get_or_insert(time(buffer));
-        let mut unit = buffer.copy();
-        {
-            let unit = unit.make_mut();
-            unit.set_pts(buffer.pts().map(|t| t.saturating_sub(base)));
-            unit.set_dts(buffer.dts().map(|t| t.saturating_sub(base)));
-            if let Some(pts) = unit.pts() {
-                self.first = Some(self.first.map_or(pts, |f| f.min(pts)));
-                self.end = self
-                    .end
-                    .max(pts + buffer.duration().unwrap_or(gst::ClockTime::ZERO));
+        let base = *self
+            .base
+            .get_or_insert(buffer.dts_or_pts().unwrap_or(gst::ClockTime::ZERO));
+        let since = |t: gst::ClockTime| t.saturating_sub(base);
+        let pts = buffer.pts().map(since);
+        let dts = buffer.dts().map(since).or(pts).unwrap_or_default();
+        let duration = buffer.duration().unwrap_or(gst::ClockTime::ZERO);
+        if let Some(pts) = pts {
+            self.first = Some(self.first.map_or(pts, |f| f.min(pts)));
+            self.end = self.end.max(pts + duration);
+        }
+        // Decode times never go back, and a picture is not shown before it is decoded.
+        let last = self.pending.last().map_or(0, |p| p.decode);
+        let decode = ticks(dts).max(last);
+        let shown = pts.map_or(decode, ticks).max(decode);
+        let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+        if let Some(start) = self.pending.first().map(|p| p.decode) {
+            if keyframe || decode - start >= FRAGMENT_MAX {
+                self.write_fragment(Some(decode))?;
             }
         }
-        self.src
-            .push_buffer(unit)
-            .map(|_| ())
-            .map_err(|e| CaptureError::Storage(format!("clip {}: {e:?}", self.id)))
+        self.pending.push(Picture {
+            buffer,
+            decode,
+            composition_offset: u32::try_from(shown - decode).unwrap_or(u32::MAX),
+            keyframe,
+            duration: ticks(duration),
+        });
+        Ok(())
+    }
+
+    /// Writes the gathered pictures as one fragment; `next` is the decode time of the picture
+    /// after them, which ends the last one.
+    fn write_fragment(&mut self, next: Option<u64>) -> Result<(), CaptureError> {
+        let Some(last) = self.pending.last() else {
+            return Ok(());
+        };
+        let end = next.unwrap_or(last.decode + last.duration);
+        let ends = self.pending.iter().skip(1).map(|p| p.decode).chain([end]);
+        let samples: Vec<mux::Sample> = self
+            .pending
+            .iter()
+            .zip(ends)
+            .map(|(p, end)| mux::Sample {
+                duration: u32::try_from(end - p.decode).unwrap_or(u32::MAX),
+                size: p.buffer.size() as u32,
+                composition_offset: p.composition_offset,
+                keyframe: p.keyframe,
+            })
+            .collect();
+        self.written += 1;
+        let header = mux::fragment_header(self.written, self.pending[0].decode, &samples);
+        let storage = |e: std::io::Error| CaptureError::Storage(format!("clip {}: {e}", self.id));
+        self.file.write_all(&header).map_err(storage)?;
+        for picture in self.pending.drain(..) {
+            let map = picture
+                .buffer
+                .map_readable()
+                .map_err(|_| CaptureError::Input(format!("clip {}: unreadable unit", self.id)))?;
+            self.file.write_all(&map).map_err(storage)?;
+        }
+        Ok(())
     }
 
     pub fn id(&self) -> &str {
@@ -153,12 +197,16 @@ impl ClipWriter {
         due
     }
 
-    /// Ends the stream, waits for the muxer to finish the file, syncs it and marks it
-    /// finished, covering `event_ids`. A clip with no video is deleted. Blocks: call it off
-    /// the streaming path.
-    pub fn finish(self, event_ids: &[String]) -> Result<ClipFile, CaptureError> {
-        let result = self.drain();
-        let _ = self.pipeline.set_state(gst::State::Null);
+    /// Writes the last fragment, syncs the file and marks it finished, covering `event_ids`.
+    /// A clip with no video is deleted. Blocks: call it off the streaming path.
+    pub fn finish(mut self, event_ids: &[String]) -> Result<ClipFile, CaptureError> {
+        let result = match self.base {
+            None => Err(CaptureError::Storage(format!(
+                "clip {} has no video",
+                self.id
+            ))),
+            Some(_) => self.write_fragment(None),
+        };
         if let Err(e) = result {
             discard(&self.dir, &self.id, &self.path);
             return Err(e);
@@ -177,69 +225,25 @@ impl ClipWriter {
             .map_err(|e| CaptureError::Storage(format!("clip {}: {e}", self.id)))?;
         Ok(clip)
     }
-
-    fn drain(&self) -> Result<(), CaptureError> {
-        if self.base.is_none() {
-            return Err(CaptureError::Storage(format!(
-                "clip {} has no video",
-                self.id
-            )));
-        }
-        let _ = self.src.end_of_stream();
-        let bus = self
-            .pipeline
-            .bus()
-            .ok_or_else(|| CaptureError::Pipeline("clip pipeline without a bus".into()))?;
-        let done = bus.timed_pop_filtered(
-            gst::ClockTime::from_seconds(30),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        );
-        match done.as_ref().map(|m| m.view()) {
-            Some(gst::MessageView::Eos(_)) => Ok(()),
-            Some(gst::MessageView::Error(e)) => Err(CaptureError::Storage(format!(
-                "clip {}: {}",
-                self.id,
-                e.error()
-            ))),
-            _ => Err(CaptureError::Storage(format!(
-                "clip {}: the muxer did not finish in 30 s",
-                self.id
-            ))),
-        }
-    }
 }
 
-/// A sink that appends what the muxer writes to a new file at `path`, except the muxer's
-/// closing rewrite of its header (unchanged in a streamable file but for its position): the
-/// file only grows, so what was sent of it while recording is what the finished clip holds.
-/// The muxer goes back only through a new segment that starts past zero.
-fn appending_sink(path: &Path) -> std::io::Result<gst_app::AppSink> {
-    use std::io::Write;
-    let mut file = std::fs::File::create(path)?;
-    let sink = gst_app::AppSink::builder().sync(false).build();
-    let path = path.to_owned();
-    sink.set_callbacks(
-        gst_app::AppSinkCallbacks::builder()
-            .new_sample(move |sink| {
-                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                let rewrite = sample
-                    .segment()
-                    .and_then(|s| s.downcast_ref::<gst::format::Bytes>())
-                    .and_then(|s| s.start())
-                    .is_some_and(|start| *start > 0);
-                let Some(buffer) = sample.buffer().filter(|_| !rewrite) else {
-                    return Ok(gst::FlowSuccess::Ok);
-                };
-                let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
-                file.write_all(&map).map_err(|e| {
-                    warn!(file = %path.display(), "clip not written: {e}");
-                    gst::FlowError::Error
-                })?;
-                Ok(gst::FlowSuccess::Ok)
-            })
-            .build(),
-    );
-    Ok(sink)
+/// The init segment for H.264 of `caps`; `None` if they lack the size or the `avcC` record.
+fn init_segment(caps: &gst::CapsRef) -> Option<Vec<u8>> {
+    let s = caps.structure(0)?;
+    let size = |field| s.get::<i32>(field).ok().and_then(|v| u16::try_from(v).ok());
+    let avcc = s.get::<gst::Buffer>("codec_data").ok()?;
+    let avcc = avcc.map_readable().ok()?;
+    Some(mux::init_segment(&mux::Track {
+        width: size("width")?,
+        height: size("height")?,
+        avcc: &avcc,
+    }))
+}
+
+/// `time` in [`mux::TIMESCALE`] units, rounded.
+fn ticks(time: gst::ClockTime) -> u64 {
+    let units = u128::from(time.nseconds()) * u128::from(mux::TIMESCALE);
+    ((units + 500_000_000) / 1_000_000_000) as u64
 }
 
 /// Syncs clip `id` at `path`, cut back to its last whole fragment, and describes it.

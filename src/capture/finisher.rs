@@ -1,8 +1,9 @@
-//! The clip thread: all of a clip's disk work off the camera thread. While a clip records,
-//! it makes the fragments written so far durable and reports them, so they can stream out;
-//! when the clip ends, it has the muxer finish it, syncs and hashes it, and reports it. At
-//! start it adopts the clips a crash or a stop left behind. One thread for the camera's life,
-//! joined when the camera stops, so a shutdown never leaves a clip half-done.
+//! The clip thread: a clip's slow disk work off the camera thread (which only appends each
+//! fragment to the page cache). While a clip records, it makes the fragments written so far
+//! durable and reports them, so they can stream out; when the clip ends, it writes the last
+//! fragment, syncs and hashes the clip, and reports it. At start it adopts the clips a crash
+//! or a stop left behind. One thread for the camera's life, joined when the camera stops, so
+//! a shutdown never leaves a clip half-done.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;

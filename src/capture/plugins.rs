@@ -16,8 +16,7 @@ use crate::config::capture::{Encoder, SnapshotStream, Source};
 const WHITELIST_ENV: &str = "GST_PLUGIN_LOADING_WHITELIST";
 const REGISTRY_ENV: &str = "GST_REGISTRY_1_0";
 
-/// Plugins every camera pipeline may use: its plumbing, the parser, clips and snapshots, the
-/// lightest software decoder, and the kernel's hardware decoders and encoders (stateful
+/// Plugins every camera pipeline may use: its plumbing, the parser, snapshots, the lightest software decoder, and the kernel's hardware decoders and encoders (stateful
 /// `video4linux2`, stateless `v4l2codecs`), which are preferred where the board has them.
 /// `videoconvertscale` was `videoconvert` and `videoscale` before GStreamer 1.22.
 const ALWAYS: &[&str] = &[
@@ -28,18 +27,18 @@ const ALWAYS: &[&str] = &[
     "videoscale",
     "videorate",
     "videoparsersbad",
-    "isomp4",
     "jpeg",
     "openh264",
     "video4linux2",
     "v4l2codecs",
 ];
 
-/// What decodebin may need to play a recording: typefinding, the common containers, and libav
-/// for a clip that is not H.264.
+/// What decodebin may need to play a recording: typefinding, the common containers (`isomp4`
+/// for MP4), and libav for a clip that is not H.264.
 const FILE: &[&str] = &[
     "playback",
     "typefindfunctions",
+    "isomp4",
     "matroska",
     "avi",
     "mpegtsdemux",
@@ -158,8 +157,9 @@ mod tests {
         let test = capture("source = \"test\"\nplugins = [\"rockchipmpp\", \"x264\"]");
         let test = needed(&test);
         assert!(test.contains(&"videotestsrc") && test.contains(&"x264"));
-        // Raw frames: nothing to decode, nothing to demux.
+        // Raw frames: nothing to decode, nothing to demux, and clips need no muxer.
         assert!(!test.contains(&"libav") && !test.contains(&"playback"));
+        assert!(!test.contains(&"isomp4"));
         assert!(!test.contains(&"rtsp"));
         assert_eq!(test.last(), Some(&"rockchipmpp"));
         assert_eq!(test.iter().filter(|p| **p == "x264").count(), 1);
@@ -167,6 +167,7 @@ mod tests {
         let file = capture("source = \"file\"\npath = \"/clip.mp4\"");
         let file = needed(&file);
         assert!(file.contains(&"playback") && file.contains(&"typefindfunctions"));
+        assert!(file.contains(&"isomp4"));
         assert!(file.contains(&"libav"));
 
         let hardware = capture("source = \"v4l2\"\n[encode]\nencoder = \"v4l2h264enc\"");

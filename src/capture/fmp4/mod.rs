@@ -1,7 +1,9 @@
-//! Reads the layout of a fragmented MP4 as the muxer writes it: where the init segment and
-//! each complete fragment end, and the media time they cover. A clip is streamed, and after a
-//! crash cut back, by these pieces. Only box headers, `moov` and `moof` are read; the media
-//! (`mdat`) is skipped.
+//! Fragmented MP4, the clips' format: [`mux`] writes it; [`scan`] reads its layout back, where
+//! the init segment and each complete fragment end and the media time they cover. A clip is
+//! streamed, and after a crash cut back, by these pieces. Only box headers, `moov` and `moof`
+//! are read; the media (`mdat`) is skipped.
+
+pub mod mux;
 
 use std::io::{self, Read, Seek, SeekFrom};
 use std::time::Duration;
