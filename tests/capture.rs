@@ -318,6 +318,89 @@ fn a_clip_keeps_every_unit_of_a_stream_with_b_frames_at_its_time() {
     assert_eq!(decode_gray(&clip.path, W, H).len(), expected.len());
 }
 
+/// A camera that changes its stream's parameters mid-event (here its size, as when an owner
+/// picks another resolution): the clip so far is finished, and the event goes on in a clip
+/// of its own, each playable at its size.
+#[test]
+fn a_change_of_stream_parameters_mid_event_goes_on_in_a_new_clip() {
+    let world = World::new();
+    let broker = world.broker(false);
+    let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("resized.ts");
+    let ball = |size: &str| {
+        format!("videotestsrc pattern=ball num-buffers=60 ! video/x-raw,{size},framerate=10/1 ! c.")
+    };
+    let launch = format!(
+        "concat name=c ! videoconvert ! x264enc key-int-max=10 speed-preset=superfast ! \
+         h264parse ! mpegtsmux ! filesink location={} {} {}",
+        source.display(),
+        ball("width=320,height=180"),
+        ball("width=640,height=360"),
+    );
+    let made = host_command("gst-launch-1.0")
+        .arg("-q")
+        .args(launch.split_whitespace())
+        .status()
+        .expect("gst-launch-1.0");
+    assert!(made.success());
+    let mut setup = AgentSetup::new(&world, broker.port);
+    setup.extra = capture_config(&source, "");
+    let dir = world.path().join("agent");
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/policy.toml");
+    let agent = Agent::start(BIN, &setup.write(&world, &dir, &policy));
+    let Some(records) = wait_for(PATIENCE, || {
+        let records = cloud.on("/clip");
+        (records.len() >= 2).then_some(records)
+    }) else {
+        panic!("two clip records; agent log:\n{}", agent.log());
+    };
+    let records: Vec<serde_json::Value> = records.iter().map(|m| m.json()).collect();
+    let ids: Vec<&str> = records
+        .iter()
+        .map(|r| r["fields"]["clip"]["clip_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids[1],
+        format!("{}-1", ids[0]),
+        "the second part of the event's clip"
+    );
+    let event = &records[0]["fields"]["clip"]["event_ids"][0];
+    assert_eq!(records[1]["fields"]["clip"]["event_ids"][0], *event);
+    let sizes: Vec<(i32, i32)> = records
+        .iter()
+        .map(|record| {
+            let manifest = &record["fields"]["clip"];
+            let Some(bytes) = wait_for(PATIENCE, || cloud.clip(manifest)) else {
+                panic!(
+                    "the clip's chunks did not all arrive; log:\n{}",
+                    agent.log()
+                );
+            };
+            let path = tmp
+                .path()
+                .join(format!("{}.mp4", manifest["clip_id"].as_str().unwrap()));
+            std::fs::write(&path, bytes).unwrap();
+            let units = units(&path);
+            assert!(units[0].1, "each clip starts on a keyframe");
+            assert_eq!(
+                decode_gray(&path, W, H).len(),
+                units.len(),
+                "every unit decodes"
+            );
+            let sizes = pull_all(&path, "qtdemux ! h264parse", |sample| {
+                let caps = sample.caps().unwrap().structure(0).unwrap().to_owned();
+                (
+                    caps.get::<i32>("width").unwrap(),
+                    caps.get::<i32>("height").unwrap(),
+                )
+            });
+            sizes[0]
+        })
+        .collect();
+    assert_eq!(sizes, [(320, 180), (640, 360)]);
+}
+
 /// Still for 10 s, then the walk: a box walks in from the left edge at 10.0 s, gone at 14.0 s.
 fn still_then_walk() -> Scene {
     Scene {

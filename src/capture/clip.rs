@@ -49,6 +49,8 @@ pub struct ClipWriter {
     /// When the clip's fragments were last handed to be made durable.
     synced: Instant,
     file: File,
+    /// The stream's caps the init segment was made from.
+    caps: gst::Caps,
     /// Fragments written.
     written: u32,
     /// The pictures of the fragment being gathered, in decode order.
@@ -101,6 +103,7 @@ impl ClipWriter {
             path,
             synced: Instant::now(),
             file,
+            caps: caps.clone(),
             written: 0,
             pending: Vec::new(),
             base: None,
@@ -177,6 +180,13 @@ impl ClipWriter {
             self.file.write_all(&map).map_err(storage)?;
         }
         Ok(())
+    }
+
+    /// Whether units of `caps` belong in this clip. A clip has one set of stream parameters
+    /// (size, SPS and PPS), in its init segment: after the camera changes them, the event goes
+    /// on in a clip of its own.
+    pub fn takes(&self, caps: &gst::CapsRef) -> bool {
+        caps.as_ptr() == self.caps.as_ptr() || init_segment(caps) == init_segment(&self.caps)
     }
 
     pub fn id(&self) -> &str {
@@ -353,4 +363,41 @@ fn sha256_file(path: &Path) -> std::io::Result<(u64, String)> {
         context.update(&buf[..n]);
     }
     Ok((bytes, crate::hex::encode(context.finish().as_ref())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h264(width: i32, sps: &[u8]) -> gst::Caps {
+        let mut avcc = vec![1, 0x42, 0xc0, 0x1e, 0xff, 0xe1, 0, sps.len() as u8];
+        avcc.extend_from_slice(sps);
+        avcc.extend_from_slice(&[1, 0, 2, 0x68, 0xce]);
+        gst::Caps::builder("video/x-h264")
+            .field("stream-format", "avc")
+            .field("alignment", "au")
+            .field("width", width)
+            .field("height", 180)
+            .field("codec_data", gst::Buffer::from_slice(avcc))
+            .build()
+    }
+
+    #[test]
+    fn a_clip_takes_units_of_its_own_parameters_only() {
+        gst::init().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let caps = h264(320, &[0x67, 0x42, 0xc0, 0x1e]);
+        let writer = ClipWriter::open(dir.path(), "c", &caps, &["e".into()]).unwrap();
+        assert!(writer.takes(&caps));
+        // The same parameters in caps of their own (a renegotiation that changed nothing).
+        assert!(writer.takes(&h264(320, &[0x67, 0x42, 0xc0, 0x1e])));
+        assert!(
+            !writer.takes(&h264(640, &[0x67, 0x42, 0xc0, 0x1e])),
+            "another size"
+        );
+        assert!(
+            !writer.takes(&h264(320, &[0x67, 0x4d, 0x40, 0x1f])),
+            "another SPS"
+        );
+    }
 }

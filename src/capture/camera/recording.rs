@@ -2,7 +2,7 @@
 //! the recorder decides (open, write, close) is carried out on the clip writer.
 
 use gstreamer as gst;
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::input::running_time;
 use super::Camera;
@@ -57,6 +57,19 @@ impl Camera {
     }
 
     fn write(&mut self, sample: &gst::Sample) {
+        let changed = self
+            .writer
+            .as_ref()
+            .zip(sample.caps())
+            .is_some_and(|(writer, caps)| !writer.takes(caps));
+        if let Some(writer) = self.writer.take_if(|_| changed) {
+            info!(
+                clip = writer.id(),
+                "the camera changed its stream's parameters; the event goes on in a new clip"
+            );
+            self.finisher.finish(self.clip_events.clone(), writer);
+            self.clip_part += 1;
+        }
         if self.writer.is_none() {
             let Some(first) = self.clip_events.first() else {
                 return;
