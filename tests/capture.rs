@@ -58,11 +58,7 @@ fn run_scene(scene: &Scene, extra: &str) -> Run {
     let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
     let tmp = tempfile::tempdir().unwrap();
     let scene = encode(tmp.path(), "walk", scene, Codec::H264);
-    let mut setup = AgentSetup::new(&world, broker.port);
-    setup.extra = capture_config(&scene, extra);
-    let dir = world.path().join("agent");
-    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/policy.toml");
-    let agent = Agent::start(BIN, &setup.write(&world, &dir, &policy));
+    let (agent, dir) = start_agent(&world, broker.port, &scene, extra);
     let Some(clip) = wait_for(PATIENCE, || cloud.on("/clip").into_iter().next()) else {
         panic!("no clip record; agent log:\n{}", agent.log());
     };
@@ -74,14 +70,8 @@ fn run_scene(scene: &Scene, extra: &str) -> Run {
     assert_eq!(starts.len(), 1, "one event: {}", agent.log());
     let clip = clip.json();
     let manifest = &clip["fields"]["clip"];
-    let Some(bytes) = wait_for(PATIENCE, || cloud.clip(manifest)) else {
-        panic!(
-            "the clip's chunks did not all arrive; log:\n{}",
-            agent.log()
-        );
-    };
     let clip_file = tmp.path().join("received.mp4");
-    std::fs::write(&clip_file, bytes).unwrap();
+    std::fs::write(&clip_file, received_clip(&cloud, manifest, &agent)).unwrap();
     let id = manifest["clip_id"].as_str().unwrap();
     let local = dir.join("state/clips").join(format!("{id}.mp4"));
     wait_for(PATIENCE, || (!local.exists()).then_some(()))
@@ -95,6 +85,27 @@ fn run_scene(scene: &Scene, extra: &str) -> Run {
         _world: world,
         tmp,
     }
+}
+
+/// Starts the agent with `source` as its file camera, `extra` added to `[capture]`; returns it
+/// and its directory.
+fn start_agent(world: &World, port: u16, source: &Path, extra: &str) -> (Agent, PathBuf) {
+    let mut setup = AgentSetup::new(world, port);
+    setup.extra = capture_config(source, extra);
+    let dir = world.path().join("agent");
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/policy.toml");
+    (Agent::start(BIN, &setup.write(world, &dir, &policy)), dir)
+}
+
+/// The bytes of the clip `manifest` describes, once all its chunks reached `cloud`.
+fn received_clip(cloud: &Subscriber, manifest: &serde_json::Value, agent: &Agent) -> Vec<u8> {
+    let Some(bytes) = wait_for(PATIENCE, || cloud.clip(manifest)) else {
+        panic!(
+            "the clip's chunks did not all arrive; log:\n{}",
+            agent.log()
+        );
+    };
+    bytes
 }
 
 /// Runs `filesrc location=PATH ! TAIL ! appsink` to the end, mapping each sample with `each`.
@@ -344,11 +355,7 @@ fn a_change_of_stream_parameters_mid_event_goes_on_in_a_new_clip() {
         .status()
         .expect("gst-launch-1.0");
     assert!(made.success());
-    let mut setup = AgentSetup::new(&world, broker.port);
-    setup.extra = capture_config(&source, "");
-    let dir = world.path().join("agent");
-    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/policy.toml");
-    let agent = Agent::start(BIN, &setup.write(&world, &dir, &policy));
+    let (agent, _) = start_agent(&world, broker.port, &source, "");
     let Some(records) = wait_for(PATIENCE, || {
         let records = cloud.on("/clip");
         (records.len() >= 2).then_some(records)
@@ -371,16 +378,10 @@ fn a_change_of_stream_parameters_mid_event_goes_on_in_a_new_clip() {
         .iter()
         .map(|record| {
             let manifest = &record["fields"]["clip"];
-            let Some(bytes) = wait_for(PATIENCE, || cloud.clip(manifest)) else {
-                panic!(
-                    "the clip's chunks did not all arrive; log:\n{}",
-                    agent.log()
-                );
-            };
             let path = tmp
                 .path()
                 .join(format!("{}.mp4", manifest["clip_id"].as_str().unwrap()));
-            std::fs::write(&path, bytes).unwrap();
+            std::fs::write(&path, received_clip(&cloud, manifest, &agent)).unwrap();
             let units = units(&path);
             assert!(units[0].1, "each clip starts on a keyframe");
             assert_eq!(
