@@ -69,8 +69,6 @@ struct Picture {
     decode: u64,
     composition_offset: u32,
     keyframe: bool,
-    /// How long it shows, as its buffer says (0 if it does not): the last picture's duration.
-    duration: u64,
 }
 
 impl ClipWriter {
@@ -124,10 +122,9 @@ impl ClipWriter {
         let since = |t: gst::ClockTime| t.saturating_sub(base);
         let pts = buffer.pts().map(since);
         let dts = buffer.dts().map(since).or(pts).unwrap_or_default();
-        let duration = buffer.duration().unwrap_or(gst::ClockTime::ZERO);
         if let Some(pts) = pts {
             self.first = Some(self.first.map_or(pts, |f| f.min(pts)));
-            self.end = self.end.max(pts + duration);
+            self.end = self.end.max(pts + buffer.duration().unwrap_or_default());
         }
         // Decode times never go back, and a picture is not shown before it is decoded.
         let last = self.pending.last().map_or(0, |p| p.decode);
@@ -144,7 +141,6 @@ impl ClipWriter {
             decode,
             composition_offset: u32::try_from(shown - decode).unwrap_or(u32::MAX),
             keyframe,
-            duration: ticks(duration),
         });
         Ok(())
     }
@@ -155,7 +151,9 @@ impl ClipWriter {
         let Some(last) = self.pending.last() else {
             return Ok(());
         };
-        let end = next.unwrap_or(last.decode + last.duration);
+        // The last picture lasts as its buffer says (nothing if it does not).
+        let end =
+            next.unwrap_or_else(|| last.decode + ticks(last.buffer.duration().unwrap_or_default()));
         let ends = self.pending.iter().skip(1).map(|p| p.decode).chain([end]);
         let samples: Vec<mux::Sample> = self
             .pending

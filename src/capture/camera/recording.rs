@@ -57,12 +57,8 @@ impl Camera {
     }
 
     fn write(&mut self, sample: &gst::Sample) {
-        let changed = self
-            .writer
-            .as_ref()
-            .zip(sample.caps())
-            .is_some_and(|(writer, caps)| !writer.takes(caps));
-        if let Some(writer) = self.writer.take_if(|_| changed) {
+        let changed = |writer: &mut ClipWriter| sample.caps().is_some_and(|c| !writer.takes(c));
+        if let Some(writer) = self.writer.take_if(changed) {
             info!(
                 clip = writer.id(),
                 "the camera changed its stream's parameters; the event goes on in a new clip"
