@@ -103,3 +103,50 @@ fn an_event_cut_short_by_a_kill_gets_its_end_alert_at_the_next_start() {
     .unwrap_or_else(|| panic!("no end alert for {event_id}; log:\n{}", again.log()));
     assert_eq!(end.json()["fields"]["event_data"]["reason"], "cut_short");
 }
+
+/// A kill just after an event's end alert was queued, before the note of the event in
+/// progress was cleared (`CAMAGENT_FAULT_DIE_AT` puts it exactly there): the next start sends
+/// that end, and not a second one claiming the event was cut short.
+#[test]
+fn a_kill_right_after_an_end_was_queued_sends_that_end_once() {
+    use support::scenes::*;
+    let world = World::new();
+    let broker = world.broker(false);
+    let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
+    cloud.wait_subscribed(0);
+    let tmp = tempfile::tempdir().unwrap();
+    let walk = Scene {
+        seconds: 10,
+        brightness: |_| 1.0,
+        object: |f| (20..60).contains(&f).then(|| ((f - 20) * 6, 70, 30, 70)),
+    };
+    let clip = encode(tmp.path(), "walk", &walk, Codec::H264);
+    let config = camera_config(&world, broker.port, &clip, false, "");
+    let mut dying = Agent::start_with_env(BIN, &config, &[("CAMAGENT_FAULT_DIE_AT", "end-queued")]);
+    wait_for(PATIENCE * 2, || (!dying.alive()).then_some(()))
+        .unwrap_or_else(|| panic!("still running; log:\n{}", dying.log()));
+    assert!(
+        dying.log().contains("the agent dies here"),
+        "{}",
+        dying.log()
+    );
+    let data = |m: &Message| m.json()["fields"]["event_data"].clone();
+    let event_id =
+        data(&cloud.wait_message("/alarm", |m| data(m)["phase"] == "start"))["event_id"].clone();
+
+    // The file plays again from its start: a second event, whose start alert is queued after
+    // anything the restart sends for the first.
+    let again = Agent::start(BIN, &config);
+    again.wait_log("its end alert is queued");
+    cloud.wait_message("/alarm", |m| {
+        data(m)["phase"] == "start" && data(m)["event_id"] != event_id
+    });
+    let ends: std::collections::BTreeMap<u64, serde_json::Value> = cloud
+        .on("/alarm")
+        .iter()
+        .filter(|m| data(m)["phase"] == "end" && data(m)["event_id"] == event_id)
+        .map(|m| (m.json()["seq"].as_u64().unwrap(), data(m)))
+        .collect();
+    assert_eq!(ends.len(), 1, "one end alert for {event_id}: {ends:?}");
+    assert_eq!(ends.values().next().unwrap()["reason"], "quiet", "{ends:?}");
+}

@@ -135,7 +135,13 @@ fn random_kills_during_events_lose_no_record_and_no_written_fragment() {
         run.without_footage,
         run.logs
     );
-    assert_eq!(run.ended, run.started, "every event ends");
+    // Events that start after the kills (the agent runs on) may end too.
+    let unended: Vec<_> = run.started.difference(&run.ended).collect();
+    assert!(
+        unended.is_empty(),
+        "events without an end: {unended:?}\nagent logs:\n{}",
+        run.logs
+    );
     assert!(run.records_sent > 0);
     assert_eq!(run.records_missing, 0, "no record lost");
     let cut_short: Vec<_> = run

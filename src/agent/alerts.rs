@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use serde::Deserialize;
+
 use tracing::error;
 
 use crate::capture::camera::{CameraEvent, SourceState};
@@ -75,8 +77,13 @@ pub(super) fn on_camera(
             reason,
             peak_score,
         } => {
+            // The note goes only once the end is in the outbox. A kill between the two finds
+            // the end queued at the next start (`Running::end_event_cut_short`); the other
+            // order lost the end.
+            session.accept_made(end_alert(&event_id, captured_ms, reason, Some(peak_score)));
+            super::fault::die_at("end-queued");
             open_event.ended();
-            end_alert(&event_id, captured_ms, reason, Some(peak_score))
+            return;
         }
         CameraEvent::ClipGrew {
             clip_id,
@@ -167,6 +174,17 @@ fn start_alert(
     )?;
     record.awaits = awaits;
     Ok(record)
+}
+
+/// Whether `record` is the alert that ends event `event_id`.
+pub(super) fn ends(record: &Record, event_id: &str) -> bool {
+    let Some(Value::Json(data)) = record.fields.get(&Field::EventData) else {
+        return false;
+    };
+    matches!(
+        AlertEvent::deserialize(data),
+        Ok(AlertEvent::End { event_id: id, .. }) if id == event_id
+    )
 }
 
 /// The alert that ends event `event_id`.

@@ -21,3 +21,14 @@ pub fn hang() {
         std::thread::sleep(std::time::Duration::from_secs(3600));
     }
 }
+
+/// Aborts the agent at `point` when `CAMAGENT_FAULT_DIE_AT` names it: a kill that lands
+/// exactly there, where a random one would rarely.
+pub fn die_at(point: &str) {
+    #[cfg(feature = "fault-injection")]
+    if std::env::var("CAMAGENT_FAULT_DIE_AT").is_ok_and(|at| at == point) {
+        tracing::error!(point, "fault injection: the agent dies here");
+        std::process::abort();
+    }
+    let _ = point;
+}

@@ -11,14 +11,14 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use super::alerts::{end_alert, on_camera, CameraView};
+use super::alerts::{self, end_alert, on_camera, CameraView};
 use super::facts::{report_facts, telemetry_record};
 use super::{fault, AgentError, Mqtt};
 use crate::capture::camera::{CameraEvent, CameraHandle};
 use crate::config::Config;
 use crate::motion::EndReason;
 use crate::open_event::OpenEvent;
-use crate::policy::Gate;
+use crate::policy::{Flow, Gate};
 use crate::record::Record;
 use crate::status::{CameraState, Status, StatusFile};
 use crate::systemd::Notifier;
@@ -125,10 +125,18 @@ impl Running {
         let Some(event_id) = self.open_event.left_open() else {
             return;
         };
-        warn!(%event_id, "an event was cut short when the agent last stopped; its end alert goes now");
-        let now = crate::record::now_ms();
-        self.session
-            .accept_made(end_alert(&event_id, now, EndReason::CutShort, None));
+        // A kill after the end was queued and before the note went: the end is on its way.
+        if self
+            .session
+            .holds_queued(Flow::Alarm, |record| alerts::ends(record, &event_id))
+        {
+            info!(%event_id, "the event in progress when the agent last stopped had ended; its end alert is queued");
+        } else {
+            warn!(%event_id, "an event was cut short when the agent last stopped; its end alert goes now");
+            let now = crate::record::now_ms();
+            self.session
+                .accept_made(end_alert(&event_id, now, EndReason::CutShort, None));
+        }
         self.open_event.ended();
     }
 

@@ -35,7 +35,7 @@ use super::window::{RateLimit, Sent, Window};
 use crate::command::ReplayGuard;
 use crate::policy::consent::LedgerFile;
 use crate::policy::disclosure::{Disclosure, DisclosureLog};
-use crate::policy::{Admitted, Field, Gate};
+use crate::policy::{Admitted, Field, Flow, Gate};
 use crate::record::{Record, Value, WrongKind};
 use crate::report::Chain;
 use crate::state_dir::StateDir;
@@ -176,6 +176,20 @@ impl<L: Link> Session<L> {
                 false
             }
         }
+    }
+
+    /// Whether a record of `flow` still waiting in the outbox satisfies `is_it`, newest first.
+    pub fn holds_queued(&mut self, flow: Flow, is_it: impl Fn(&Record) -> bool) -> bool {
+        let queued: Vec<u64> = self
+            .outbox
+            .queued()
+            .filter(|(_, meta)| meta.flow == flow)
+            .map(|(seq, _)| seq)
+            .collect();
+        queued
+            .into_iter()
+            .rev()
+            .any(|seq| self.outbox.get(seq).is_ok_and(|record| is_it(&record)))
     }
 
     /// [`enqueue`](Self::enqueue) for a record the agent made itself, as for `accept_made`.
