@@ -17,14 +17,14 @@
 //! Motion, printed only (a few minutes, for A/B runs).
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use super::support::rtsp::RtspCamera;
 use super::support::scenes::{host_command, host_gst_launch};
 use super::support::*;
 use super::{
     alert_latencies, common, latency_summary, measure_until_played, mostly_still, motion_events,
-    motion_version, spawn_motion_on, street, Cost, FPS, HEIGHT, SECONDS, WIDTH,
+    motion_version, spawn_motion_on, street, Cost, Latency, FPS, HEIGHT, SECONDS, WIDTH,
 };
 
 const USER: &str = "viewer";
@@ -39,7 +39,7 @@ struct Row {
     cost: Cost,
     events: usize,
     /// Motion to alert, per alert (none for Motion, which sends none).
-    latencies: Vec<Duration>,
+    latencies: Vec<Latency>,
 }
 
 /// One scene's camera: its clip as the main stream, and the sub-stream made from it.
@@ -169,7 +169,7 @@ pub fn against_motion(quick: bool) {
 struct Measured {
     rows: Vec<Row>,
     /// The alerts' latencies of the runs that detect on the sub-stream on demand.
-    on_demand_latencies: Vec<Duration>,
+    on_demand_latencies: Vec<Latency>,
     on_sub: Cost,
     /// Not measured in a quick run.
     sub_always: Option<Cost>,
@@ -209,11 +209,12 @@ fn measure(world: &World, broker: u16, dir: &Path, scene: &Scene, quick: bool) -
         let started = Instant::now();
         let mut agent = Agent::start_with_env(env!("CARGO_BIN_EXE_camagent"), &config, env);
         let cost = measure_until_played(&mut agent.child, started, scene.seconds);
+        let log = agent.log();
         Row {
             what,
             cost,
-            events: agent.log().matches("motion started").count(),
-            latencies: alert_latencies(&cloud),
+            events: log.matches("motion started").count(),
+            latencies: alert_latencies(&cloud, &log),
         }
     };
     let camagent = |what, name: &str, extra| camagent_with(what, name, extra, &[]);

@@ -354,7 +354,11 @@ impl Camera {
                 ..
             }) => {
                 let id = crate::policy::consent::uuid();
-                info!(event = %id, score, media_s = first.as_secs_f32(), "motion started");
+                // How long ago the frame that confirmed the motion was captured: the catch-up
+                // after a cue, the decoder's queue and the receive turn.
+                let behind_live_ms = crate::record::now_ms()
+                    .saturating_sub(captured_ms(graph, now.saturating_sub(self.offset)));
+                info!(event = %id, score, media_s = first.as_secs_f32(), behind_live_ms, "motion started");
                 // Snapshot first: the alert goes out with its picture.
                 let snapshot = self.snapshot(graph, first).map_err(|e| e.to_string());
                 if let Err(e) = &snapshot {
