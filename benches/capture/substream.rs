@@ -210,14 +210,18 @@ fn measure(world: &World, broker: u16, dir: &Path, scene: &Scene, quick: bool) -
         let mut agent = Agent::start_with_env(env!("CARGO_BIN_EXE_camagent"), &config, env);
         let cost = measure_until_played(&mut agent.child, started, scene.seconds);
         let log = agent.log();
-        for l in alert_latencies(&cloud, &log) {
-            eprintln!("{name}: alert after {:?}, behind live {:?}", l.total, l.behind_live);
+        let latencies = alert_latencies(&cloud, &log);
+        for l in &latencies {
+            eprintln!(
+                "{name}: alert after {:?}, {:?} behind live",
+                l.total, l.behind_live
+            );
         }
         Row {
             what,
             cost,
             events: log.matches("motion started").count(),
-            latencies: alert_latencies(&cloud, &log),
+            latencies,
         }
     };
     let camagent = |what, name: &str, extra| camagent_with(what, name, extra, &[]);
