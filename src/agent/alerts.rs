@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-
 use tracing::error;
 
 use crate::capture::camera::{CameraEvent, SourceState};
