@@ -115,12 +115,7 @@ fn a_kill_right_after_an_end_was_queued_sends_that_end_once() {
     let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
     cloud.wait_subscribed(0);
     let tmp = tempfile::tempdir().unwrap();
-    let walk = Scene {
-        seconds: 10,
-        brightness: |_| 1.0,
-        object: |f| (20..60).contains(&f).then(|| ((f - 20) * 6, 70, 30, 70)),
-    };
-    let clip = encode(tmp.path(), "walk", &walk, Codec::H264);
+    let clip = encode(tmp.path(), "walk", &walk(), Codec::H264);
     let config = camera_config(&world, broker.port, &clip, false, "");
     let mut dying = Agent::start_with_env(BIN, &config, &[("CAMAGENT_FAULT_DIE_AT", "end-queued")]);
     wait_for(PATIENCE * 2, || (!dying.alive()).then_some(()))

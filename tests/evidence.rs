@@ -16,15 +16,6 @@ use support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_camagent");
 
-/// A walk from 2 s to 6 s of every 12: looped, an event every 12 s.
-fn walks() -> Scene {
-    Scene {
-        seconds: 12,
-        brightness: |_| 1.0,
-        object: |f| (20..60).contains(&f).then(|| ((f - 20) * 6, 70, 30, 70)),
-    }
-}
-
 /// The clips the agent has finished, from its log.
 fn clips_made(agent: &Agent) -> BTreeSet<String> {
     agent
@@ -124,7 +115,7 @@ fn random_kills_during_events_lose_no_record_and_no_written_fragment() {
     let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
     cloud.wait_subscribed(0);
     let tmp = tempfile::tempdir().unwrap();
-    let clip = encode(tmp.path(), "walks", &walks(), Codec::H264);
+    let clip = encode(tmp.path(), "walks", &walk(), Codec::H264);
     let config = camera_config(&world, broker.port, &clip, true, "");
     let agent_dir = world.path().join("agent");
     let run = faults::kill_during_events(BIN, &config, &agent_dir, &cloud, kills, seed);

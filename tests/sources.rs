@@ -17,15 +17,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_camagent");
 const PASSWORD: &str = "c0rrect:h0rse@battery";
 const PASSWORD_IN_URL: &str = "c0rrect%3Ah0rse%40battery";
 
-/// A walk from 2 s to 6 s of a 12 s clip: the camera serves it from the start to each client.
-fn walk() -> Scene {
-    Scene {
-        seconds: 12,
-        brightness: |_| 1.0,
-        object: |f| (20..60).contains(&f).then(|| ((f - 20) * 6, 70, 30, 70)),
-    }
-}
-
 /// An agent on the RTSP camera at `url`; `more` adds `[capture]` lines.
 fn rtsp_config(world: &World, broker_port: u16, url: &str, more: &str) -> std::path::PathBuf {
     let mut setup = AgentSetup::new(world, broker_port);

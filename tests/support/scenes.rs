@@ -52,6 +52,16 @@ pub fn clip(dir: &Path, name: &str, scene: &Scene) -> PathBuf {
     encode(dir, name, scene, Codec::Mjpeg)
 }
 
+/// A box walks across from 2 s to 6 s of a 12 s scene: one event, with a still scene before
+/// and after it (looped, an event every 12 s).
+pub fn walk() -> Scene {
+    Scene {
+        seconds: 12,
+        brightness: |_| 1.0,
+        object: |f| (20..60).contains(&f).then(|| ((f - 20) * 6, 70, 30, 70)),
+    }
+}
+
 pub fn encode(dir: &Path, name: &str, scene: &Scene, codec: Codec) -> PathBuf {
     let raw = dir.join(format!("{name}.gray"));
     let mut rng = fastrand::Rng::with_seed(11);
