@@ -1,5 +1,5 @@
-//! Small GRAY8 analysis frames from a recorded clip, as fast as GStreamer can decode:
-//! `filesrc ! decodebin ! videoconvert ! videoscale ! videorate ! GRAY8 caps ! appsink`.
+//! Small analysis frames from a recorded clip, as fast as GStreamer can decode:
+//! `filesrc ! decodebin ! videorate ! videoscale ! videoconvert ! appsink`, taking their luma.
 //! The live pipeline's analysis branch ends in the same caps.
 //!
 //! On demand ([`Decoding::OnDemand`]), the clip is decoded whole and the units a decoder on

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
+use gstreamer_video as gst_video;
+use gstreamer_video::prelude::*;
 
 use super::on_demand::UnitCue;
 use super::{CaptureError, Frame};
@@ -32,9 +34,21 @@ pub fn raw_caps(format: &str, width: usize, height: usize, fps: u32) -> gst::Cap
         .build()
 }
 
-/// Small GRAY8 frames at the analysis size and rate.
+/// Raw formats whose first plane is the picture's luma, a byte a pixel at full size: the
+/// detector takes that plane as it is. Decoders give one of them, so the analysis frames need
+/// no conversion to GRAY8, which GStreamer makes on a slow general path (unpacking every
+/// pixel to AYUV and back).
+const LUMA_FIRST: [&str; 7] = ["I420", "NV12", "YV12", "NV21", "Y42B", "Y444", "GRAY8"];
+
+/// Small frames at the analysis size and rate, of a format whose first plane is their luma.
 pub fn analysis_caps(motion: &MotionConfig) -> gst::Caps {
-    raw_caps("GRAY8", motion.width, motion.height, motion.fps)
+    gst::Caps::builder("video/x-raw")
+        .field("format", gst::List::new(LUMA_FIRST))
+        .field("width", motion.width as i32)
+        .field("height", motion.height as i32)
+        .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+        .field("framerate", gst::Fraction::new(motion.fps as i32, 1))
+        .build()
 }
 
 /// decodebin makes its pads once it knows the streams: link the first video one to `to`.
@@ -83,19 +97,40 @@ pub fn frame_of(sample: &gst::Sample, motion: &MotionConfig) -> Result<Frame, Ca
     let buffer = sample
         .buffer()
         .ok_or_else(|| CaptureError::Pipeline("sample without a buffer".into()))?;
-    let map = buffer
-        .map_readable()
-        .map_err(|_| CaptureError::Pipeline("unreadable buffer".into()))?;
-    let expected = motion.width * motion.height;
-    if map.len() != expected {
+    let info = sample
+        .caps()
+        .and_then(|caps| gst_video::VideoInfo::from_caps(caps).ok())
+        .ok_or_else(|| CaptureError::Pipeline("frame without video caps".into()))?;
+    if (info.width() as usize, info.height() as usize) != (motion.width, motion.height) {
         return Err(CaptureError::Pipeline(format!(
-            "frame of {} bytes, expected {expected}",
-            map.len()
+            "frame of {}x{}, expected {}x{}",
+            info.width(),
+            info.height(),
+            motion.width,
+            motion.height
         )));
+    }
+    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
+        .map_err(|_| CaptureError::Pipeline("unreadable buffer".into()))?;
+    let luma = frame
+        .plane_data(0)
+        .map_err(|_| CaptureError::Pipeline("frame without a luma plane".into()))?;
+    let stride = frame.plane_stride()[0] as usize;
+    let mut pixels = Vec::with_capacity(motion.width * motion.height);
+    for row in luma.chunks(stride).take(motion.height) {
+        let row = row
+            .get(..motion.width)
+            .ok_or_else(|| CaptureError::Pipeline("luma row shorter than the frame".into()))?;
+        pixels.extend_from_slice(row);
+    }
+    if pixels.len() != motion.width * motion.height {
+        return Err(CaptureError::Pipeline(
+            "luma plane shorter than the frame".into(),
+        ));
     }
     Ok(Frame {
         pts: Duration::from_nanos(buffer.pts().map_or(0, |t| t.nseconds())),
-        pixels: map.to_vec(),
+        pixels,
     })
 }
 

@@ -55,7 +55,7 @@ impl From<crate::motion::FrameSizeError> for CaptureError {
     }
 }
 
-/// One analysis frame: `width × height` GRAY8 bytes and its media time.
+/// One analysis frame: `width × height` bytes of luma and its media time.
 pub struct Frame {
     pub pts: std::time::Duration,
     pub pixels: Vec<u8>,

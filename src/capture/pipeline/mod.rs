@@ -5,7 +5,7 @@
 //!         │                                                        └▶ queue ▶ decoder ───┐
 //!         └─ raw ▶ convert/scale/rate ▶ I420 [masks] ▶ tee ┬▶ queue ▶ encoder ▶ h264parse │
 //!                                                          └▶ queue ─────────────────────┤
-//!           frames: videorate ▶ tee ┬▶ queue ▶ scale ▶ convert ▶ GRAY8 analysis size ▶ appsink
+//!           frames: videorate ▶ tee ┬▶ queue ▶ scale ▶ convert ▶ analysis size ▶ appsink
 //!                                   └▶ queue (newest picture only) ▶ appsink (snapshots)
 //! ```
 //!
@@ -49,7 +49,7 @@ use crate::config::{MotionConfig, RtspUrl};
 
 pub struct Graph {
     pub pipeline: gst::Pipeline,
-    /// GRAY8 frames at the analysis size and rate.
+    /// Frames at the analysis size and rate, their luma first ([`super::elements::frame_of`]).
     pub frames: gst_app::AppSink,
     /// The newest picture as decoded (and masked), at the analysis rate: pull it for a
     /// snapshot.
@@ -184,8 +184,8 @@ pub fn build(capture: &CaptureConfig, motion: &MotionConfig) -> Result<Graph, Ca
         .wait_on_eos(false)
         .build();
     newest.set_async(false);
-    // Scaled before it is converted: GStreamer converts a whole picture to GRAY8 on a slow
-    // general path, which on 720p cost several times the scaling; the small one costs little.
+    // Scaled, and converted only when the decoder's format does not start with a luma plane
+    // (`analysis_caps`): the detector reads that plane as it is.
     let frames_chain = [
         &frames_in,
         &pictures,
