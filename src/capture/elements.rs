@@ -23,8 +23,13 @@ pub fn pipeline_error(e: impl std::fmt::Display) -> CaptureError {
     CaptureError::Pipeline(e.to_string())
 }
 
-/// Raw video of one format, size and rate, with square pixels.
-pub fn raw_caps(format: &str, width: usize, height: usize, fps: u32) -> gst::Caps {
+/// Raw video of one format (or a list of them), size and rate, with square pixels.
+pub fn raw_caps(
+    format: impl Into<gst::glib::Value> + Send,
+    width: usize,
+    height: usize,
+    fps: u32,
+) -> gst::Caps {
     gst::Caps::builder("video/x-raw")
         .field("format", format)
         .field("width", width as i32)
@@ -42,13 +47,12 @@ const LUMA_FIRST: [&str; 7] = ["I420", "NV12", "YV12", "NV21", "Y42B", "Y444", "
 
 /// Small frames at the analysis size and rate, of a format whose first plane is their luma.
 pub fn analysis_caps(motion: &MotionConfig) -> gst::Caps {
-    gst::Caps::builder("video/x-raw")
-        .field("format", gst::List::new(LUMA_FIRST))
-        .field("width", motion.width as i32)
-        .field("height", motion.height as i32)
-        .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
-        .field("framerate", gst::Fraction::new(motion.fps as i32, 1))
-        .build()
+    raw_caps(
+        gst::List::new(LUMA_FIRST),
+        motion.width,
+        motion.height,
+        motion.fps,
+    )
 }
 
 /// decodebin makes its pads once it knows the streams: link the first video one to `to`.
@@ -92,7 +96,7 @@ pub fn unit_cue(buffer: &gst::BufferRef, caps: Option<&gst::CapsRef>) -> Option<
     UnitCue::from_avc(&map, length_size)
 }
 
-/// The analysis frame in `sample`, checked to be `width × height` bytes.
+/// The analysis frame in `sample`: its luma plane, checked to be `width × height`.
 pub fn frame_of(sample: &gst::Sample, motion: &MotionConfig) -> Result<Frame, CaptureError> {
     let buffer = sample
         .buffer()
