@@ -121,10 +121,8 @@ pub fn frame_of(sample: &gst::Sample, motion: &MotionConfig) -> Result<Frame, Ca
         .map_err(|_| CaptureError::Pipeline("frame without a luma plane".into()))?;
     let stride = frame.plane_stride()[0] as usize;
     let mut pixels = Vec::with_capacity(motion.width * motion.height);
-    for row in luma.chunks(stride).take(motion.height) {
-        let row = row
-            .get(..motion.width)
-            .ok_or_else(|| CaptureError::Pipeline("luma row shorter than the frame".into()))?;
+    let rows = luma.chunks(stride).take(motion.height);
+    for row in rows.filter_map(|row| row.get(..motion.width)) {
         pixels.extend_from_slice(row);
     }
     if pixels.len() != motion.width * motion.height {
