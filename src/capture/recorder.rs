@@ -1,12 +1,18 @@
 //! The pre-roll ring and clip cutting, over encoded access units. Pure: units and event
 //! boundaries in, what to write out.
 //!
-//! The ring always starts at a keyframe and holds at least `preroll + hold` of the newest
-//! units. A clip starts at the last keyframe at or before `event start − preroll` and ends at
+//! The ring always starts at a keyframe and holds at least `preroll + hold` behind the
+//! detector's progress: the newest frame it has analysed, or the newest unit until it has
+//! analysed one. A detector that lags (catching up from a keyframe after a cue, or on a loaded
+//! board) still finds its pre-roll in the ring; one that stalls is followed no further than
+//! `max_lag` behind the newest unit, so the ring stays bounded.
+//!
+//! A clip starts at the last keyframe at or before `event start − preroll` and ends at
 //! `event end + postroll`. The end is only known `gap` after the last motion (the event
 //! machine needs a quiet gap to declare it), so while recording, units are written only once
-//! they are `hold` old: when the end comes, nothing past `end + postroll` has been written.
-//! Memory stays at about `preroll + hold` of video however long the event runs.
+//! the detector is `hold` past them: when the end comes, nothing past `end + postroll` has
+//! been written. Memory stays at about `preroll + hold` of video, plus the detector's lag,
+//! however long the event runs.
 //!
 //! However events chain (each starting in the last one's post-roll extends its clip), a clip
 //! ends before it would pass `max_clip`, and the next one goes on from that keyframe: the
@@ -42,6 +48,8 @@ pub struct RecorderConfig {
     pub hold: Duration,
     /// The longest a clip may run, from its first unit to its last.
     pub max_clip: Duration,
+    /// How far behind the newest unit the detector's progress is still waited for.
+    pub max_lag: Duration,
 }
 
 #[derive(Debug)]
@@ -90,6 +98,8 @@ pub struct Recorder<T> {
     config: RecorderConfig,
     ring: VecDeque<Unit<T>>,
     recording: Option<Recording>,
+    /// The media time of the newest frame the detector has analysed.
+    analysed: Option<Duration>,
 }
 
 impl<T: Clone> Recorder<T> {
@@ -98,6 +108,7 @@ impl<T: Clone> Recorder<T> {
             config,
             ring: VecDeque::new(),
             recording: None,
+            analysed: None,
         }
     }
 
@@ -137,6 +148,24 @@ impl<T: Clone> Recorder<T> {
         let out = self.flush();
         self.trim();
         out
+    }
+
+    /// The detector has analysed the frame at `at`: what is `hold` behind it may be written,
+    /// and what is more than `preroll + hold` behind it may go.
+    pub fn analysed(&mut self, at: Duration) -> Vec<Output<T>> {
+        self.analysed = Some(at);
+        let out = self.flush();
+        self.trim();
+        out
+    }
+
+    /// The moment the ring's keeping and the clip's writing are measured from: the detector's
+    /// progress, bounded by the newest unit and by `max_lag` behind it.
+    fn reference(&self) -> Option<Duration> {
+        let newest = self.ring.back()?.time;
+        Some(self.analysed.map_or(newest, |at| {
+            at.clamp(newest.saturating_sub(self.config.max_lag), newest)
+        }))
     }
 
     /// Motion started at `at`: open a clip with the pre-roll — or, if the last event's clip
@@ -180,13 +209,14 @@ impl<T: Clone> Recorder<T> {
             out.push(Output::Close);
         }
         self.ring.clear();
+        self.analysed = None;
         out
     }
 
     /// Writes what the recording may write now, and closes it once past its end.
     fn flush(&mut self) -> Vec<Output<T>> {
         let mut out = Vec::new();
-        let Some(newest) = self.ring.back().map(|u| u.time) else {
+        let Some(reference) = self.reference() else {
             return out;
         };
         let Some(r) = &mut self.recording else {
@@ -200,7 +230,7 @@ impl<T: Clone> Recorder<T> {
                     return out;
                 }
                 Some(_) => {}
-                None if newest.saturating_sub(unit.time) < self.config.hold => break,
+                None if reference.saturating_sub(unit.time) < self.config.hold => break,
                 None => {}
             }
             r.write(unit, self.config.max_clip, &mut out);
@@ -210,10 +240,10 @@ impl<T: Clone> Recorder<T> {
 
     /// Drops what neither the pre-roll nor the running clip needs, keyframe by keyframe.
     fn trim(&mut self) {
-        let Some(newest) = self.ring.back().map(|u| u.time) else {
+        let Some(reference) = self.reference() else {
             return;
         };
-        let keep_from = newest.saturating_sub(self.config.preroll + self.config.hold);
+        let keep_from = reference.saturating_sub(self.config.preroll + self.config.hold);
         let limit = self.recording.as_ref().map_or(usize::MAX, |r| r.next);
         let cut = self
             .ring
@@ -258,6 +288,7 @@ mod tests {
             postroll: ms(1500),
             hold: ms(3000),
             max_clip: ms(60_000),
+            max_lag: ms(5000),
         })
     }
 
@@ -339,6 +370,7 @@ mod tests {
             postroll: ms(5000),
             hold: ms(3000),
             max_clip: ms(60_000),
+            max_lag: ms(5000),
         });
         let out = run(&mut r, 0..400, |r, n| match n {
             101 => r.start(ms(10_000)),
@@ -372,6 +404,64 @@ mod tests {
         assert!(r.recording());
     }
 
+    /// Feeds frames `range` with the detector `lag` frames behind: after each unit, the
+    /// frame `lag` older is analysed, and `at(frame)` gives the boundaries found on it.
+    fn run_lagging(
+        r: &mut Recorder<u64>,
+        range: std::ops::Range<u64>,
+        lag: u64,
+        mut at: impl FnMut(&mut Recorder<u64>, u64) -> Vec<Output<u64>>,
+    ) -> Vec<Output<u64>> {
+        let mut out = Vec::new();
+        for n in range {
+            out.extend(r.push(unit(n)));
+            if let Some(seen) = n.checked_sub(lag) {
+                out.extend(at(r, seen));
+                out.extend(r.analysed(unit(seen).time));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_lagging_detector_gets_its_whole_preroll_and_an_exact_end() {
+        // The agent's hold: the event gap (1 s) and one analysis frame.
+        let mut r = Recorder::new(RecorderConfig {
+            preroll: ms(2000),
+            postroll: ms(1500),
+            hold: ms(1200),
+            max_clip: ms(60_000),
+            max_lag: ms(5000),
+        });
+        // The detector runs 3 s behind the newest unit, more than `preroll + hold` leaves
+        // spare. Motion from 10.0 s to 15.0 s, its end declared at 16.2 s.
+        let out = run_lagging(&mut r, 0..300, 30, |r, seen| match seen {
+            100 => r.start(ms(10_000)),
+            162 => r.end(ms(15_000)),
+            _ => Vec::new(),
+        });
+        assert_eq!(out.first(), Some(&Output::Open));
+        assert_eq!(out.last(), Some(&Output::Close));
+        assert_eq!(written(&out), (80..=165).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_stalled_detector_is_waited_for_no_further_than_max_lag() {
+        let mut r = recorder();
+        r.push(unit(0));
+        r.analysed(ms(0));
+        let mut longest = Duration::ZERO;
+        run(&mut r, 1..1000, |r, _| {
+            if let Some((a, b)) = r.span() {
+                longest = longest.max(b - a);
+            }
+            Vec::new()
+        });
+        // preroll + hold + max_lag + one keyframe interval, and the lag was waited for.
+        assert!(longest <= ms(11_000), "{longest:?}");
+        assert!(longest > ms(9000), "{longest:?}");
+    }
+
     #[test]
     fn units_before_the_first_keyframe_are_dropped_and_finish_closes() {
         let mut r = recorder();
@@ -397,6 +487,7 @@ mod tests {
             postroll: ms(5000),
             hold: ms(3000),
             max_clip: ms(10_000),
+            max_lag: ms(5000),
         });
         // An event every 4 s, each starting in the last one's post-roll, for 40 s.
         let out = run(&mut r, 0..700, |r, n| match n {

@@ -33,6 +33,11 @@ use crate::report::Chain;
 use crate::uplink::backoff::Backoff;
 use input::{captured_ms, connect, decoded, running_time, Input, INPUT_BACKLOG};
 
+/// How far behind the newest unit the ring waits for the detector. Catching up after a cue
+/// decodes a group of pictures (1–4 s on cameras) at a few times real time; a detector
+/// further behind than this has stalled, and the ring stops waiting so that it stays bounded.
+const DETECTOR_LAG_LIMIT: Duration = Duration::from_secs(5);
+
 /// What the camera tells the agent.
 #[derive(Debug)]
 pub enum CameraEvent {
@@ -167,6 +172,7 @@ impl Camera {
             // The end is declared one gap after the last motion, plus one analysis frame.
             hold: motion.events.gap + motion.period(),
             max_clip: capture.max_clip,
+            max_lag: DETECTOR_LAG_LIMIT,
         });
         Self {
             detector: Detector::new(motion.detector(), motion.width, motion.height),
@@ -388,6 +394,8 @@ impl Camera {
             }
             None => {}
         }
+        let out = self.recorder.analysed(now);
+        self.record(out);
         Ok(())
     }
 
