@@ -53,12 +53,17 @@ fn run(masks: &str) -> Run {
 /// Plays `scene` through the agent, `extra` added to `[capture]`, and collects the one start
 /// alert and the clip record.
 fn run_scene(scene: &Scene, extra: &str) -> Run {
+    run_scene_with_env(scene, extra, &[])
+}
+
+/// [`run_scene`] with the agent's environment extended by `env`.
+fn run_scene_with_env(scene: &Scene, extra: &str, env: &[(&str, &str)]) -> Run {
     let world = World::new();
     let broker = world.broker(false);
     let cloud = Subscriber::connect(&world, broker.port, "cloud", false);
     let tmp = tempfile::tempdir().unwrap();
     let scene = encode(tmp.path(), "walk", scene, Codec::H264);
-    let (agent, dir) = start_agent(&world, broker.port, &scene, extra);
+    let (agent, dir) = start_agent(&world, broker.port, &scene, extra, env);
     let Some(clip) = wait_for(PATIENCE, || cloud.on("/clip").into_iter().next()) else {
         panic!("no clip record; agent log:\n{}", agent.log());
     };
@@ -89,12 +94,19 @@ fn run_scene(scene: &Scene, extra: &str) -> Run {
 
 /// Starts the agent with `source` as its file camera, `extra` added to `[capture]`; returns it
 /// and its directory.
-fn start_agent(world: &World, port: u16, source: &Path, extra: &str) -> (Agent, PathBuf) {
+fn start_agent(
+    world: &World,
+    port: u16,
+    source: &Path,
+    extra: &str,
+    env: &[(&str, &str)],
+) -> (Agent, PathBuf) {
     let mut setup = AgentSetup::new(world, port);
     setup.extra = capture_config(source, extra);
     let dir = world.path().join("agent");
     let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("etc/policy.toml");
-    (Agent::start(BIN, &setup.write(world, &dir, &policy)), dir)
+    let config = setup.write(world, &dir, &policy);
+    (Agent::start_with_env(BIN, &config, env), dir)
 }
 
 /// The bytes of the clip `manifest` describes, once all its chunks reached `cloud`.
@@ -274,6 +286,23 @@ fn h264_source_passes_through_into_a_clip_with_preroll_and_postroll() {
     assert!(r.agent.log().contains("clip ready"));
 }
 
+/// The detector's decoder stalls for 3 s just as the walk begins, as on a board busy
+/// elsewhere: the detector confirms the event that far behind the newest unit, and the clip
+/// still has its whole pre-roll from the ring and ends at its post-roll.
+#[test]
+#[cfg(feature = "fault-injection")]
+fn a_detector_far_behind_the_stream_still_gets_a_whole_clip() {
+    let stall = [("CAMAGENT_FAULT_DECODER_STALL", "3.5:3000")];
+    let r = run_scene_with_env(&walk_scene(), "", &stall);
+    let log = r.agent.log();
+    let behind = log_field(&log, "motion started", "behind_live_ms=");
+    assert!(
+        behind >= 1500.0,
+        "the stall came after the event was confirmed:\n{log}"
+    );
+    check_clip(&r);
+}
+
 /// The agent's own muxer keeps a stream with B-frames as it was: every unit in decode order
 /// with its presentation time and keyframe flag, one fragment per group of pictures, and
 /// every picture decodes.
@@ -355,7 +384,7 @@ fn a_change_of_stream_parameters_mid_event_goes_on_in_a_new_clip() {
         .status()
         .expect("gst-launch-1.0");
     assert!(made.success());
-    let (agent, _) = start_agent(&world, broker.port, &source, "");
+    let (agent, _) = start_agent(&world, broker.port, &source, "", &[]);
     let Some(records) = wait_for(PATIENCE, || {
         let records = cloud.on("/clip");
         (records.len() >= 2).then_some(records)

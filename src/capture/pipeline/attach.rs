@@ -118,6 +118,8 @@ pub(super) fn on_demand_decoder(parts: &Arc<Parts>) -> Result<(), CaptureError> 
     // stream format it takes (some take only byte-stream).
     let parse = make("h264parse")?;
     let decode = h264_decoder(parts.detector_decodes())?;
+    #[cfg(feature = "fault-injection")]
+    stall_once(&decode);
     let added = [feed.upcast_ref(), &parse, &decode];
     parts.pipeline()?.add_many(added).map_err(pipeline_error)?;
     gst::Element::link_many([feed.upcast_ref(), &parse, &decode, &parts.frames_in])
@@ -126,6 +128,37 @@ pub(super) fn on_demand_decoder(parts: &Arc<Parts>) -> Result<(), CaptureError> 
     // One decoder per graph: the cell is empty.
     let _ = parts.decoder.set(feed);
     Ok(())
+}
+
+/// A test build can make the on-demand decoder stall once, as on a board busy elsewhere just
+/// when motion begins: `CAMAGENT_FAULT_DECODER_STALL=SECONDS:MS` holds the first unit at or
+/// after SECONDS of media time for MS milliseconds.
+#[cfg(feature = "fault-injection")]
+fn stall_once(decode: &gst::Element) {
+    let Some((at, ms)) = std::env::var("CAMAGENT_FAULT_DECODER_STALL")
+        .ok()
+        .and_then(|v| {
+            let (at, ms) = v.split_once(':')?;
+            Some((at.parse::<f64>().ok()?, ms.parse::<u64>().ok()?))
+        })
+    else {
+        return;
+    };
+    let Some(pad) = decode.static_pad("sink") else {
+        return;
+    };
+    let stalled = std::sync::atomic::AtomicBool::new(false);
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        let due = info
+            .buffer()
+            .and_then(|b| b.pts())
+            .is_some_and(|pts| pts.seconds_f64() >= at);
+        if due && !stalled.swap(true, Ordering::SeqCst) {
+            tracing::error!(ms, "fault injection: the detector's decoder stalls");
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
+        gst::PadProbeReturn::Ok
+    });
 }
 
 /// Decodes the H.264 access units `from` gives into the frames branch, behind a queue of
