@@ -321,19 +321,38 @@ fn alert_latencies(cloud: &Subscriber, log: &str) -> Vec<Latency> {
             }
             let captured = humantime::parse_rfc3339(event["time"].as_str()?).ok()?;
             let id = event["event_id"].as_str()?;
+            let started = log
+                .lines()
+                .position(|l| l.contains("motion started") && l.contains(id))?;
             let behind_live_ms = log
                 .lines()
-                .find(|l| l.contains("motion started") && l.contains(id))?
+                .nth(started)?
                 .split("behind_live_ms=")
                 .nth(1)?
                 .split_whitespace()
                 .next()?
                 .parse()
                 .ok()?;
-            Some(Latency {
+            let latency = Latency {
                 total: m.received.duration_since(captured).unwrap_or_default(),
                 behind_live: Duration::from_millis(behind_live_ms),
-            })
+            };
+            let beyond = latency.total.saturating_sub(latency.behind_live);
+            if beyond > 2 * Duration::from_secs(1) / FPS {
+                // Rare, and not reproduced at will: the agent's own account of the alert,
+                // from its start to the record queued for the broker, says where it waited.
+                let trail: Vec<&str> = log.lines().skip(started).take(40).collect();
+                let end = trail
+                    .iter()
+                    .position(|l| l.contains("record queued"))
+                    .map_or(trail.len(), |i| i + 1);
+                eprintln!(
+                    "an alert {beyond:?} beyond the detector's lag; the agent's log from its \
+                     start:\n{}",
+                    trail[..end].join("\n")
+                );
+            }
+            Some(latency)
         })
         .collect()
 }
