@@ -33,6 +33,11 @@ const WIDTH: u32 = 320;
 const HEIGHT: u32 = 176;
 const FPS: u32 = 5;
 
+/// The time between two analysed frames.
+fn analysis_frame() -> Duration {
+    Duration::from_secs(1) / FPS
+}
+
 struct Clip {
     name: &'static str,
     what: &'static str,
@@ -321,12 +326,11 @@ fn alert_latencies(cloud: &Subscriber, log: &str) -> Vec<Latency> {
             }
             let captured = humantime::parse_rfc3339(event["time"].as_str()?).ok()?;
             let id = event["event_id"].as_str()?;
-            let started = log
+            let (started, line) = log
                 .lines()
-                .position(|l| l.contains("motion started") && l.contains(id))?;
-            let behind_live_ms = log
-                .lines()
-                .nth(started)?
+                .enumerate()
+                .find(|(_, l)| l.contains("motion started") && l.contains(id))?;
+            let behind_live_ms = line
                 .split("behind_live_ms=")
                 .nth(1)?
                 .split_whitespace()
@@ -338,7 +342,7 @@ fn alert_latencies(cloud: &Subscriber, log: &str) -> Vec<Latency> {
                 behind_live: Duration::from_millis(behind_live_ms),
             };
             let beyond = latency.total.saturating_sub(latency.behind_live);
-            if beyond > 2 * Duration::from_secs(1) / FPS {
+            if beyond > 2 * analysis_frame() {
                 // Rare, and not reproduced at will: the agent's own account of the alert,
                 // from its start to the record queued for the broker, says where it waited.
                 let trail: Vec<&str> = log.lines().skip(started).take(40).collect();
@@ -363,7 +367,7 @@ fn latency_summary(latencies: Vec<Latency>) -> String {
     if latencies.is_empty() {
         return "no alerts arrived".to_owned();
     }
-    let frame = Duration::from_secs(1) / FPS;
+    let frame = analysis_frame();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let sorted = |pick: fn(&Latency) -> Duration| {
         let mut all: Vec<Duration> = latencies.iter().map(pick).collect();
