@@ -15,6 +15,8 @@ pub mod eval;
 #[cfg(feature = "capture")]
 mod finisher;
 pub mod fmp4;
+#[cfg(feature = "capture")]
+pub mod h264dec;
 pub mod mask;
 pub mod on_demand;
 #[cfg(feature = "capture")]
