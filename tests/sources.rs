@@ -244,11 +244,16 @@ fn with_a_detection_stream_motion_is_seen_there_and_the_main_stream_recorded() {
         "{decoded} of {units} units decoded:\n{log}"
     );
     assert!(!log.contains(PASSWORD_IN_URL));
-    // Nothing decodes the main stream, so GStreamer does not even list libav's elements.
+    // The agent's own decoder takes the detection stream, and nothing decodes the main one:
+    // GStreamer lists neither libav's elements nor OpenH264's.
     let plugins = log_field_text(&log, "GStreamer confined", "plugins=");
     assert!(
-        plugins.contains("openh264") && !plugins.contains("libav"),
+        !plugins.contains("openh264") && !plugins.contains("libav"),
         "{plugins}"
+    );
+    assert_eq!(
+        log_field_text(&log, "H.264 decoder chosen", "decoder="),
+        "camagenth264dec"
     );
 }
 

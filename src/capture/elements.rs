@@ -8,6 +8,7 @@ use gstreamer::prelude::*;
 use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 
+use super::h264dec;
 use super::on_demand::UnitCue;
 use super::{CaptureError, Frame};
 use crate::config::MotionConfig;
@@ -181,16 +182,14 @@ pub enum DecoderFor {
     Footprint,
 }
 
-/// The software decoder that holds the least memory. libav's pulls in FFmpeg's whole tree
-/// (its filters, formats and their codec libraries): detecting on a 320×180 sub-stream the
-/// agent held 21.8 MiB private and 65 MiB resident with it, 16.4 and 32 with OpenH264, for
-/// 3–9 % more CPU (BENCHMARKS.md, "Camera with a sub-stream").
-const LIGHTEST_SOFTWARE_DECODER: &str = "openh264dec";
-
 /// The best-ranked H.264 decoder (a board's hardware decoder where it has one), on one thread
-/// ([`one_thread`]). For [`DecoderFor::Footprint`], OpenH264 stands in for libav's software
-/// decoder where it is installed.
+/// ([`one_thread`]). For [`DecoderFor::Footprint`], the agent's own decoder stands in for a
+/// software one: libav's pulls in FFmpeg's whole tree (its filters, formats and their codec
+/// libraries), and OpenH264 zeroes a fixed 3 MiB bitstream buffer; detecting on a 320×180
+/// sub-stream the agent held 20.1, 13.6 and 9.7 MiB private with libav's, OpenH264 and its
+/// own (BENCHMARKS.md, "Camera with a sub-stream").
 pub fn h264_decoder(purpose: DecoderFor) -> Result<gst::Element, CaptureError> {
+    h264dec::register()?;
     let decoders: Vec<_> = gst::ElementFactory::factories_with_type(
         gst::ElementFactoryType::DECODER | gst::ElementFactoryType::MEDIA_VIDEO,
         gst::Rank::MARGINAL,
@@ -199,13 +198,11 @@ pub fn h264_decoder(purpose: DecoderFor) -> Result<gst::Element, CaptureError> {
     .filter(decodes_h264)
     .collect();
     let best = decoders.iter().max_by_key(|f| f.rank()).ok_or_else(|| {
-        CaptureError::MissingElement("openh264dec or avdec_h264 (an H.264 decoder)".into())
+        CaptureError::MissingElement("avdec_h264 or openh264dec (an H.264 decoder)".into())
     })?;
-    let lightest = decoders
-        .iter()
-        .find(|f| f.name() == LIGHTEST_SOFTWARE_DECODER);
-    let factory = match lightest {
-        Some(lightest) if purpose == DecoderFor::Footprint && is_libav(best) => lightest,
+    let own = decoders.iter().find(|f| f.name() == h264dec::NAME);
+    let factory = match own {
+        Some(own) if purpose == DecoderFor::Footprint && !is_hardware(best) => own,
         _ => best,
     };
     let decoder = factory
@@ -215,6 +212,13 @@ pub fn h264_decoder(purpose: DecoderFor) -> Result<gst::Element, CaptureError> {
     one_thread(&decoder);
     tracing::info!(decoder = %factory.name(), ?purpose, "H.264 decoder chosen");
     Ok(decoder)
+}
+
+/// A decoder in the board's hardware ("Codec/Decoder/Video/Hardware").
+fn is_hardware(factory: &gst::ElementFactory) -> bool {
+    factory
+        .metadata(gst::ELEMENT_METADATA_KLASS)
+        .is_some_and(|klass| klass.split('/').any(|part| part == "Hardware"))
 }
 
 fn is_libav(factory: &gst::ElementFactory) -> bool {
@@ -241,21 +245,19 @@ mod tests {
     }
 
     #[test]
-    fn a_detection_stream_gets_openh264_where_libav_would_be_chosen() {
+    fn a_detection_stream_gets_the_agents_own_decoder_where_a_software_one_would_be_chosen() {
         gst::init().unwrap();
-        let fastest = chosen(DecoderFor::Throughput);
-        let installed = gst::ElementFactory::find(LIGHTEST_SOFTWARE_DECODER).is_some();
-        let expected = match fastest.starts_with("avdec_") && installed {
-            true => LIGHTEST_SOFTWARE_DECODER.to_owned(),
-            // A hardware decoder, or no OpenH264: the best-ranked one for both.
-            false => fastest.clone(),
+        let fastest = h264_decoder(DecoderFor::Throughput).unwrap();
+        let expected = match is_hardware(&fastest.factory().unwrap()) {
+            true => fastest.factory().unwrap().name().to_string(),
+            false => h264dec::NAME.to_owned(),
         };
         assert_eq!(chosen(DecoderFor::Footprint), expected);
-        // The host the tests run on has both (scripts/install-deps).
+        // The host the tests run on has libav's (scripts/install-deps), and no hardware.
         if cfg!(target_arch = "x86_64") {
             assert_eq!(
-                (fastest.as_str(), expected.as_str()),
-                ("avdec_h264", "openh264dec")
+                (chosen(DecoderFor::Throughput).as_str(), expected.as_str()),
+                ("avdec_h264", h264dec::NAME)
             );
         }
     }

@@ -16,8 +16,10 @@ use crate::config::capture::{Encoder, SnapshotStream, Source};
 const WHITELIST_ENV: &str = "GST_PLUGIN_LOADING_WHITELIST";
 const REGISTRY_ENV: &str = "GST_REGISTRY_1_0";
 
-/// Plugins every camera pipeline may use: its plumbing, the parser, snapshots, the lightest software decoder, and the kernel's hardware decoders and encoders (stateful
-/// `video4linux2`, stateless `v4l2codecs`), which are preferred where the board has them.
+/// Plugins every camera pipeline may use: its plumbing, the parser, snapshots, and the
+/// kernel's hardware decoders and encoders (stateful `video4linux2`, stateless `v4l2codecs`),
+/// which are preferred where the board has them. A detection stream's software decoder is
+/// the agent's own (`capture::h264dec`), in no plugin.
 /// `videoconvertscale` was `videoconvert` and `videoscale` before GStreamer 1.22.
 const ALWAYS: &[&str] = &[
     "coreelements",
@@ -28,7 +30,6 @@ const ALWAYS: &[&str] = &[
     "videorate",
     "videoparsersbad",
     "jpeg",
-    "openh264",
     "video4linux2",
     "v4l2codecs",
 ];
@@ -63,7 +64,7 @@ pub fn needed(capture: &CaptureConfig) -> Vec<&str> {
         Source::Rtsp { .. } => plugins.extend(RTSPS),
     }
     // libav's decoder is the fastest software one, for a main stream of H.264 decoded all
-    // along. Raw frames need no decoder; a detection stream is decoded by OpenH264
+    // along. Raw frames need no decoder; a detection stream is decoded by the agent's own
     // (`elements::DecoderFor`), and the main one then only for a snapshot of its own.
     let main_decoded = match &capture.source {
         Source::Test { .. } | Source::V4l2 { encoded: false, .. } => false,
@@ -144,7 +145,7 @@ mod tests {
         );
         let plugins = needed(&sub);
         assert!(!plugins.contains(&"libav"), "{plugins:?}");
-        assert!(plugins.contains(&"openh264") && plugins.contains(&"rtsp"));
+        assert!(!plugins.contains(&"openh264") && plugins.contains(&"rtsp"));
         // Its main-stream snapshot is decoded by the fastest decoder.
         let main_snapshot = capture(
             "source = \"rtsp\"\nurl = \"rtsp://192.0.2.10/main\"\ndetect_url = \"rtsp://192.0.2.10/sub\"\n[snapshot]\nstream = \"main\"",
