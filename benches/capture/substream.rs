@@ -3,9 +3,9 @@
 //! (gst-rtsp-server, Basic auth). Two scenes: the busy street, and the mostly-still street
 //! (two minutes of nobody, then people walking in) where decoding on demand matters most.
 //! Side by side, one after the other, each for the clip's length: camagent detecting on the
-//! sub-stream (`capture.detect_url`), every unit and on demand (by OpenH264, and by libav's
-//! decoder for comparison; and with every installed GStreamer plugin registered, as before
-//! the agent listed only those it uses), and recording the main one without decoding it; and
+//! sub-stream (`capture.detect_url`), every unit and on demand (by its own decoder, and by
+//! libav's and OpenH264 for comparison; and with every installed GStreamer plugin
+//! registered, as before the agent listed only those it uses), and recording the main one without decoding it; and
 //! Motion as its users set it up there (`netcam_url` the sub-stream, `netcam_high_url` the
 //! main one, movies by `movie_passthrough`). On the street, camagent decoding the main stream
 //! too, every unit and on demand. And the motion-to-alert latency of camagent detecting on the
@@ -13,8 +13,8 @@
 //!
 //! Run: `cargo bench --bench capture -- substream` (about twenty-five minutes). Writes its
 //! figures to BENCHMARKS.md. `-- substream quick [mostly-still]`: one scene (the street
-//! unless named), camagent on the sub-stream on demand (with its plugins and with all) and
-//! Motion, printed only (a few minutes, for A/B runs).
+//! unless named), camagent on the sub-stream on demand (by its own decoder with its plugins
+//! and with all, and by OpenH264) and Motion, printed only (a few minutes, for A/B runs).
 
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
@@ -245,16 +245,27 @@ fn measure(world: &World, broker: u16, dir: &Path, scene: &Scene, quick: bool) -
             format!("detect_url = \"{}\"\ndecode = \"always\"\n", url("sub")),
         )
     });
-    // The decoder the agent would take for the main stream, libav's, in place of OpenH264.
+    // The installed decoders in place of the agent's own: libav's, which it takes for a main
+    // stream, and OpenH264, which it took for a detection stream before.
     let sub_libav = (!quick).then(|| {
         camagent_with(
             "camagent, detecting on the sub-stream (`detect_url`), decoded on demand by libav's \
-             decoder (`plugins = [\"libav\"]`, `GST_PLUGIN_FEATURE_RANK=openh264dec:NONE`)",
+             decoder (`plugins = [\"libav\"]`, `GST_PLUGIN_FEATURE_RANK=camagenth264dec:NONE`)",
             "sub-libav",
             format!("detect_url = \"{}\"\nplugins = [\"libav\"]\n", url("sub")),
-            &[("GST_PLUGIN_FEATURE_RANK", "openh264dec:NONE")],
+            &[("GST_PLUGIN_FEATURE_RANK", "camagenth264dec:NONE")],
         )
     });
+    let sub_openh264 = camagent_with(
+        "camagent, detecting on the sub-stream (`detect_url`), decoded on demand by OpenH264 \
+         (`plugins = [\"openh264\"]`, `GST_PLUGIN_FEATURE_RANK=camagenth264dec:NONE`)",
+        "sub-openh264",
+        format!(
+            "detect_url = \"{}\"\nplugins = [\"openh264\"]\n",
+            url("sub")
+        ),
+        &[("GST_PLUGIN_FEATURE_RANK", "camagenth264dec:NONE")],
+    );
     // GStreamer as it starts by default: every installed plugin in its registry, cached
     // beforehand (as the agent's own list is by the runs before, or by an earlier bench).
     let registry = dir.join("all-plugins-registry.bin");
@@ -269,16 +280,16 @@ fn measure(world: &World, broker: u16, dir: &Path, scene: &Scene, quick: bool) -
         .expect("gst-inspect-1.0");
     assert!(scanned.status.success() && registry.exists());
     let sub_all_plugins = camagent_with(
-        "camagent, detecting on the sub-stream (`detect_url`), decoded on demand by OpenH264, \
-         every installed GStreamer plugin registered (`GST_PLUGIN_LOADING_WHITELIST` = all of \
+        "camagent, detecting on the sub-stream (`detect_url`), decoded on demand by its own \
+         decoder, every installed GStreamer plugin registered (`GST_PLUGIN_LOADING_WHITELIST` = all of \
          Debian's GStreamer packages)",
         "sub-all-plugins",
         format!("detect_url = \"{}\"\n", url("sub")),
         &all_plugins,
     );
     let on_sub = camagent(
-        "camagent, detecting on the sub-stream (`detect_url`), decoded on demand by OpenH264 \
-         (the default)",
+        "camagent, detecting on the sub-stream (`detect_url`), decoded on demand by its own \
+         decoder (`camagenth264dec`, the default)",
         "sub",
         format!("detect_url = \"{}\"\n", url("sub")),
     );
@@ -303,7 +314,7 @@ fn measure(world: &World, broker: u16, dir: &Path, scene: &Scene, quick: bool) -
     };
     let on_demand_latencies = sub_libav
         .iter()
-        .chain([&sub_all_plugins, &on_sub])
+        .chain([&sub_openh264, &sub_all_plugins, &on_sub])
         .flat_map(|r| r.latencies.iter().copied())
         .collect();
     let measured = Measured {
@@ -315,6 +326,6 @@ fn measure(world: &World, broker: u16, dir: &Path, scene: &Scene, quick: bool) -
     };
     rows.extend(sub_always);
     rows.extend(sub_libav);
-    rows.extend([sub_all_plugins, on_sub, motion]);
+    rows.extend([sub_openh264, sub_all_plugins, on_sub, motion]);
     Measured { rows, ..measured }
 }
