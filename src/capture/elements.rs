@@ -189,7 +189,10 @@ pub enum DecoderFor {
 /// sub-stream the agent held 20.1, 13.6 and 9.7 MiB private with libav's, OpenH264 and its
 /// own (BENCHMARKS.md, "Camera with a sub-stream").
 pub fn h264_decoder(purpose: DecoderFor) -> Result<gst::Element, CaptureError> {
-    h264dec::register()?;
+    if let Err(e) = h264dec::register() {
+        // The installed decoders take its place.
+        tracing::warn!("{e}");
+    }
     let decoders: Vec<_> = gst::ElementFactory::factories_with_type(
         gst::ElementFactoryType::DECODER | gst::ElementFactoryType::MEDIA_VIDEO,
         gst::Rank::MARGINAL,
