@@ -289,18 +289,29 @@ fn h264_source_passes_through_into_a_clip_with_preroll_and_postroll() {
 /// The detector's decoder stalls for 3 s just as the walk begins, as on a board busy
 /// elsewhere: the detector confirms the event that far behind the newest unit, and the clip
 /// still has its whole pre-roll from the ring and ends at its post-roll.
+///
+/// On a loaded machine the camera thread can take the walk's first busy keyframe from the
+/// decoder before its own cue, and then confirms the event close to live: that run's clip is
+/// checked too, and the scene runs again, up to three times, until the stall has held the
+/// detector back.
 #[test]
 #[cfg(feature = "fault-injection")]
 fn a_detector_far_behind_the_stream_still_gets_a_whole_clip() {
     let stall = [("CAMAGENT_FAULT_DECODER_STALL", "3.5:3000")];
-    let r = run_scene_with_env(&walk_scene(), "", &stall);
-    let log = r.agent.log();
-    let behind = log_field(&log, "motion started", "behind_live_ms=");
-    assert!(
-        behind >= 1500.0,
-        "the stall did not hold the detector back when it confirmed the event:\n{log}"
-    );
-    check_clip(&r);
+    let mut behind = Vec::new();
+    for _ in 0..3 {
+        let r = run_scene_with_env(&walk_scene(), "", &stall);
+        check_clip(&r);
+        behind.push(log_field(
+            &r.agent.log(),
+            "motion started",
+            "behind_live_ms=",
+        ));
+        if behind.last() >= Some(&1500.0) {
+            return;
+        }
+    }
+    panic!("the stall never held the detector back when it confirmed the event: {behind:?} ms");
 }
 
 /// The agent's own muxer keeps a stream with B-frames as it was: every unit in decode order
