@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use gstreamer as gst;
-use gstreamer::prelude::*;
 use support::scenes::*;
 use support::*;
 
@@ -118,30 +117,6 @@ fn received_clip(cloud: &Subscriber, manifest: &serde_json::Value, agent: &Agent
         );
     };
     bytes
-}
-
-/// Runs `filesrc location=PATH ! TAIL ! appsink` to the end, mapping each sample with `each`.
-fn pull_all<T>(path: &Path, tail: &str, mut each: impl FnMut(&gst::Sample) -> T) -> Vec<T> {
-    gst::init().unwrap();
-    let pipeline = gst::parse::launch(&format!(
-        "filesrc location={} ! {tail} ! appsink name=sink sync=false",
-        path.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gstreamer_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let mut out = Vec::new();
-    while let Ok(sample) = sink.pull_sample() {
-        out.push(each(&sample));
-    }
-    pipeline.set_state(gst::State::Null).unwrap();
-    out
 }
 
 /// Every frame of `path` decoded to GRAY8 at `w × h`.

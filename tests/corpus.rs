@@ -16,8 +16,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use gstreamer as gst;
-use gstreamer::prelude::*;
-use gstreamer_app as gst_app;
 
 fn corpus() -> PathBuf {
     let dir = std::env::var_os("CAMAGENT_CORPUS")
@@ -119,33 +117,12 @@ fn decoding_on_demand_finds_every_event_that_decoding_everything_finds() {
 /// Each picture `decoder` makes of `clip`: its presentation time and the CRC-32 of its I420
 /// bytes, in the order they came out.
 fn pictures(clip: &Path, decoder: &str) -> Vec<(u64, u32)> {
-    let pipeline = gst::parse::launch(&format!(
-        "filesrc location={} ! qtdemux ! h264parse ! {decoder} ! video/x-raw,format=I420 \
-         ! appsink name=out sync=false",
-        clip.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let sink = pipeline
-        .by_name("out")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let mut pictures = Vec::new();
-    while let Ok(sample) = sink.pull_sample() {
+    let tail = format!("qtdemux ! h264parse ! {decoder} ! video/x-raw,format=I420");
+    support::pull_all(clip, &tail, |sample| {
         let buffer = sample.buffer().unwrap();
         let map = buffer.map_readable().unwrap();
-        pictures.push((buffer.pts().unwrap().nseconds(), crc32fast::hash(&map)));
-    }
-    let error = pipeline
-        .bus()
-        .unwrap()
-        .pop_filtered(&[gst::MessageType::Error]);
-    pipeline.set_state(gst::State::Null).unwrap();
-    assert!(error.is_none(), "{}: {error:?}", clip.display());
-    pictures
+        (buffer.pts().unwrap().nseconds(), crc32fast::hash(&map))
+    })
 }
 
 /// The agent's own decoder (a detection stream's) on every clip of the corpus, none of which

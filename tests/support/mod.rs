@@ -1052,3 +1052,39 @@ pub fn log_field_text<'a>(log: &'a str, what: &str, name: &str) -> &'a str {
 
 /// What the agent logs when a scene went still and its detector decodes keyframes only.
 pub const KEYFRAMES_ONLY: &str = "the scene is still: decoding keyframes only";
+
+/// Runs `filesrc location=PATH ! TAIL ! appsink` to the end, mapping each sample with `each`;
+/// an error on the pipeline's bus fails the test rather than cutting the samples short.
+pub fn pull_all<T>(
+    path: &Path,
+    tail: &str,
+    mut each: impl FnMut(&gstreamer::Sample) -> T,
+) -> Vec<T> {
+    use gstreamer as gst;
+    use gstreamer::prelude::*;
+    gst::init().unwrap();
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={} ! {tail} ! appsink name=sink sync=false",
+        path.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gstreamer_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut out = Vec::new();
+    while let Ok(sample) = sink.pull_sample() {
+        out.push(each(&sample));
+    }
+    let error = pipeline
+        .bus()
+        .unwrap()
+        .pop_filtered(&[gst::MessageType::Error]);
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert!(error.is_none(), "{}: {error:?}", path.display());
+    out
+}
